@@ -1,0 +1,86 @@
+//! The command line: argument definitions and dispatch. Each subcommand's work lives in the
+//! library; these modules only parse, call and print.
+
+mod config_cmd;
+mod mqtt;
+mod nvs;
+mod partitions;
+mod sn;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Vesper Station: serial numbers, NVS images, partition tables and MQTT credentials for
+/// ESP32 manufacturing.
+#[derive(Parser)]
+#[command(name = "vesper", version, about, long_about = None)]
+#[command(after_help = "Start with `vesper init` in an empty folder, then `vesper config check`.")]
+pub struct Cli {
+    /// Configuration file (default: $VESPER_CONFIG, ./config.toml, ~/.config/vesper/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write config.toml and the partition tables it references into a folder.
+    Init(config_cmd::InitArgs),
+    /// Check the configuration and show what it resolves to.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Make and check serial numbers (PV-YYMDD-BBTTR-XXXXX).
+    #[command(subcommand)]
+    Sn(sn::SnCommand),
+    /// MQTT credentials and access rules.
+    #[command(subcommand)]
+    Mqtt(mqtt::MqttCommand),
+    /// NVS partition images: generate (drop-in for nvs_partition_gen.py), dump, per-device images.
+    #[command(subcommand)]
+    Nvs(nvs::NvsCommand),
+    /// ESP-IDF partition tables.
+    #[command(subcommand)]
+    Partitions(partitions::PartitionsCommand),
+}
+
+/// How a command ended, when it did not fail outright.
+pub enum Outcome {
+    Success,
+    /// The command ran and found problems it has already reported (exit 1).
+    Problems,
+}
+
+/// Parses the command line, runs the command and maps the result to an exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.config.as_deref();
+    let result = match cli.command {
+        Command::Init(args) => config_cmd::init(args),
+        Command::Config(cmd) => config_cmd::run(cmd, config),
+        Command::Sn(cmd) => sn::run(cmd),
+        Command::Mqtt(cmd) => mqtt::run(cmd, config),
+        Command::Nvs(cmd) => nvs::run(cmd, config),
+        Command::Partitions(cmd) => partitions::run(cmd),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Problems) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

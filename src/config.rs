@@ -1,0 +1,591 @@
+//! Configuration: boards, backend, MQTT. One TOML file, validated on load.
+//!
+//! Found at `--config FILE`, else `$VESPER_CONFIG`, else `./config.toml`, else the user's config
+//! folder (`~/.config/vesper/config.toml` on Linux). Relative paths inside it are relative to the
+//! file's own folder, so a folder made by `vesper init` works wherever it is run from. Every
+//! error names the file and the key (`boards[1].hw_type`), because a technician fixing a config
+//! on a bench has no debugger.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::acl::Topics;
+use crate::nvs::{self, DEVICE_KEYS, Setting};
+use crate::partitions::{self, DEFAULT_NVS_PARTITION, PartitionTable, Region};
+use crate::serial::{BoardType, Revision};
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "VESPER_CONFIG";
+/// File name looked for in the current folder and the user's config folder.
+pub const FILE_NAME: &str = "config.toml";
+
+/// The example configuration, also what `vesper init` writes.
+pub const EXAMPLE: &str = include_str!("../config.toml.example");
+
+/// The partition tables the example configuration references, as (relative path, content).
+pub const EXAMPLE_TABLES: [(&str, &str); 2] = [
+    (
+        "partitions/custom_4mb.csv",
+        include_str!("../partitions/custom_4mb.csv"),
+    ),
+    (
+        "partitions/custom_2mb.csv",
+        include_str!("../partitions/custom_2mb.csv"),
+    ),
+];
+
+/// Errors finding, reading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no configuration found (looked at {}); run `vesper init` to write one here, or pass --config FILE", list(.searched))]
+    NotFound { searched: Vec<PathBuf> },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ESP32 family chips a board can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chip {
+    Esp32,
+    Esp32s2,
+    Esp32s3,
+    Esp32c2,
+    Esp32c3,
+    Esp32c6,
+    Esp32h2,
+}
+
+impl fmt::Display for Chip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Chip::Esp32 => "esp32",
+            Chip::Esp32s2 => "esp32s2",
+            Chip::Esp32s3 => "esp32s3",
+            Chip::Esp32c2 => "esp32c2",
+            Chip::Esp32c3 => "esp32c3",
+            Chip::Esp32c6 => "esp32c6",
+            Chip::Esp32h2 => "esp32h2",
+        };
+        f.write_str(name)
+    }
+}
+
+/// SPI flash modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashMode {
+    Qio,
+    Qout,
+    Dio,
+    Dout,
+}
+
+/// One hardware variant (a PlatformIO environment in the customer's firmware repository).
+#[derive(Debug, Clone)]
+pub struct Board {
+    /// Environment name, e.g. `bellcore-v2`; also the OTA folder name.
+    pub name: String,
+    pub hw_type: BoardType,
+    pub hw_version: Revision,
+    pub chip: Chip,
+    /// Flash size in bytes.
+    pub flash_size: u64,
+    pub flash_mode: FlashMode,
+    /// Resolved path of the partition table.
+    pub partition_table: PathBuf,
+    pub table: PartitionTable,
+    /// Where the provisioning NVS partition is, from the table.
+    pub nvs: Region,
+    /// Extra NVS keys written after the standard ones.
+    pub nvs_extra: Vec<(String, Setting)>,
+}
+
+/// Where the station finds the backend.
+#[derive(Debug, Clone, Default)]
+pub struct Backend {
+    pub url: String,
+    /// Bearer token; `VESPER_TOKEN` overrides it. Never printed.
+    pub token: Option<String>,
+}
+
+/// Where devices find the broker, and their topics.
+#[derive(Debug, Clone)]
+pub struct Mqtt {
+    pub host: String,
+    pub port: u16,
+    pub topics: Topics,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Station name, recorded with every flash (defaults to the host name).
+    pub station: String,
+    pub backend: Backend,
+    pub mqtt: Mqtt,
+    pub boards: Vec<Board>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    station: RawStation,
+    #[serde(default)]
+    backend: RawBackend,
+    mqtt: RawMqtt,
+    #[serde(default)]
+    boards: Vec<RawBoard>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    #[serde(default = "default_backend_url")]
+    url: String,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+impl Default for RawBackend {
+    fn default() -> Self {
+        Self {
+            url: default_backend_url(),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+fn default_backend_url() -> String {
+    "http://127.0.0.1:8080".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    host: String,
+    #[serde(default = "default_mqtt_port")]
+    port: u16,
+    #[serde(default)]
+    topics: Option<Topics>,
+}
+
+fn default_mqtt_port() -> u16 {
+    1883
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoard {
+    name: String,
+    hw_type: String,
+    hw_version: String,
+    chip: Chip,
+    flash_size: String,
+    flash_mode: FlashMode,
+    partition_table: PathBuf,
+    #[serde(default)]
+    nvs_partition: Option<String>,
+    #[serde(default)]
+    nvs_extra: Vec<RawSetting>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSetting {
+    key: String,
+    #[serde(rename = "type")]
+    ty: String,
+    value: toml::Value,
+}
+
+impl Config {
+    /// Finds the config file: `explicit`, else `$VESPER_CONFIG`, else `./config.toml`, else the
+    /// user's config folder.
+    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        if let Some(path) = explicit {
+            return Ok(path.to_owned());
+        }
+        if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+            return Ok(PathBuf::from(path));
+        }
+        let mut searched = vec![PathBuf::from(FILE_NAME)];
+        if let Some(dir) = dirs::config_dir() {
+            searched.push(dir.join("vesper").join(FILE_NAME));
+        }
+        searched
+            .iter()
+            .find(|p| p.is_file())
+            .cloned()
+            .ok_or(ConfigError::NotFound { searched })
+    }
+
+    /// Locates and loads the configuration.
+    pub fn discover(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load(&Self::locate(explicit)?)
+    }
+
+    /// Loads and validates one file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` is where it lives (relative paths start from its folder).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Toml {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+
+        let mqtt = validate_mqtt(raw.mqtt).map_err(|(k, m)| invalid(k, m))?;
+        let backend = validate_backend(raw.backend, base).map_err(|(k, m)| invalid(k, m))?;
+        let mut boards: Vec<Board> = Vec::with_capacity(raw.boards.len());
+        for (i, raw_board) in raw.boards.into_iter().enumerate() {
+            let board = validate_board(raw_board, base, &mqtt)
+                .map_err(|(k, m)| invalid(format!("boards[{i}].{k}"), m))?;
+            if let Some(other) = boards.iter().find(|b| b.name == board.name) {
+                return Err(invalid(
+                    format!("boards[{i}].name"),
+                    format!("`{}` is used twice", other.name),
+                ));
+            }
+            if let Some(other) = boards
+                .iter()
+                .find(|b| (b.hw_type, b.hw_version) == (board.hw_type, board.hw_version))
+            {
+                return Err(invalid(
+                    format!("boards[{i}].hw_version"),
+                    format!(
+                        "{}{} is already board `{}`",
+                        board.hw_type, board.hw_version, other.name
+                    ),
+                ));
+            }
+            boards.push(board);
+        }
+        let station = raw.station.name.unwrap_or_else(default_station_name);
+        if station.trim().is_empty() {
+            return Err(invalid("station.name".into(), "must not be empty".into()));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            station,
+            backend,
+            mqtt,
+            boards,
+        })
+    }
+
+    /// The board called `name`, or an error listing the known boards.
+    pub fn board(&self, name: &str) -> Result<&Board, ConfigError> {
+        self.boards
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| ConfigError::Invalid {
+                path: self.path.clone(),
+                key: "boards".into(),
+                message: format!(
+                    "no board named `{name}` (known: {})",
+                    self.boards
+                        .iter()
+                        .map(|b| b.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// The board with a hardware type and version.
+    pub fn board_for(&self, hw_type: BoardType, hw_version: Revision) -> Option<&Board> {
+        self.boards
+            .iter()
+            .find(|b| b.hw_type == hw_type && b.hw_version == hw_version)
+    }
+}
+
+fn default_station_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "station".into())
+}
+
+type Invalid = (String, String);
+
+fn validate_mqtt(raw: RawMqtt) -> Result<Mqtt, Invalid> {
+    if raw.host.trim().is_empty() || raw.host.contains(char::is_whitespace) {
+        return Err((
+            "mqtt.host".into(),
+            format!("`{}` is not a host name", raw.host),
+        ));
+    }
+    if raw.port == 0 {
+        return Err(("mqtt.port".into(), "must be 1..65535".into()));
+    }
+    let topics = raw.topics.unwrap_or_default();
+    topics
+        .validate()
+        .map_err(|e| ("mqtt.topics".into(), e.to_string()))?;
+    Ok(Mqtt {
+        host: raw.host,
+        port: raw.port,
+        topics,
+    })
+}
+
+fn validate_backend(raw: RawBackend, base: &Path) -> Result<Backend, Invalid> {
+    if !(raw.url.starts_with("http://") || raw.url.starts_with("https://")) {
+        return Err((
+            "backend.url".into(),
+            format!("`{}` must start with http:// or https://", raw.url),
+        ));
+    }
+    let token = match (raw.token, raw.token_file) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "backend.token".into(),
+                "set token or token_file, not both".into(),
+            ));
+        }
+        (Some(token), None) => Some(token),
+        (None, Some(file)) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                (
+                    "backend.token_file".to_owned(),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Some(text.trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    Ok(Backend {
+        url: raw.url.trim_end_matches('/').to_owned(),
+        token,
+    })
+}
+
+fn validate_board(raw: RawBoard, base: &Path, mqtt: &Mqtt) -> Result<Board, Invalid> {
+    let bad = |key: &str, message: String| (key.to_owned(), message);
+    let name_ok = !raw.name.is_empty()
+        && raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && !raw.name.starts_with('.');
+    if !name_ok {
+        return Err(bad(
+            "name",
+            format!(
+                "`{}` must be lower-case letters, digits, `-`, `_` or `.`",
+                raw.name
+            ),
+        ));
+    }
+    let hw_type: BoardType = raw
+        .hw_type
+        .parse()
+        .map_err(|e: crate::serial::InputError| bad("hw_type", e.to_string()))?;
+    let hw_version: Revision = raw
+        .hw_version
+        .parse()
+        .map_err(|e: crate::serial::InputError| bad("hw_version", e.to_string()))?;
+    let flash_size = partitions::parse_size(&raw.flash_size)
+        .filter(|s| s.is_power_of_two() && (1 << 20..=128 << 20).contains(s))
+        .ok_or_else(|| {
+            bad(
+                "flash_size",
+                format!(
+                    "`{}` is not a flash size such as 2MB, 4MB, 8MB or 16MB",
+                    raw.flash_size
+                ),
+            )
+        })?;
+    let partition_table = base.join(&raw.partition_table);
+    let table = PartitionTable::load(&partition_table)
+        .map_err(|e| bad("partition_table", e.to_string()))?;
+    table
+        .check_fits(flash_size)
+        .map_err(|e| bad("partition_table", e.to_string()))?;
+    let nvs_name = raw
+        .nvs_partition
+        .unwrap_or_else(|| DEFAULT_NVS_PARTITION.into());
+    let nvs = table
+        .nvs(&nvs_name)
+        .map_err(|e| bad("nvs_partition", e.to_string()))?;
+    if nvs.size < 0x3000 {
+        return Err(bad(
+            "nvs_partition",
+            format!(
+                "`{nvs_name}` is 0x{:x} bytes; a device NVS partition needs at least 0x3000",
+                nvs.size
+            ),
+        ));
+    }
+    let mut nvs_extra = Vec::with_capacity(raw.nvs_extra.len());
+    let mut keys: HashSet<String> = DEVICE_KEYS.iter().map(|k| k.to_string()).collect();
+    for (i, setting) in raw.nvs_extra.into_iter().enumerate() {
+        let key = format!("nvs_extra[{i}]");
+        nvs::check_key(&setting.key).map_err(|e| bad(&format!("{key}.key"), e.to_string()))?;
+        if !keys.insert(setting.key.clone()) {
+            return Err(bad(
+                &format!("{key}.key"),
+                format!(
+                    "`{}` is already written (standard keys: {})",
+                    setting.key,
+                    DEVICE_KEYS.join(", ")
+                ),
+            ));
+        }
+        let value = parse_setting(&setting.ty, &setting.value)
+            .map_err(|m| bad(&format!("{key}.value"), m))?;
+        nvs_extra.push((setting.key, value));
+    }
+    let board = Board {
+        name: raw.name,
+        hw_type,
+        hw_version,
+        chip: raw.chip,
+        flash_size,
+        flash_mode: raw.flash_mode,
+        partition_table,
+        table,
+        nvs,
+        nvs_extra,
+    };
+    check_device_image_fits(&board, mqtt).map_err(|m| bad("nvs_extra", m))?;
+    Ok(board)
+}
+
+/// Builds a sample image so that a board whose extra keys overflow its partition fails at load.
+fn check_device_image_fits(board: &Board, mqtt: &Mqtt) -> Result<(), String> {
+    let sn = crate::serial::generate(
+        board.hw_type,
+        board.hw_version,
+        chrono::Utc::now().date_naive(),
+        &mut rand::rng(),
+    )
+    .map_err(|e| e.to_string())?;
+    let password = crate::credentials::MasterSecret::new("sample", "sample")
+        .map_err(|e| e.to_string())?
+        .device_password(&sn);
+    let device = nvs::DeviceNvs {
+        serial_number: &sn,
+        hw_type: board.hw_type.as_str(),
+        hw_version: board.hw_version.as_str(),
+        mqtt_pass: &password,
+        mqtt_host: &mqtt.host,
+        mqtt_port: mqtt.port,
+        extra: &board.nvs_extra,
+    };
+    nvs::device_image(u64::from(board.nvs.size), &device)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Converts a TOML value to a typed NVS setting, with a message naming what is wrong.
+fn parse_setting(ty: &str, value: &toml::Value) -> Result<Setting, String> {
+    let int = || -> Result<i128, String> {
+        match value {
+            toml::Value::Integer(i) => Ok(i128::from(*i)),
+            toml::Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not an integer")),
+            other => Err(format!("{other} is not an integer")),
+        }
+    };
+    let text = || -> Result<String, String> {
+        match value {
+            toml::Value::String(s) => Ok(s.clone()),
+            other => Err(format!("{other} is not a string (quote it)")),
+        }
+    };
+    macro_rules! ranged {
+        ($t:ty, $variant:ident) => {{
+            let v = int()?;
+            <$t>::try_from(v).map(Setting::$variant).map_err(|_| {
+                format!(
+                    "{v} is out of range for {} ({}..={})",
+                    ty,
+                    <$t>::MIN,
+                    <$t>::MAX
+                )
+            })
+        }};
+    }
+    match ty {
+        "u8" => ranged!(u8, U8),
+        "i8" => ranged!(i8, I8),
+        "u16" => ranged!(u16, U16),
+        "i16" => ranged!(i16, I16),
+        "u32" => ranged!(u32, U32),
+        "i32" => ranged!(i32, I32),
+        "u64" => ranged!(u64, U64),
+        "i64" => ranged!(i64, I64),
+        "string" => Ok(Setting::Str(text()?)),
+        "hex2bin" => {
+            let t = text()?;
+            let t = t.trim();
+            if t.len() % 2 != 0 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("`{t}` is not an even number of hex digits"));
+            }
+            Ok(Setting::Blob(
+                (0..t.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&t[i..i + 2], 16).expect("hex"))
+                    .collect(),
+            ))
+        }
+        other => Err(format!(
+            "type `{other}` is not one of u8, i8, u16, i16, u32, i32, u64, i64, string, hex2bin"
+        )),
+    }
+}

@@ -1,0 +1,204 @@
+//! MQTT device credentials: username = serial number, password = the first 32 hex characters of
+//! HMAC-SHA256(key = master secret, message = serial number).
+//!
+//! Nothing is stored: the backend derives the password again on every login and compares in
+//! constant time. The master secret stays in the backend; devices receive only their own derived
+//! password, in their NVS partition.
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::serial::SerialNumber;
+
+/// Environment variable that holds the master secret.
+pub const SECRET_ENV: &str = "MQTT_SECRET";
+
+/// Length of a device password in hex characters.
+pub const PASSWORD_LEN: usize = 32;
+
+/// Errors loading the master secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "the MQTT master secret is not set: export {SECRET_ENV}=... (the same value the backend uses)"
+    )]
+    Missing,
+    #[error("the MQTT master secret in {0} is empty")]
+    Empty(String),
+    #[error("cannot read the MQTT master secret file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The fleet-wide master secret. Its `Debug` output is redacted so it never reaches a log.
+#[derive(Clone)]
+pub struct MasterSecret(Vec<u8>);
+
+impl fmt::Debug for MasterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterSecret(<redacted>)")
+    }
+}
+
+impl MasterSecret {
+    /// Wraps secret bytes; an empty secret is refused because every password would be public.
+    pub fn new(bytes: impl Into<Vec<u8>>, origin: &str) -> Result<Self, SecretError> {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Err(SecretError::Empty(origin.to_owned()));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// Reads the secret from the `MQTT_SECRET` environment variable.
+    pub fn from_env() -> Result<Self, SecretError> {
+        match std::env::var_os(SECRET_ENV) {
+            None => Err(SecretError::Missing),
+            Some(value) => Self::new(value.into_encoded_bytes(), SECRET_ENV),
+        }
+    }
+
+    /// Reads the secret from a file; one trailing newline is ignored (as `echo secret > file` adds one).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, SecretError> {
+        let mut bytes = std::fs::read(path).map_err(|source| SecretError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        Self::new(bytes, &path.display().to_string())
+    }
+
+    /// The password of one device.
+    pub fn device_password(&self, sn: &SerialNumber) -> DevicePassword {
+        derive(&self.0, sn.as_str())
+    }
+
+    /// Whether `candidate` is the password of the device named `username`, in constant time.
+    ///
+    /// A username that is not a serial number never matches: it cannot name a device.
+    pub fn verify(&self, username: &str, candidate: &str) -> bool {
+        let Ok(sn) = username.parse::<SerialNumber>() else {
+            return false;
+        };
+        self.device_password(&sn).matches(candidate)
+    }
+}
+
+/// A derived device password (32 lower-case hex characters). `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DevicePassword(String);
+
+impl fmt::Debug for DevicePassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DevicePassword(<redacted>)")
+    }
+}
+
+impl DevicePassword {
+    /// The password text, for the NVS image and the operator's screen.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison with a candidate of any length.
+    pub fn matches(&self, candidate: &str) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(candidate.as_bytes()))
+    }
+}
+
+fn derive(secret: &[u8], message: &str) -> DevicePassword {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(message.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(PASSWORD_LEN);
+    for byte in &digest[..PASSWORD_LEN / 2] {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    DevicePassword(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sn(s: &str) -> SerialNumber {
+        s.parse().unwrap()
+    }
+
+    fn secret(s: &str) -> MasterSecret {
+        MasterSecret::new(s, "test").unwrap()
+    }
+
+    #[test]
+    fn design_vectors() {
+        let cases = [
+            (
+                "vesper-test-secret",
+                "PV-26A18-BC02R-X7KQA",
+                "25fd3d9acfa670d8cb7a309e440d2ef1",
+            ),
+            (
+                "vesper-test-secret",
+                "PV-26L31-BP01R-ZZ234",
+                "5c9dac448f58bee9cb014ecdaae7e0b7",
+            ),
+            (
+                "another secret",
+                "PV-26A18-BC02R-X7KQA",
+                "0dd8ca578abc919d983e8dbba9b13fd9",
+            ),
+        ];
+        for (key, serial, password) in cases {
+            assert_eq!(secret(key).device_password(&sn(serial)).expose(), password);
+        }
+    }
+
+    #[test]
+    fn verify_accepts_only_the_exact_password() {
+        let s = secret("vesper-test-secret");
+        let user = "PV-26A18-BC02R-X7KQA";
+        assert!(s.verify(user, "25fd3d9acfa670d8cb7a309e440d2ef1"));
+        assert!(!s.verify(user, "25FD3D9ACFA670D8CB7A309E440D2EF1"));
+        assert!(!s.verify(user, "25fd3d9acfa670d8cb7a309e440d2ef"));
+        assert!(!s.verify(user, "25fd3d9acfa670d8cb7a309e440d2ef10"));
+        assert!(!s.verify(user, ""));
+        assert!(!s.verify("PV-26A18-BC02R-X7KQB", "25fd3d9acfa670d8cb7a309e440d2ef1"));
+        assert!(!s.verify("not-a-serial", "25fd3d9acfa670d8cb7a309e440d2ef1"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = secret("vesper-test-secret");
+        assert!(!format!("{s:?}").contains("vesper"));
+        let p = s.device_password(&sn("PV-26A18-BC02R-X7KQA"));
+        assert!(!format!("{p:?}").contains("25fd"));
+    }
+
+    #[test]
+    fn empty_secret_is_refused() {
+        assert!(matches!(
+            MasterSecret::new("", "MQTT_SECRET"),
+            Err(SecretError::Empty(_))
+        ));
+    }
+
+    #[test]
+    fn secret_file_drops_one_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "vesper-test-secret\n").unwrap();
+        let s = MasterSecret::from_file(&path).unwrap();
+        assert!(s.verify("PV-26A18-BC02R-X7KQA", "25fd3d9acfa670d8cb7a309e440d2ef1"));
+    }
+}

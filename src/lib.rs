@@ -1,0 +1,18 @@
+//! Vesper Station: the manufacturing workstation and sync backend for ESP32-based devices.
+//!
+//! The library holds every capability; the `vesper` binary only parses arguments and prints.
+//! Modules by domain:
+//! - [`serial`]: serial numbers `PV-YYMDD-BBTTR-XXXXX`;
+//! - [`credentials`]: per-device MQTT passwords derived from the master secret;
+//! - [`acl`]: MQTT topic templates and who may publish or subscribe where;
+//! - [`nvs`]: NVS partition images, byte-identical to Espressif's generator;
+//! - [`partitions`]: ESP-IDF partition tables;
+//! - [`config`]: the configuration file.
+
+pub mod acl;
+pub mod config;
+pub mod credentials;
+pub mod files;
+pub mod nvs;
+pub mod partitions;
+pub mod serial;

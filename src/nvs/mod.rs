@@ -1,0 +1,133 @@
+//! NVS partition images, byte-identical to Espressif's `esp-idf-nvs-partition-gen` 0.3.0.
+//!
+//! - [`Writer`] builds an image in memory from key/values (the backend calls it per device,
+//!   through [`device_image`]);
+//! - [`csv`] reads the generator's CSV dialect (`vesper nvs generate`);
+//! - [`dump`] decodes an image back to that CSV and reports page states and damage
+//!   (`vesper nvs dump`).
+//!
+//! The format is summarised in `vectors/nvs/FORMAT.md`; every vector there is a test.
+
+pub mod csv;
+pub mod dump;
+mod format;
+mod pycompat;
+mod writer;
+
+pub use format::{ItemType, PAGE_SIZE, PageState, Version, crc32};
+pub use writer::{Geometry, Value, Writer, check_key};
+
+use crate::credentials::DevicePassword;
+use crate::serial::SerialNumber;
+
+/// The namespace that holds a device's provisioning keys.
+pub const DEVICE_NAMESPACE: &str = "vesper";
+
+/// The keys every device image holds, in the order they are written.
+pub const DEVICE_KEYS: [&str; 7] = [
+    "serial_number",
+    "hw_type",
+    "hw_version",
+    "mqtt_user",
+    "mqtt_pass",
+    "mqtt_host",
+    "mqtt_port",
+];
+
+/// Errors building an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NvsError {
+    #[error("partition size {0} (0x{0:x}) is not a multiple of 4096 bytes")]
+    SizeNotPageMultiple(u64),
+    #[error(
+        "partition size {0} (0x{0:x}) is below the minimum: 0x3000 for read/write NVS, 0x1000 for read-only"
+    )]
+    SizeTooSmall(u64),
+    #[error("partition size {0} (0x{0:x}) is larger than any ESP32 flash")]
+    SizeTooLarge(u64),
+    #[error("key `{0}` is longer than 15 characters")]
+    KeyTooLong(String),
+    #[error("key `{0}` must be ASCII without NUL")]
+    KeyNotAscii(String),
+    #[error("namespace `{0}` would be the 256th; an image holds at most 255 namespaces")]
+    TooManyNamespaces(String),
+    #[error("value of `{key}` is {len} bytes, more than the {max} bytes allowed")]
+    ValueTooLong { key: String, len: usize, max: usize },
+    #[error(
+        "string `{key}` is {len} bytes (NUL included) and cannot fit in one page: at most 3968 bytes fit \
+         (Espressif's tool crashes here)"
+    )]
+    ValueExceedsPage { key: String, len: usize },
+    #[error(
+        "the data needs more than the {data_pages} data pages of a {size}-byte (0x{size:x}) partition; \
+         use a larger partition or less data"
+    )]
+    InsufficientSize { size: usize, data_pages: usize },
+}
+
+/// A typed value from configuration (an extra per-board NVS key), owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    Str(String),
+    Blob(Vec<u8>),
+}
+
+impl Setting {
+    /// Borrows the setting as a value to write.
+    pub fn as_value(&self) -> Value<'_> {
+        match self {
+            Setting::U8(v) => Value::U8(*v),
+            Setting::I8(v) => Value::I8(*v),
+            Setting::U16(v) => Value::U16(*v),
+            Setting::I16(v) => Value::I16(*v),
+            Setting::U32(v) => Value::U32(*v),
+            Setting::I32(v) => Value::I32(*v),
+            Setting::U64(v) => Value::U64(*v),
+            Setting::I64(v) => Value::I64(*v),
+            Setting::Str(s) => Value::Str(s),
+            Setting::Blob(b) => Value::Blob(b),
+        }
+    }
+}
+
+/// What goes into one device's NVS partition.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceNvs<'a> {
+    pub serial_number: &'a SerialNumber,
+    pub hw_type: &'a str,
+    pub hw_version: &'a str,
+    /// The derived MQTT password (never the master secret).
+    pub mqtt_pass: &'a DevicePassword,
+    pub mqtt_host: &'a str,
+    pub mqtt_port: u16,
+    /// Per-board extra keys from configuration, written after the standard ones.
+    pub extra: &'a [(String, Setting)],
+}
+
+/// Builds the NVS image of one device for a partition of `size` bytes (format version 2).
+///
+/// The image equals what Espressif's generator makes from the CSV
+/// `vesper,namespace,,` followed by the keys of [`DEVICE_KEYS`] and the extras.
+pub fn device_image(size: u64, device: &DeviceNvs) -> Result<Vec<u8>, NvsError> {
+    let mut w = Writer::new(size, Version::V2)?;
+    w.namespace(DEVICE_NAMESPACE)?;
+    w.put("serial_number", Value::Str(device.serial_number.as_str()))?;
+    w.put("hw_type", Value::Str(device.hw_type))?;
+    w.put("hw_version", Value::Str(device.hw_version))?;
+    w.put("mqtt_user", Value::Str(device.serial_number.as_str()))?;
+    w.put("mqtt_pass", Value::Str(device.mqtt_pass.expose()))?;
+    w.put("mqtt_host", Value::Str(device.mqtt_host))?;
+    w.put("mqtt_port", Value::U16(device.mqtt_port))?;
+    for (key, setting) in device.extra {
+        w.put(key, setting.as_value())?;
+    }
+    Ok(w.finish())
+}
