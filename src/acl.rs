@@ -336,7 +336,6 @@ mod tests {
     use super::*;
 
     const A: &str = "PV-26A18-BC02R-X7KQA";
-    const B: &str = "PV-26L31-BP01R-ZZ234";
 
     fn sn(s: &str) -> SerialNumber {
         s.parse().unwrap()

@@ -109,7 +109,7 @@ pub enum CsvError {
         path: PathBuf,
         line: usize,
         key: String,
-        problem: RowProblem,
+        problem: Box<RowProblem>,
     },
 }
 
@@ -175,7 +175,7 @@ pub fn generate(sources: &[Source], size: u64, version: Version) -> Result<Vec<u
                     path: source.path.to_owned(),
                     line: row.line,
                     key: row.key.clone().unwrap_or_default(),
-                    problem,
+                    problem: Box::new(problem),
                 }
             })?;
         }

@@ -1,0 +1,74 @@
+//! Shared helpers: paths to vectors, the `vesper` binary, and the Python tools from the venv.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/vectors/<kind>`.
+pub fn vectors(kind: &str) -> PathBuf {
+    root().join("tests/vectors").join(kind)
+}
+
+/// Rows of a vectors manifest (tab-separated, header skipped), as maps from column to value.
+pub fn manifest(kind: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(vectors(kind).join("manifest.tsv")).expect("manifest.tsv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split('\t').map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs the `vesper` binary with arguments in a folder, with a clean environment for config.
+pub fn vesper(dir: &Path, args: &[&str]) -> Output {
+    vesper_env(dir, args, &[])
+}
+
+/// Runs `vesper` with extra environment variables.
+pub fn vesper_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vesper"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("MQTT_SECRET")
+        .env_remove("VESPER_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join(".no-user-config"))
+        .env("HOME", dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run vesper")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The Python interpreter of the test venv (`VESPER_PYTHON`, else `.venv/bin/python`).
+///
+/// Never skipped: without it the test fails and says how to install it.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("VESPER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/test (it creates the venv with esp-idf-nvs-partition-gen)",
+        path.display()
+    );
+    path
+}
