@@ -570,19 +570,11 @@ fn parse_setting(ty: &str, value: &toml::Value) -> Result<Setting, String> {
         "i32" => ranged!(i32, I32),
         "u64" => ranged!(u64, U64),
         "i64" => ranged!(i64, I64),
-        "string" => Ok(Setting::Str(text()?)),
+        "string" => Ok(Setting::Str(text()?.into())),
         "hex2bin" => {
             let t = text()?;
-            let t = t.trim();
-            if t.len() % 2 != 0 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("`{t}` is not an even number of hex digits"));
-            }
-            Ok(Setting::Blob(
-                (0..t.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&t[i..i + 2], 16).expect("hex"))
-                    .collect(),
-            ))
+            let bytes = nvs::decode_hex(t.trim().as_bytes()).map_err(|e| format!("`{t}`: {e}"))?;
+            Ok(Setting::Blob(bytes.into()))
         }
         other => Err(format!(
             "type `{other}` is not one of u8, i8, u16, i16, u32, i32, u64, i64, string, hex2bin"

@@ -421,14 +421,14 @@ fn apply_row(
         .as_deref()
         .ok_or(RowProblem::MissingField("value"))?;
     if let Some(pmk_info) = wifi.ap_row(key, text) {
-        writer.put("ap.pmk_info", Value::Blob(&pmk_info))?;
+        writer.put("ap.pmk_info", &Value::blob(&pmk_info))?;
     }
     if key == "sta.ssid" || key == "sta.pswd" {
         // The tool writes the CSV text here even for `file` rows, and adds its extras once.
         write_value(writer, key, Raw::Text(text.to_owned()), encoding)?;
         if !std::mem::replace(&mut wifi.sta_written, true) {
             for (extra, bytes) in sta_extras() {
-                writer.put(extra, Value::Blob(&bytes))?;
+                writer.put(extra, &Value::blob(&bytes))?;
             }
         }
         return Ok(());
@@ -446,7 +446,7 @@ fn apply_row(
 fn write_value(writer: &mut Writer, key: &str, raw: Raw, encoding: &str) -> Result<(), RowProblem> {
     if encoding.starts_with("blob_fill") || encoding.starts_with("blob_sz_fill") {
         let blob = fill(encoding, &raw)?;
-        return Ok(writer.put(key, Value::Blob(&blob))?);
+        return Ok(writer.put(key, &Value::blob(&blob))?);
     }
     match encoding {
         "hex2bin" => {
@@ -458,20 +458,20 @@ fn write_value(writer: &mut Writer, key: &str, raw: Raw, encoding: &str) -> Resu
                 return Err(RowProblem::OddHex(digits.len()));
             }
             let bytes = a2b_hex(digits).map_err(RowProblem::BadHex)?;
-            Ok(writer.put(key, Value::Blob(&bytes))?)
+            Ok(writer.put(key, &Value::blob(&bytes))?)
         }
         "base64" => {
             let bytes = a2b_base64(raw.bytes()).map_err(RowProblem::BadBase64)?;
-            Ok(writer.put(key, Value::Blob(&bytes))?)
+            Ok(writer.put(key, &Value::blob(&bytes))?)
         }
-        "string" => Ok(writer.put(key, Value::Str(&raw.into_text()?))?),
+        "string" => Ok(writer.put(key, &Value::str(&raw.into_text()?))?),
         e if e.eq_ignore_ascii_case("binary") => {
             if let Raw::Text(t) = &raw
                 && !t.is_ascii()
             {
                 return Err(RowProblem::NonAsciiBinary);
             }
-            Ok(writer.put(key, Value::Blob(raw.bytes()))?)
+            Ok(writer.put(key, &Value::blob(raw.bytes()))?)
         }
         e if ["string", "hex2bin", "base64"]
             .iter()
@@ -482,7 +482,7 @@ fn write_value(writer: &mut Writer, key: &str, raw: Raw, encoding: &str) -> Resu
         e => {
             let value = primitive(&e.to_ascii_lowercase(), &raw.into_text()?)
                 .ok_or_else(|| RowProblem::UnknownEncoding(e.to_owned()))??;
-            Ok(writer.put(key, value)?)
+            Ok(writer.put(key, &value)?)
         }
     }
 }

@@ -15,6 +15,7 @@ mod pycompat;
 mod writer;
 
 pub use format::{ItemType, PAGE_SIZE, PageState, Version, crc32};
+pub use pycompat::a2b_hex as decode_hex;
 pub use writer::{Geometry, Value, Writer, check_key};
 
 use crate::credentials::DevicePassword;
@@ -65,38 +66,8 @@ pub enum NvsError {
     InsufficientSize { size: usize, data_pages: usize },
 }
 
-/// A typed value from configuration (an extra per-board NVS key), owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Setting {
-    U8(u8),
-    I8(i8),
-    U16(u16),
-    I16(i16),
-    U32(u32),
-    I32(i32),
-    U64(u64),
-    I64(i64),
-    Str(String),
-    Blob(Vec<u8>),
-}
-
-impl Setting {
-    /// Borrows the setting as a value to write.
-    pub fn as_value(&self) -> Value<'_> {
-        match self {
-            Setting::U8(v) => Value::U8(*v),
-            Setting::I8(v) => Value::I8(*v),
-            Setting::U16(v) => Value::U16(*v),
-            Setting::I16(v) => Value::I16(*v),
-            Setting::U32(v) => Value::U32(*v),
-            Setting::I32(v) => Value::I32(*v),
-            Setting::U64(v) => Value::U64(*v),
-            Setting::I64(v) => Value::I64(*v),
-            Setting::Str(s) => Value::Str(s),
-            Setting::Blob(b) => Value::Blob(b),
-        }
-    }
-}
+/// A typed value kept in configuration (a per-board extra NVS key).
+pub type Setting = Value<'static>;
 
 /// What goes into one device's NVS partition.
 #[derive(Debug, Clone, Copy)]
@@ -119,15 +90,15 @@ pub struct DeviceNvs<'a> {
 pub fn device_image(size: u64, device: &DeviceNvs) -> Result<Vec<u8>, NvsError> {
     let mut w = Writer::new(size, Version::V2)?;
     w.namespace(DEVICE_NAMESPACE)?;
-    w.put("serial_number", Value::Str(device.serial_number.as_str()))?;
-    w.put("hw_type", Value::Str(device.hw_type))?;
-    w.put("hw_version", Value::Str(device.hw_version))?;
-    w.put("mqtt_user", Value::Str(device.serial_number.as_str()))?;
-    w.put("mqtt_pass", Value::Str(device.mqtt_pass.expose()))?;
-    w.put("mqtt_host", Value::Str(device.mqtt_host))?;
-    w.put("mqtt_port", Value::U16(device.mqtt_port))?;
+    w.put("serial_number", &Value::str(device.serial_number.as_str()))?;
+    w.put("hw_type", &Value::str(device.hw_type))?;
+    w.put("hw_version", &Value::str(device.hw_version))?;
+    w.put("mqtt_user", &Value::str(device.serial_number.as_str()))?;
+    w.put("mqtt_pass", &Value::str(device.mqtt_pass.expose()))?;
+    w.put("mqtt_host", &Value::str(device.mqtt_host))?;
+    w.put("mqtt_port", &Value::U16(device.mqtt_port))?;
     for (key, setting) in device.extra {
-        w.put(key, setting.as_value())?;
+        w.put(key, setting)?;
     }
     Ok(w.finish())
 }

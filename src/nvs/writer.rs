@@ -9,6 +9,7 @@ use super::format::{
     ENTRIES_PER_PAGE, ENTRY_SIZE, FIRST_ENTRY_OFFSET, ItemType, MAX_KEY_LEN, PAGE_SIZE, PageState,
     Version, crc32,
 };
+use std::borrow::Cow;
 
 /// Largest namespace index an item header can hold.
 const MAX_NAMESPACES: usize = 255;
@@ -48,7 +49,8 @@ impl Geometry {
     }
 }
 
-/// A value as it is stored in one NVS item.
+/// A value as it is stored in one NVS item. Borrowed for one-off writes (a device image),
+/// owned (`Value<'static>`) when kept in configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value<'a> {
     U8(u8),
@@ -60,11 +62,21 @@ pub enum Value<'a> {
     U64(u64),
     I64(i64),
     /// A string, stored with a terminating NUL (added here).
-    Str(&'a str),
-    /// A string's raw bytes, NUL included (what the CSV path produces).
-    StrBytes(&'a [u8]),
+    Str(Cow<'a, str>),
     /// A blob: chunked BLOB_DATA + BLOB_IDX in version 2, one BLOB item in version 1.
-    Blob(&'a [u8]),
+    Blob(Cow<'a, [u8]>),
+}
+
+impl<'a> Value<'a> {
+    /// A borrowed string value.
+    pub fn str(s: &'a str) -> Self {
+        Value::Str(Cow::Borrowed(s))
+    }
+
+    /// A borrowed blob value.
+    pub fn blob(b: &'a [u8]) -> Self {
+        Value::Blob(Cow::Borrowed(b))
+    }
 }
 
 /// Builds an NVS partition image in memory.
@@ -125,7 +137,7 @@ impl Writer {
     }
 
     /// Writes one item under the current namespace.
-    pub fn put(&mut self, key: &str, value: Value) -> Result<(), NvsError> {
+    pub fn put(&mut self, key: &str, value: &Value) -> Result<(), NvsError> {
         check_key(key)?;
         let ns = self.current_namespace();
         match value {
@@ -143,7 +155,6 @@ impl Writer {
                 bytes.push(0);
                 self.write_single_item(ns, key, ItemType::Sz, &bytes)
             }
-            Value::StrBytes(bytes) => self.write_single_item(ns, key, ItemType::Sz, bytes),
             Value::Blob(bytes) => match self.version {
                 Version::V1 => self.write_single_item(ns, key, ItemType::Blob, bytes),
                 Version::V2 => self.write_chunked_blob(ns, key, bytes),

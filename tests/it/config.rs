@@ -155,7 +155,7 @@ fn invalid(edit: impl Fn(&str) -> String) -> (String, String) {
 #[test]
 fn validation_errors_name_the_key() {
     // (text to replace, replacement, what the error must say); the first occurrence is edited.
-    let cases: [(&str, &str, &str); 19] = [
+    let cases: [(&str, &str, &str); 20] = [
         (
             "hw_type = \"BC\"",
             "hw_type = \"bc\"",
@@ -243,6 +243,11 @@ fn validation_errors_name_the_key() {
             "unknown field `colour`",
         ),
         ("host = \"mqtt.example.com\"", "host = ", "TOML parse error"),
+        (
+            "type = \"u8\"\nvalue = 1",
+            "type = \"hex2bin\"\nvalue = \"abc\"",
+            "boards[1].nvs_extra[0].value: `abc`: odd number of hex digits",
+        ),
     ];
     for (from, to, expected) in cases {
         let (error, cli) = invalid(|t| t.replacen(from, to, 1));
