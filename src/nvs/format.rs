@@ -158,8 +158,15 @@ impl PageState {
 
 /// The CRC32 of every NVS checksum: zlib's `crc32(data, 0xFFFFFFFF)` (register starts at 0).
 pub fn crc32(data: &[u8]) -> u32 {
+    crc32_of(&[data])
+}
+
+/// [`crc32`] of several slices, as if they were one.
+pub fn crc32_of(parts: &[&[u8]]) -> u32 {
     let mut hasher = crc32fast::Hasher::new_with_initial(0xFFFF_FFFF);
-    hasher.update(data);
+    for part in parts {
+        hasher.update(part);
+    }
     hasher.finalize()
 }
 

@@ -7,7 +7,7 @@
 use super::NvsError;
 use super::format::{
     ENTRIES_PER_PAGE, ENTRY_SIZE, FIRST_ENTRY_OFFSET, ItemType, MAX_KEY_LEN, PAGE_SIZE, PageState,
-    Version, crc32,
+    Version, crc32, crc32_of,
 };
 use std::borrow::Cow;
 
@@ -150,13 +150,16 @@ impl Writer {
             Value::U64(v) => self.write_primitive(ns, key, ItemType::U64, &v.to_le_bytes()),
             Value::I64(v) => self.write_primitive(ns, key, ItemType::I64, &v.to_le_bytes()),
             Value::Str(s) => {
-                let mut bytes = Vec::with_capacity(s.len() + 1);
-                bytes.extend_from_slice(s.as_bytes());
-                bytes.push(0);
-                self.write_single_item(ns, key, ItemType::Sz, &bytes)
+                let payload = Payload {
+                    body: s.as_bytes(),
+                    nul: true,
+                };
+                self.write_single_item(ns, key, ItemType::Sz, payload)
             }
             Value::Blob(bytes) => match self.version {
-                Version::V1 => self.write_single_item(ns, key, ItemType::Blob, bytes),
+                Version::V1 => {
+                    self.write_single_item(ns, key, ItemType::Blob, Payload::bytes(bytes))
+                }
                 Version::V2 => self.write_chunked_blob(ns, key, bytes),
             },
         }
@@ -183,7 +186,7 @@ impl Writer {
         }
         let mut data = [0xFF; 8];
         data[..le.len()].copy_from_slice(le);
-        self.write_entry(ns, key, ty, 1, 0xFF, data, &[]);
+        self.write_entry(ns, key, ty, 1, 0xFF, data, Payload::EMPTY);
         Ok(())
     }
 
@@ -193,7 +196,7 @@ impl Writer {
         ns: u8,
         key: &str,
         ty: ItemType,
-        payload: &[u8],
+        payload: Payload,
     ) -> Result<(), NvsError> {
         let max = self.version.max_single_item();
         if payload.len() > max {
@@ -234,8 +237,8 @@ impl Writer {
                 ItemType::BlobData,
                 span as u8,
                 chunks,
-                sized_data(chunk),
-                chunk,
+                sized_data(Payload::bytes(chunk)),
+                Payload::bytes(chunk),
             );
             chunks = chunks
                 .checked_add(1)
@@ -256,7 +259,7 @@ impl Writer {
         data[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
         data[4] = chunks;
         data[5] = 0;
-        self.write_entry(ns, key, ItemType::BlobIndex, 1, 0xFF, data, &[]);
+        self.write_entry(ns, key, ItemType::BlobIndex, 1, 0xFF, data, Payload::EMPTY);
         Ok(())
     }
 
@@ -300,7 +303,7 @@ impl Writer {
         span: u8,
         chunk: u8,
         data: [u8; 8],
-        payload: &[u8],
+        payload: Payload,
     ) {
         let mut entry = [0u8; ENTRY_SIZE];
         entry[0] = ns;
@@ -315,7 +318,11 @@ impl Writer {
         let page_base = self.page * PAGE_SIZE;
         let at = page_base + FIRST_ENTRY_OFFSET + self.slot * ENTRY_SIZE;
         self.image[at..at + ENTRY_SIZE].copy_from_slice(&entry);
-        self.image[at + ENTRY_SIZE..at + ENTRY_SIZE + payload.len()].copy_from_slice(payload);
+        let body_at = at + ENTRY_SIZE;
+        self.image[body_at..body_at + payload.body.len()].copy_from_slice(payload.body);
+        if payload.nul {
+            self.image[body_at + payload.body.len()] = 0;
+        }
         for slot in self.slot..self.slot + span as usize {
             self.image[page_base + 32 + slot / 4] &= !(1 << (2 * (slot % 4)));
         }
@@ -332,11 +339,42 @@ pub fn item_crc(entry: &[u8]) -> u32 {
 }
 
 /// Data field of a variable-length item: u16 size, `FF FF`, u32 CRC of the payload.
-fn sized_data(payload: &[u8]) -> [u8; 8] {
+fn sized_data(payload: Payload) -> [u8; 8] {
     let mut data = [0xFF; 8];
     data[..2].copy_from_slice(&(payload.len() as u16).to_le_bytes());
-    data[4..].copy_from_slice(&crc32(payload).to_le_bytes());
+    data[4..].copy_from_slice(&payload.crc().to_le_bytes());
     data
+}
+
+/// The bytes after an item header: a body and, for strings, the terminating NUL (kept apart so
+/// that writing a string needs no copy).
+#[derive(Clone, Copy)]
+struct Payload<'a> {
+    body: &'a [u8],
+    nul: bool,
+}
+
+impl<'a> Payload<'a> {
+    const EMPTY: Payload<'static> = Payload {
+        body: &[],
+        nul: false,
+    };
+
+    fn bytes(body: &'a [u8]) -> Self {
+        Self { body, nul: false }
+    }
+
+    fn len(&self) -> usize {
+        self.body.len() + usize::from(self.nul)
+    }
+
+    fn crc(&self) -> u32 {
+        if self.nul {
+            crc32_of(&[self.body, &[0]])
+        } else {
+            crc32(self.body)
+        }
+    }
 }
 
 /// Keys are at most 15 ASCII bytes without NUL (the firmware reads them as C strings).
