@@ -8,9 +8,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::goauth::ResponseMode;
+use crate::users::{JwksSource, UsersConfig};
 
 use crate::acl::Topics;
 use crate::nvs::{self, DEVICE_KEYS, Setting};
@@ -120,6 +124,8 @@ pub struct Board {
     /// Resolved path of the partition table.
     pub partition_table: PathBuf,
     pub table: PartitionTable,
+    /// Name of the provisioning NVS partition in the table (normally `nvs`).
+    pub nvs_name: String,
     /// Where the provisioning NVS partition is, from the table.
     pub nvs: Region,
     /// Extra NVS keys written after the standard ones.
@@ -142,6 +148,29 @@ pub struct Mqtt {
     pub topics: Topics,
 }
 
+/// The sync backend's settings (`vesper serve`).
+#[derive(Debug, Clone)]
+pub struct Serve {
+    /// Folder of the registry database (and, by default, the OTA files).
+    pub data_dir: PathBuf,
+    /// The public API listener.
+    pub listen: SocketAddr,
+    /// The broker-facing MQTT auth listener (keep it on loopback or a private network).
+    pub auth_listen: SocketAddr,
+    /// Base URL for download links in API answers (default: `http://` + the request's Host).
+    pub public_url: Option<String>,
+    /// Root of the OTA layout `{ota_root}/{board}/v{version}.bin`.
+    pub ota_root: PathBuf,
+    /// A file holding the MQTT master secret (else the `MQTT_SECRET` environment variable).
+    pub secret_file: Option<PathBuf>,
+    /// MQTT username of the backend's own service account (the broker's superuser).
+    pub service_account: String,
+    /// Answer format of the MQTT auth routes; must match the broker's `http_response_mode`.
+    pub auth_response_mode: ResponseMode,
+    /// How phone-app users' ID tokens are checked; `None`: user logins are refused.
+    pub users: Option<UsersConfig>,
+}
+
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -152,6 +181,7 @@ pub struct Config {
     pub backend: Backend,
     pub mqtt: Mqtt,
     pub boards: Vec<Board>,
+    pub serve: Serve,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +194,31 @@ struct RawConfig {
     mqtt: RawMqtt,
     #[serde(default)]
     boards: Vec<RawBoard>,
+    #[serde(default)]
+    serve: RawServe,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    auth_listen: Option<String>,
+    public_url: Option<String>,
+    ota_root: Option<PathBuf>,
+    secret_file: Option<PathBuf>,
+    service_account: Option<String>,
+    auth_response_mode: Option<ResponseMode>,
+    users: Option<RawUsers>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    issuer: String,
+    audience: String,
+    jwks_url: Option<String>,
+    jwks_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -308,6 +363,7 @@ impl Config {
             }
             boards.push(board);
         }
+        let serve = validate_serve(raw.serve, base).map_err(|(k, m)| invalid(k, m))?;
         let station = raw.station.name.unwrap_or_else(default_station_name);
         if station.trim().is_empty() {
             return Err(invalid("station.name".into(), "must not be empty".into()));
@@ -318,6 +374,7 @@ impl Config {
             backend,
             mqtt,
             boards,
+            serve,
         })
     }
 
@@ -376,6 +433,102 @@ fn validate_mqtt(raw: RawMqtt) -> Result<Mqtt, Invalid> {
         host: raw.host,
         port: raw.port,
         topics,
+    })
+}
+
+fn validate_serve(raw: RawServe, base: &Path) -> Result<Serve, Invalid> {
+    let addr = |key: &str, value: Option<String>, default: &str| -> Result<SocketAddr, Invalid> {
+        let text = value.unwrap_or_else(|| default.to_owned());
+        text.parse().map_err(|_| {
+            (
+                format!("serve.{key}"),
+                format!("`{text}` is not an address like 127.0.0.1:8080"),
+            )
+        })
+    };
+    let listen = addr("listen", raw.listen, "127.0.0.1:8080")?;
+    let auth_listen = addr("auth_listen", raw.auth_listen, "127.0.0.1:8081")?;
+    if listen == auth_listen && listen.port() != 0 {
+        return Err((
+            "serve.auth_listen".into(),
+            "must differ from serve.listen: the broker's auth routes get their own socket".into(),
+        ));
+    }
+    if let Some(url) = &raw.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err((
+            "serve.public_url".into(),
+            format!("`{url}` must start with http:// or https://"),
+        ));
+    }
+    let data_dir = base.join(raw.data_dir.unwrap_or_else(|| PathBuf::from("data")));
+    let ota_root = raw
+        .ota_root
+        .map(|p| base.join(p))
+        .unwrap_or_else(|| data_dir.join("ota"));
+    let service_account = raw
+        .service_account
+        .unwrap_or_else(|| "vesper-backend".into());
+    let valid_account = (1..=64).contains(&service_account.len())
+        && service_account
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && service_account
+            .parse::<crate::serial::SerialNumber>()
+            .is_err();
+    if !valid_account {
+        return Err((
+            "serve.service_account".into(),
+            format!(
+                "`{service_account}` must be 1..64 letters, digits, `-`, `_` or `.`, and not a serial number"
+            ),
+        ));
+    }
+    let users = match raw.users {
+        None => None,
+        Some(u) => {
+            let jwks = match (u.jwks_url, u.jwks_file) {
+                (Some(url), None) if url.starts_with("https://") || url.starts_with("http://") => {
+                    JwksSource::Url(url)
+                }
+                (Some(url), None) => {
+                    return Err((
+                        "serve.users.jwks_url".into(),
+                        format!("`{url}` is not an http(s) URL"),
+                    ));
+                }
+                (None, Some(file)) => JwksSource::File(base.join(file)),
+                _ => {
+                    return Err((
+                        "serve.users".into(),
+                        "set exactly one of jwks_url or jwks_file".into(),
+                    ));
+                }
+            };
+            if u.issuer.is_empty() || u.audience.is_empty() {
+                return Err((
+                    "serve.users".into(),
+                    "issuer and audience must not be empty".into(),
+                ));
+            }
+            Some(UsersConfig {
+                issuer: u.issuer,
+                audience: u.audience,
+                jwks,
+            })
+        }
+    };
+    Ok(Serve {
+        data_dir,
+        listen,
+        auth_listen,
+        public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+        ota_root,
+        secret_file: raw.secret_file.map(|p| base.join(p)),
+        service_account,
+        auth_response_mode: raw.auth_response_mode.unwrap_or_default(),
+        users,
     })
 }
 
@@ -497,6 +650,7 @@ fn validate_board(raw: RawBoard, base: &Path, mqtt: &Mqtt) -> Result<Board, Inva
         flash_mode: raw.flash_mode,
         partition_table,
         table,
+        nvs_name,
         nvs,
         nvs_extra,
     };

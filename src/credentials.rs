@@ -83,6 +83,13 @@ impl MasterSecret {
         derive(&self.0, sn.as_str())
     }
 
+    /// The MQTT password of a backend service account: derived like a device's, from
+    /// `service:NAME`, so the backend needs no second secret (and no device can collide with it:
+    /// `service:...` is never a serial number).
+    pub fn service_password(&self, account: &str) -> DevicePassword {
+        derive(&self.0, &format!("service:{account}"))
+    }
+
     /// Whether `candidate` is the password of the device named `username`, in constant time.
     ///
     /// A username that is not a serial number never matches: it cannot name a device.
@@ -183,6 +190,18 @@ mod tests {
         assert!(!format!("{s:?}").contains("vesper"));
         let p = s.device_password(&sn("PV-26A18-BC02R-X7KQA"));
         assert!(!format!("{p:?}").contains("25fd"));
+    }
+
+    #[test]
+    fn service_password_differs_from_any_device_password() {
+        let s = secret("vesper-test-secret");
+        let service = s.service_password("vesper-backend");
+        assert_eq!(service.expose().len(), 32);
+        assert_ne!(service, s.service_password("other"));
+        assert!(
+            !s.verify("vesper-backend", service.expose()),
+            "verify() is for devices only"
+        );
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! library; these modules only parse, call and print.
 
 mod config_cmd;
+mod firmware;
 mod mqtt;
 mod nvs;
 mod partitions;
+mod serve;
 mod sn;
 
 use std::path::PathBuf;
@@ -12,8 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Vesper Station: serial numbers, NVS images, partition tables and MQTT credentials for
-/// ESP32 manufacturing.
+/// Vesper Station: the manufacturing workstation and sync backend for ESP32-based devices.
 #[derive(Parser)]
 #[command(name = "vesper", version, about, long_about = None)]
 #[command(after_help = "Start with `vesper init` in an empty folder, then `vesper config check`.")]
@@ -45,6 +46,14 @@ enum Command {
     /// ESP-IDF partition tables.
     #[command(subcommand)]
     Partitions(partitions::PartitionsCommand),
+    /// Run the sync backend: registry, manufacturing API, MQTT auth for mosquitto-go-auth.
+    Serve(serve::ServeArgs),
+    /// Bearer tokens for the backend's API.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
+    /// Firmware releases in the OTA layout.
+    #[command(subcommand)]
+    Firmware(firmware::FirmwareCommand),
 }
 
 /// How a command ended, when it did not fail outright.
@@ -65,6 +74,9 @@ pub fn run() -> ExitCode {
         Command::Mqtt(cmd) => mqtt::run(cmd, config),
         Command::Nvs(cmd) => nvs::run(cmd, config),
         Command::Partitions(cmd) => partitions::run(cmd),
+        Command::Serve(args) => serve::serve(args, config),
+        Command::Token(cmd) => serve::token(cmd, config),
+        Command::Firmware(cmd) => firmware::run(cmd, config),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -1,8 +1,13 @@
 //! Integration tests, one binary (see README: one test command installs what they need).
 
+mod backend_support;
 mod support;
 
 mod acl_table;
+mod backend_api;
+mod backend_firmware;
+mod backend_mqtt;
+mod backend_process;
 mod cli;
 mod config;
 mod nvs_differential;

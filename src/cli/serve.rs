@@ -1,0 +1,150 @@
+//! `vesper serve`, `vesper token ...`: the sync backend and its access tokens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use vesper::config::Config;
+use vesper::registry::{Registry, Role};
+use vesper::server::{self, ServeOptions};
+
+use super::Outcome;
+
+#[derive(Args)]
+#[command(after_help = "\
+The MQTT master secret comes from MQTT_SECRET (or serve.secret_file in the config); serve refuses
+to start without it. Two listeners: the API (--listen) and the broker's auth routes (--auth-listen,
+loopback by default). Point mosquitto-go-auth at the auth listener:
+  auth_opt_http_host 127.0.0.1   auth_opt_http_port 8081
+  auth_opt_http_getuser_uri /mqtt/auth/user   auth_opt_http_aclcheck_uri /mqtt/auth/acl
+  auth_opt_http_superuser_uri /mqtt/auth/superuser
+Logs go to stderr (RUST_LOG=debug for more); the bound addresses are printed on stdout.")]
+pub struct ServeArgs {
+    /// Folder of the registry database (default: serve.data_dir, else ./data beside the config).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the API (default: serve.listen, else 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Address of the MQTT auth routes (default: serve.auth_listen, else 127.0.0.1:8081).
+    #[arg(long, value_name = "ADDR")]
+    auth_listen: Option<SocketAddr>,
+    /// Log lines as JSON objects.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token for a station or person; it is printed once, as the last word.
+    Create {
+        /// Who the token is for; recorded as the actor of every action it performs.
+        name: String,
+        /// admin (everything), technician (batches, flashing, assignment) or viewer (read only).
+        #[arg(long)]
+        role: Role,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List tokens (names and roles, never the tokens).
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Revoke a token; it stops working at once.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// Where the registry is, for commands that open it directly.
+#[derive(Args)]
+pub struct DataDir {
+    /// Folder of the registry database (default: serve.data_dir from the configuration).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// The data dir from the flag, else from the configuration.
+    pub fn resolve(&self, config: Option<&Path>) -> anyhow::Result<PathBuf> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(Config::discover(config)?.serve.data_dir),
+        }
+    }
+}
+
+/// The actor recorded for commands run on the backend host.
+pub fn local_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+fn init_logging(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn serve(args: ServeArgs, config: Option<&Path>) -> anyhow::Result<Outcome> {
+    let config = Config::discover(config)?;
+    let secret = server::load_secret(&config)?;
+    init_logging(args.log_json);
+    let options = ServeOptions {
+        data_dir: args
+            .data_dir
+            .unwrap_or_else(|| config.serve.data_dir.clone()),
+        listen: args.listen.unwrap_or(config.serve.listen),
+        auth_listen: args.auth_listen.unwrap_or(config.serve.auth_listen),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(server::run(
+        config,
+        secret,
+        options,
+        server::shutdown_signal(),
+    ))?;
+    Ok(Outcome::Success)
+}
+
+pub fn token(cmd: TokenCommand, config: Option<&Path>) -> anyhow::Result<Outcome> {
+    match cmd {
+        TokenCommand::Create { name, role, data } => {
+            let registry = Registry::open(&data.resolve(config)?)?;
+            let token = registry.create_token(&name, role, &local_actor())?;
+            println!("token for {name} ({role}); store it now, it is not shown again: {token}");
+        }
+        TokenCommand::List { data } => {
+            let registry = Registry::open(&data.resolve(config)?)?;
+            for t in registry.tokens()? {
+                let state = t
+                    .revoked_at
+                    .map(|at| format!("revoked {at}"))
+                    .unwrap_or_else(|| "active".into());
+                println!(
+                    "{:<24} {:<10} created {}  {state}",
+                    t.name, t.role, t.created_at
+                );
+            }
+        }
+        TokenCommand::Revoke { name, data } => {
+            let registry = Registry::open(&data.resolve(config)?)?;
+            registry.revoke_token(&name, &local_actor())?;
+            println!("revoked {name}");
+        }
+    }
+    Ok(Outcome::Success)
+}

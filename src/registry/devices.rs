@@ -1,0 +1,561 @@
+//! Devices: the record, its status state machine, and the queries the API and the broker use.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{AuditEntry, AuditQuery, Registry, RegistryError, Result, audit, now};
+
+/// Where a device is in its life. It moves forward only; `revoked` is reachable from anywhere
+/// and is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Manufactured,
+    Flashed,
+    Provisioned,
+    Sold,
+    Claimed,
+    Active,
+    Revoked,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Manufactured,
+        Status::Flashed,
+        Status::Provisioned,
+        Status::Sold,
+        Status::Claimed,
+        Status::Active,
+        Status::Revoked,
+    ];
+    pub const ORDER_TEXT: &'static str =
+        "manufactured -> flashed -> provisioned -> sold -> claimed -> active";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Manufactured => "manufactured",
+            Status::Flashed => "flashed",
+            Status::Provisioned => "provisioned",
+            Status::Sold => "sold",
+            Status::Claimed => "claimed",
+            Status::Active => "active",
+            Status::Revoked => "revoked",
+        }
+    }
+
+    /// Whether a device may move from `self` to `to`: forward along the chain (steps may be
+    /// skipped), or to `revoked` from any state but `revoked`.
+    pub fn may_move_to(self, to: Status) -> bool {
+        match (self, to) {
+            (Status::Revoked, _) => false,
+            (_, Status::Revoked) => true,
+            (from, to) => to > from,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "status `{s}` is not one of {}, revoked",
+                    Status::ORDER_TEXT.replace(" ->", ",")
+                )
+            })
+    }
+}
+
+/// A device record, with the seed's document fields and traceability.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Device {
+    pub serial_number: String,
+    pub hw_type: String,
+    pub hw_version: String,
+    pub board: String,
+    pub batch_id: String,
+    pub status: Status,
+    pub subscription_plan: String,
+    pub available_outputs: i64,
+    pub created_at: String,
+    pub owner: Option<String>,
+    pub users_list: Vec<String>,
+    pub assigned_email: Option<String>,
+    pub assigned_name: Option<String>,
+    pub chip: Option<String>,
+    pub mac: Option<String>,
+    pub firmware_version: Option<String>,
+    pub flashed_at: Option<String>,
+    pub provisioned_at: Option<String>,
+    pub last_seen: Option<String>,
+    pub station: Option<String>,
+    /// Audit rows about this device, oldest first (filled in by [`Registry::device`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<AuditEntry>>,
+}
+
+/// Device columns, in the order [`device_from_row`] reads them.
+pub(super) const DEVICE_COLUMNS: &str = "d.serial_number, d.hw_type, d.hw_version, d.board, b.name, d.status,
+    d.subscription_plan, d.available_outputs, d.created_at, d.assigned_email, d.assigned_name, d.chip, d.mac,
+    d.firmware_version, d.flashed_at, d.provisioned_at, d.last_seen, d.station,
+    (SELECT user_id FROM device_users u WHERE u.serial_number = d.serial_number AND u.is_owner = 1),
+    (SELECT json_group_array(user_id) FROM (SELECT user_id FROM device_users u
+        WHERE u.serial_number = d.serial_number AND u.is_owner = 0 ORDER BY user_id))";
+
+pub(super) fn device_from_row(r: &Row) -> rusqlite::Result<Device> {
+    let status: String = r.get(5)?;
+    let users: String = r.get(19)?;
+    Ok(Device {
+        serial_number: r.get(0)?,
+        hw_type: r.get(1)?,
+        hw_version: r.get(2)?,
+        board: r.get(3)?,
+        batch_id: r.get(4)?,
+        status: status.parse().unwrap_or(Status::Revoked),
+        subscription_plan: r.get(6)?,
+        available_outputs: r.get(7)?,
+        created_at: r.get(8)?,
+        assigned_email: r.get(9)?,
+        assigned_name: r.get(10)?,
+        chip: r.get(11)?,
+        mac: r.get(12)?,
+        firmware_version: r.get(13)?,
+        flashed_at: r.get(14)?,
+        provisioned_at: r.get(15)?,
+        last_seen: r.get(16)?,
+        station: r.get(17)?,
+        owner: r.get(18)?,
+        users_list: serde_json::from_str(&users).unwrap_or_default(),
+        history: None,
+    })
+}
+
+fn load(conn: &Connection, sn: &str) -> Result<Device> {
+    conn.prepare_cached(&format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices d JOIN batches b ON b.id = d.batch_id WHERE d.serial_number = ?1"
+    ))?
+    .query_row([sn], device_from_row)
+    .optional()?
+    .ok_or_else(|| RegistryError::NoDevice(sn.to_owned()))
+}
+
+fn snapshot(device: &Device) -> Value {
+    serde_json::to_value(device).unwrap_or(Value::Null)
+}
+
+/// Filters and paging for the device list.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DeviceFilter {
+    pub status: Option<Status>,
+    pub hw_type: Option<String>,
+    pub board: Option<String>,
+    /// Batch name, e.g. `B-0042`.
+    pub batch: Option<String>,
+    /// Created on or after this date or time (RFC 3339 or YYYY-MM-DD).
+    pub created_from: Option<String>,
+    /// Created before this date or time (a bare date includes that whole day).
+    pub created_to: Option<String>,
+    /// Substring of serial number, MAC, e-mail, owner or station.
+    pub text: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// One page of the device list.
+#[derive(Debug, Clone, Serialize)]
+pub struct DevicePage {
+    pub devices: Vec<Device>,
+    pub total: i64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// What the station reports after flashing a board.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FlashReport {
+    pub chip: String,
+    pub mac: String,
+    pub firmware_version: String,
+    pub station: String,
+    /// Move a MAC that is bound to another device (a re-used board) to this one.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The owner and users of a device.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DeviceUsers {
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub users_list: Vec<String>,
+}
+
+/// Whether a phone-app user may use a device, for MQTT ACL checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAccess {
+    Allowed,
+    NotAllowed,
+}
+
+/// Dashboard figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub total: i64,
+    pub by_status: serde_json::Map<String, Value>,
+    pub by_board: serde_json::Map<String, Value>,
+    pub provisioned_today: i64,
+    pub recent: Vec<AuditEntry>,
+}
+
+/// A bare date `YYYY-MM-DD` as the start of that day, or the text as given.
+fn date_bound(text: &str, end: bool) -> Result<String> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let day = if end {
+            date.succ_opt().unwrap_or(date)
+        } else {
+            date
+        };
+        return Ok(format!("{day}T00:00:00.000Z"));
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string()
+        })
+        .map_err(|_| {
+            RegistryError::Invalid(format!(
+                "`{text}` is not a date (YYYY-MM-DD) or an RFC 3339 time"
+            ))
+        })
+}
+
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn check_email(email: &str) -> Result<()> {
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "`{email}` is not an e-mail address"
+        )))
+    }
+}
+
+fn check_user_id(id: &str) -> Result<()> {
+    let ok = (1..=128).contains(&id.len())
+        && !id
+            .chars()
+            .any(|c| c.is_control() || c == '+' || c == '#' || c == '/');
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "`{id}` is not a user id (1..128 characters, no control characters, +, # or /)"
+        )))
+    }
+}
+
+fn check_mac(mac: &str) -> Result<String> {
+    let upper = mac.to_ascii_uppercase();
+    let parts: Vec<&str> = upper.split(':').collect();
+    if parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        Ok(upper)
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "`{mac}` is not a MAC address like 24:0A:C4:12:34:56"
+        )))
+    }
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+        return Err(RegistryError::Invalid(format!(
+            "{field} must be 1..{max} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// One device with its history.
+    pub fn device(&self, sn: &str) -> Result<Device> {
+        self.read(|c| {
+            let mut device = load(c, sn)?;
+            let mut history = audit::query(
+                c,
+                &AuditQuery {
+                    subject: Some(sn.to_owned()),
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )?;
+            history.reverse();
+            device.history = Some(history);
+            Ok(device)
+        })
+    }
+
+    /// A filtered page of devices, newest first.
+    pub fn devices(&self, f: &DeviceFilter) -> Result<DevicePage> {
+        let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+        let offset = f.offset.unwrap_or(0);
+        let from = f
+            .created_from
+            .as_deref()
+            .map(|t| date_bound(t, false))
+            .transpose()?;
+        let to = f
+            .created_to
+            .as_deref()
+            .map(|t| date_bound(t, true))
+            .transpose()?;
+        let text = f
+            .text
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(like_pattern);
+        let status = f.status.map(Status::as_str);
+        let args = params![status, f.hw_type, f.board, f.batch, from, to, text];
+        let filter = "FROM devices d JOIN batches b ON b.id = d.batch_id
+            WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.hw_type = ?2) AND (?3 IS NULL OR d.board = ?3)
+              AND (?4 IS NULL OR b.name = ?4) AND (?5 IS NULL OR d.created_at >= ?5) AND (?6 IS NULL OR d.created_at < ?6)
+              AND (?7 IS NULL OR d.serial_number LIKE ?7 ESCAPE '\\' OR d.mac LIKE ?7 ESCAPE '\\'
+                   OR d.assigned_email LIKE ?7 ESCAPE '\\' OR d.station LIKE ?7 ESCAPE '\\'
+                   OR EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id LIKE ?7 ESCAPE '\\'))";
+        self.read(|c| {
+            let total: i64 = c.prepare_cached(&format!("SELECT count(*) {filter}"))?.query_row(args, |r| r.get(0))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} {filter} ORDER BY d.created_at DESC, d.serial_number LIMIT {limit} OFFSET {offset}"
+            ))?;
+            let devices = stmt.query_map(args, device_from_row)?.collect::<rusqlite::Result<_>>()?;
+            Ok(DevicePage { devices, total, limit, offset })
+        })
+    }
+
+    /// Moves a device along its state machine; illegal moves are errors, a move to the current
+    /// state is a no-op.
+    pub fn set_status(&self, sn: &str, to: Status, actor: &str) -> Result<Device> {
+        self.change(sn, actor, "device.status", |tx, before| {
+            if before.status == to {
+                return Ok(false);
+            }
+            if !before.status.may_move_to(to) {
+                return Err(RegistryError::IllegalTransition { sn: sn.to_owned(), from: before.status, to });
+            }
+            let stamp = (to == Status::Provisioned).then(now);
+            tx.execute(
+                "UPDATE devices SET status = ?2, provisioned_at = COALESCE(provisioned_at, ?3) WHERE serial_number = ?1",
+                params![sn, to.as_str(), stamp],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Records the customer a device is meant for, and queues the invitation e-mail.
+    pub fn assign(&self, sn: &str, email: &str, name: Option<&str>, actor: &str) -> Result<Device> {
+        check_email(email)?;
+        if let Some(name) = name {
+            check_text("name", name, 200)?;
+        }
+        self.change(sn, actor, "device.assign", |tx, before| {
+            if before.status == Status::Revoked {
+                return Err(RegistryError::Revoked(sn.to_owned()));
+            }
+            tx.execute(
+                "UPDATE devices SET assigned_email = ?2, assigned_name = ?3 WHERE serial_number = ?1",
+                params![sn, email, name],
+            )?;
+            tx.execute(
+                "INSERT INTO outbox (created_at, kind, recipient, payload) VALUES (?1, 'device_invite', ?2, ?3)",
+                params![now(), email, json!({ "serial_number": sn, "name": name }).to_string()],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Records a flash reported by a station: chip, MAC, firmware; `manufactured` becomes `flashed`.
+    pub fn flashed(&self, sn: &str, report: &FlashReport, actor: &str) -> Result<Device> {
+        let mac = check_mac(&report.mac)?;
+        check_text("chip", &report.chip, 64)?;
+        check_text("firmware_version", &report.firmware_version, 64)?;
+        check_text("station", &report.station, 128)?;
+        self.change(sn, actor, "device.flashed", |tx, before| {
+            if before.status == Status::Revoked {
+                return Err(RegistryError::Revoked(sn.to_owned()));
+            }
+            let other: Option<String> = tx
+                .query_row("SELECT serial_number FROM devices WHERE mac = ?1 AND serial_number != ?2", params![mac, sn], |r| r.get(0))
+                .optional()?;
+            if let Some(other) = other {
+                if !report.force {
+                    return Err(RegistryError::MacInUse { mac: mac.clone(), other, sn: sn.to_owned() });
+                }
+                tx.execute("UPDATE devices SET mac = NULL WHERE serial_number = ?1", [&other])?;
+                audit::append(tx, actor, "device.mac_moved", Some(&other), Some(&json!({ "mac": mac })), Some(&json!({ "mac": null, "moved_to": sn })))?;
+            }
+            let status = before.status.max(Status::Flashed);
+            tx.execute(
+                "UPDATE devices SET chip = ?2, mac = ?3, firmware_version = ?4, station = ?5, flashed_at = ?6, status = ?7
+                 WHERE serial_number = ?1",
+                params![sn, report.chip, mac, report.firmware_version, report.station, now(), status.as_str()],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Sets who may use a device over MQTT (the phone app's `owner` and `users_list`).
+    pub fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device> {
+        for id in users.owner.iter().chain(&users.users_list) {
+            check_user_id(id)?;
+        }
+        self.change(sn, actor, "device.users", |tx, _| {
+            tx.execute("DELETE FROM device_users WHERE serial_number = ?1", [sn])?;
+            if let Some(owner) = &users.owner {
+                tx.execute(
+                    "INSERT INTO device_users VALUES (?1, ?2, 1)",
+                    params![sn, owner],
+                )?;
+            }
+            for user in &users.users_list {
+                tx.execute(
+                    "INSERT OR IGNORE INTO device_users VALUES (?1, ?2, 0)",
+                    params![sn, user],
+                )?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// Runs one change to a device in a transaction with its audit row (before and after).
+    /// `apply` returns whether it changed anything; no change, no audit row.
+    fn change(
+        &self,
+        sn: &str,
+        actor: &str,
+        action: &str,
+        apply: impl FnOnce(&rusqlite::Transaction, &Device) -> Result<bool>,
+    ) -> Result<Device> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let before = load(&tx, sn)?;
+            if !apply(&tx, &before)? {
+                return Ok(before);
+            }
+            let after = load(&tx, sn)?;
+            audit::append(
+                &tx,
+                actor,
+                action,
+                Some(sn),
+                Some(&snapshot(&before)),
+                Some(&snapshot(&after)),
+            )?;
+            tx.commit()?;
+            Ok(after)
+        })
+    }
+
+    /// The status of a device, for MQTT logins; `None` if it does not exist.
+    pub fn device_status(&self, sn: &str) -> Result<Option<Status>> {
+        self.read(|c| {
+            let status: Option<String> = c
+                .prepare_cached("SELECT status FROM devices WHERE serial_number = ?1")?
+                .query_row([sn], |r| r.get(0))
+                .optional()?;
+            Ok(status.and_then(|s| s.parse().ok()))
+        })
+    }
+
+    /// Whether `user` is the owner or a user of a device that is not revoked.
+    pub fn user_access(&self, user: &str, sn: &str) -> Result<UserAccess> {
+        self.read(|c| {
+            let found: Option<i64> = c
+                .prepare_cached(
+                    "SELECT 1 FROM device_users u JOIN devices d ON d.serial_number = u.serial_number
+                     WHERE u.serial_number = ?1 AND u.user_id = ?2 AND d.status != 'revoked'",
+                )?
+                .query_row(params![sn, user], |r| r.get(0))
+                .optional()?;
+            Ok(if found.is_some() { UserAccess::Allowed } else { UserAccess::NotAllowed })
+        })
+    }
+
+    /// Dashboard figures: counts by status and board, today's provisioning, recent activity.
+    pub fn stats(&self) -> Result<Stats> {
+        self.read(|c| {
+            let counts = |sql: &str| -> Result<serde_json::Map<String, Value>> {
+                let mut stmt = c.prepare_cached(sql)?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+                let mut map = serde_json::Map::new();
+                for row in rows {
+                    let (k, v) = row?;
+                    map.insert(k, v.into());
+                }
+                Ok(map)
+            };
+            let mut by_status = counts("SELECT status, count(*) FROM devices GROUP BY status")?;
+            for s in Status::ALL {
+                by_status.entry(s.as_str()).or_insert(0.into());
+            }
+            let by_board =
+                counts("SELECT board, count(*) FROM devices GROUP BY board ORDER BY board")?;
+            let total = c.query_row("SELECT count(*) FROM devices", [], |r| r.get(0))?;
+            let today = format!("{}T00:00:00.000Z", chrono::Utc::now().date_naive());
+            let provisioned_today = c.query_row(
+                "SELECT count(*) FROM devices WHERE provisioned_at >= ?1",
+                [today],
+                |r| r.get(0),
+            )?;
+            let recent = audit::query(
+                c,
+                &AuditQuery {
+                    limit: 20,
+                    ..Default::default()
+                },
+            )?;
+            Ok(Stats {
+                total,
+                by_status,
+                by_board,
+                provisioned_today,
+                recent,
+            })
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! Schema migrations, versioned in the code with SQLite's `user_version`.
+//!
+//! Each migration runs once, in its own transaction, in order. A database written by a newer
+//! vesper is refused rather than misread.
+
+use rusqlite::Connection;
+
+use super::{RegistryError, Result};
+
+/// Migrations in order; `MIGRATIONS[i]` brings the schema from version i to i + 1.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE batches (
+    id                INTEGER PRIMARY KEY,
+    name              TEXT NOT NULL UNIQUE,
+    board             TEXT NOT NULL,
+    hw_type           TEXT NOT NULL,
+    hw_version        TEXT NOT NULL,
+    quantity          INTEGER NOT NULL CHECK (quantity > 0),
+    subscription_plan TEXT NOT NULL,
+    available_outputs INTEGER NOT NULL,
+    created_at        TEXT NOT NULL,
+    created_by        TEXT NOT NULL
+);
+
+CREATE TABLE devices (
+    serial_number     TEXT PRIMARY KEY,
+    hw_type           TEXT NOT NULL,
+    hw_version        TEXT NOT NULL,
+    board             TEXT NOT NULL,
+    batch_id          INTEGER NOT NULL REFERENCES batches (id),
+    status            TEXT NOT NULL CHECK (status IN
+                      ('manufactured', 'flashed', 'provisioned', 'sold', 'claimed', 'active', 'revoked')),
+    subscription_plan TEXT NOT NULL,
+    available_outputs INTEGER NOT NULL,
+    created_at        TEXT NOT NULL,
+    assigned_email    TEXT,
+    assigned_name     TEXT,
+    chip              TEXT,
+    mac               TEXT,
+    firmware_version  TEXT,
+    flashed_at        TEXT,
+    provisioned_at    TEXT,
+    last_seen         TEXT,
+    station           TEXT
+);
+CREATE UNIQUE INDEX devices_mac ON devices (mac) WHERE mac IS NOT NULL;
+CREATE INDEX devices_batch ON devices (batch_id);
+CREATE INDEX devices_status ON devices (status);
+CREATE INDEX devices_created ON devices (created_at);
+
+-- Who may use a device: its owner and its other users (the seed's `owner` and `users_list`).
+CREATE TABLE device_users (
+    serial_number TEXT NOT NULL REFERENCES devices (serial_number),
+    user_id       TEXT NOT NULL,
+    is_owner      INTEGER NOT NULL CHECK (is_owner IN (0, 1)),
+    PRIMARY KEY (serial_number, user_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX device_users_one_owner ON device_users (serial_number) WHERE is_owner = 1;
+
+CREATE TABLE tokens (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL CHECK (role IN ('admin', 'technician', 'viewer')),
+    hash       TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY,
+    at      TEXT NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    subject TEXT,
+    before  TEXT,
+    after   TEXT
+);
+CREATE INDEX audit_subject ON audit (subject);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+-- E-mails to send; a worker (a later issue) sends them with retries. Written in the same
+-- transaction as the change that asks for them, so none is lost.
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    sent_at    TEXT,
+    last_error TEXT
+);
+"#];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Applies every migration the database has not seen yet.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(RegistryError::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

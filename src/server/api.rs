@@ -1,0 +1,526 @@
+//! The manufacturing API (`/manufacturing/...`), the OTA files (`/ota/...`), health and the
+//! OpenAPI document.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Caller, SharedState, db};
+use crate::config::Board;
+use crate::firmware::{self, Manifest};
+use crate::nvs::{self, DeviceNvs};
+use crate::registry::{AuditQuery, DeviceFilter, DeviceUsers, FlashReport, NewBatch, Role, Status};
+use crate::serial::SerialNumber;
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
+        .route("/manufacturing/batch", post(create_batch))
+        .route("/manufacturing/batch/{id}", get(batch))
+        .route("/manufacturing/batches", get(batches))
+        .route("/manufacturing/devices", get(devices))
+        .route("/manufacturing/devices/{sn}", get(device))
+        .route("/manufacturing/devices/{sn}/status", post(set_status))
+        .route("/manufacturing/devices/{sn}/assign", post(assign))
+        .route("/manufacturing/devices/{sn}/flashed", post(flashed))
+        .route("/manufacturing/devices/{sn}/users", post(set_users))
+        .route("/manufacturing/devices/{sn}/nvs.bin", get(nvs_image))
+        .route(
+            "/manufacturing/devices/{sn}/firmware.bin",
+            get(device_firmware),
+        )
+        .route(
+            "/manufacturing/firmware/{hw_type}/{hw_version}",
+            get(firmware_manifest),
+        )
+        .route("/manufacturing/audit", get(audit))
+        .route("/manufacturing/stats", get(stats))
+        .route("/ota/{board}/{file}", get(ota_file))
+        .route("/ota/{board}/{release}/{file}", get(ota_release_file))
+}
+
+/// A JSON body whose rejection is an [`ApiError`] (so every error answer has the same shape).
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+/// Query parameters whose rejection is an [`ApiError`].
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await?
+                .0,
+        ))
+    }
+}
+
+pub async fn healthz(State(state): State<SharedState>) -> Response {
+    match db(&state, |r| r.ping()).await {
+        Ok(()) => Json(json!({ "status": "ok", "registry": "ok" })).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "degraded", "registry": "unavailable" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+fn serial(sn: &str) -> Result<SerialNumber, ApiError> {
+    sn.parse()
+        .map_err(|e: crate::serial::ParseError| ApiError::BadRequest(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    board: Option<String>,
+    hw_type: Option<String>,
+    hw_version: Option<String>,
+    quantity: u32,
+    #[serde(default = "default_plan")]
+    subscription_plan: String,
+    #[serde(default = "default_outputs")]
+    available_outputs: i64,
+}
+
+fn default_plan() -> String {
+    "standard".into()
+}
+
+fn default_outputs() -> i64 {
+    8
+}
+
+fn board_of<'a>(state: &'a SharedState, req: &BatchRequest) -> Result<&'a Board, ApiError> {
+    let config = &state.config;
+    match (&req.board, &req.hw_type, &req.hw_version) {
+        (Some(name), None, None) => config
+            .board(name)
+            .map_err(|e| ApiError::BadRequest(e.to_string())),
+        (None, Some(t), Some(v)) => {
+            let (t, v) = (
+                t.parse()
+                    .map_err(|e: crate::serial::InputError| ApiError::BadRequest(e.to_string()))?,
+                v.parse()
+                    .map_err(|e: crate::serial::InputError| ApiError::BadRequest(e.to_string()))?,
+            );
+            config.board_for(t, v).ok_or_else(|| {
+                ApiError::BadRequest(format!("no board has hw_type {t} and hw_version {v}"))
+            })
+        }
+        _ => Err(ApiError::BadRequest(
+            "give either `board`, or `hw_type` and `hw_version`".into(),
+        )),
+    }
+}
+
+async fn create_batch(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Body(req): Body<BatchRequest>,
+) -> Result<Response, ApiError> {
+    let actor = caller.require(Role::Technician)?.to_owned();
+    let board = board_of(&state, &req)?.clone();
+    let new_batch = move |r: &crate::registry::Registry| {
+        r.create_batch(
+            &NewBatch {
+                board: &board,
+                quantity: req.quantity,
+                subscription_plan: req.subscription_plan,
+                available_outputs: req.available_outputs,
+            },
+            &actor,
+        )
+    };
+    let batch = db(&state, new_batch).await?;
+    let mut body = serde_json::to_value(&batch).map_err(|_| ApiError::Internal)?;
+    body["serial_numbers"] = json!(batch.serial_numbers());
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn batch(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let batch = db(&state, move |r| r.batch(&id)).await?;
+    let mut body = serde_json::to_value(&batch).map_err(|_| ApiError::Internal)?;
+    body["serial_numbers"] = json!(batch.serial_numbers());
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+async fn batches(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(q): Params<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let list = db(&state, move |r| {
+        r.batches(q.limit.unwrap_or(100), q.offset.unwrap_or(0))
+    })
+    .await?;
+    Ok(Json(json!({ "batches": list })))
+}
+
+async fn devices(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(filter): Params<DeviceFilter>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let page = db(&state, move |r| r.devices(&filter)).await?;
+    Ok(Json(
+        serde_json::to_value(page).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+async fn device(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let sn = serial(&sn)?;
+    let device = db(&state, move |r| r.device(sn.as_str())).await?;
+    Ok(Json(
+        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    status: Status,
+}
+
+async fn set_status(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+    Body(req): Body<StatusRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let needed = if req.status == Status::Revoked {
+        Role::Admin
+    } else {
+        Role::Technician
+    };
+    let actor = caller.require(needed)?.to_owned();
+    let sn = serial(&sn)?;
+    let device = db(&state, move |r| {
+        r.set_status(sn.as_str(), req.status, &actor)
+    })
+    .await?;
+    Ok(Json(
+        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignRequest {
+    email: String,
+    name: Option<String>,
+}
+
+async fn assign(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+    Body(req): Body<AssignRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Technician)?.to_owned();
+    let sn = serial(&sn)?;
+    let device = db(&state, move |r| {
+        r.assign(sn.as_str(), &req.email, req.name.as_deref(), &actor)
+    })
+    .await?;
+    Ok(Json(
+        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+async fn flashed(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+    Body(report): Body<FlashReport>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Technician)?.to_owned();
+    let sn = serial(&sn)?;
+    let device = db(&state, move |r| r.flashed(sn.as_str(), &report, &actor)).await?;
+    Ok(Json(
+        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+async fn set_users(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+    Body(users): Body<DeviceUsers>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Admin)?.to_owned();
+    let sn = serial(&sn)?;
+    let device = db(&state, move |r| r.set_users(sn.as_str(), &users, &actor)).await?;
+    Ok(Json(
+        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+fn board_named<'a>(state: &'a SharedState, name: &str) -> Result<&'a Board, ApiError> {
+    state.config.board(name).map_err(|_| {
+        tracing::error!(
+            board = name,
+            "a device's board is missing from the configuration"
+        );
+        ApiError::Conflict(format!(
+            "board `{name}` is not in the backend's configuration"
+        ))
+    })
+}
+
+async fn nvs_image(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Technician)?;
+    let sn = serial(&sn)?;
+    let record = {
+        let sn = sn.clone();
+        db(&state, move |r| r.device(sn.as_str())).await?
+    };
+    if record.status == Status::Revoked {
+        return Err(ApiError::Conflict(format!("device {sn} is revoked")));
+    }
+    let board = board_named(&state, &record.board)?;
+    let password = state.secret.device_password(&sn);
+    let device = DeviceNvs {
+        serial_number: &sn,
+        hw_type: &record.hw_type,
+        hw_version: &record.hw_version,
+        mqtt_pass: &password,
+        mqtt_host: &state.config.mqtt.host,
+        mqtt_port: state.config.mqtt.port,
+        extra: &board.nvs_extra,
+    };
+    let image = nvs::device_image(u64::from(board.nvs.size), &device).map_err(|e| {
+        tracing::error!(error = %e, "cannot build an NVS image");
+        ApiError::Internal
+    })?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{sn}.nvs.bin\""),
+        ),
+        (
+            header::HeaderName::from_static("x-nvs-offset"),
+            format!("0x{:x}", board.nvs.offset),
+        ),
+        (header::CACHE_CONTROL, "no-store".to_owned()),
+    ];
+    Ok((headers, image).into_response())
+}
+
+/// Base URL for download links: the configured public URL, else the request's Host.
+fn base_url(state: &SharedState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.config.serve.public_url {
+        return url.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| state.config.serve.listen.to_string());
+    format!("http://{host}")
+}
+
+/// A manifest whose part paths are absolute download URLs.
+fn with_urls(mut manifest: Manifest, base: &str) -> Value {
+    let release = format!("{base}/ota/{}/v{}", manifest.name, manifest.version);
+    for build in &mut manifest.builds {
+        for part in &mut build.parts {
+            part.path = format!("{release}/{}", part.path);
+        }
+    }
+    let mut body = serde_json::to_value(&manifest).unwrap_or(Value::Null);
+    body["app_url"] = json!(format!(
+        "{base}/ota/{}/v{}.bin",
+        manifest.name, manifest.version
+    ));
+    body["manifest_url"] = json!(format!("{release}/manifest.json"));
+    body
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<String>,
+}
+
+async fn firmware_manifest(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((hw_type, hw_version)): Path<(String, String)>,
+    Params(q): Params<VersionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let t = hw_type
+        .parse()
+        .map_err(|e: crate::serial::InputError| ApiError::BadRequest(e.to_string()))?;
+    let v = hw_version
+        .parse()
+        .map_err(|e: crate::serial::InputError| ApiError::BadRequest(e.to_string()))?;
+    let board = state.config.board_for(t, v).ok_or_else(|| {
+        ApiError::NotFound(format!("no board has hw_type {t} and hw_version {v}"))
+    })?;
+    let manifest = firmware::manifest(
+        &state.config.serve.ota_root,
+        &board.name,
+        q.version.as_deref(),
+    )?;
+    Ok(Json(with_urls(manifest, &base_url(&state, &headers))))
+}
+
+async fn device_firmware(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let sn = serial(&sn)?;
+    let record = db(&state, move |r| r.device(sn.as_str())).await?;
+    let board = board_named(&state, &record.board)?;
+    let manifest = firmware::manifest(&state.config.serve.ota_root, &board.name, None)?;
+    let path = firmware::board_dir(&state.config.serve.ota_root, &board.name)
+        .join(format!("v{}.bin", manifest.version));
+    send_file(&path, &format!("{}-v{}.bin", board.name, manifest.version)).await
+}
+
+async fn audit(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Params(q): Params<AuditParams>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin)?;
+    let query = AuditQuery {
+        subject: q.subject,
+        action: q.action,
+        before_id: q.before_id,
+        limit: q.limit.unwrap_or(100),
+    };
+    let entries = db(&state, move |r| r.audit(&query)).await?;
+    Ok(Json(json!({ "entries": entries })))
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    subject: Option<String>,
+    action: Option<String>,
+    before_id: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn stats(State(state): State<SharedState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let stats = db(&state, |r| r.stats()).await?;
+    Ok(Json(
+        serde_json::to_value(stats).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+/// A path segment that cannot leave its folder.
+fn safe_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+}
+
+async fn ota_file(
+    State(state): State<SharedState>,
+    Path((board, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if !safe_segment(&board) || !safe_segment(&file) {
+        return Err(ApiError::NotFound("no such file".into()));
+    }
+    let path = firmware::board_dir(&state.config.serve.ota_root, &board).join(&file);
+    send_file(&path, &file).await
+}
+
+async fn ota_release_file(
+    State(state): State<SharedState>,
+    Path((board, release, file)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    if !safe_segment(&board)
+        || !safe_segment(&release)
+        || !release.starts_with('v')
+        || !safe_segment(&file)
+    {
+        return Err(ApiError::NotFound("no such file".into()));
+    }
+    let path = firmware::board_dir(&state.config.serve.ota_root, &board)
+        .join(&release)
+        .join(&file);
+    send_file(&path, &file).await
+}
+
+async fn send_file(path: &std::path::Path, name: &str) -> Result<Response, ApiError> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => {
+            let kind = if name.ends_with(".json") {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
+        }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::IsADirectory =>
+        {
+            Err(ApiError::NotFound("no such file".into()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "cannot read a firmware file");
+            Err(ApiError::Internal)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! One error type for the API; every failure becomes a JSON answer with the right status.
+//! Internal errors are logged and never shown.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::firmware::FirmwareError;
+use crate::registry::{RegistryError, Role};
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "missing or invalid bearer token (create one with `vesper token create NAME --role ROLE`)"
+    )]
+    Unauthorized,
+    #[error("this needs the {0} role")]
+    Forbidden(Role),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the registry is unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (
+            status,
+            Json(json!({ "error": self.to_string(), "status": status.as_u16() })),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert("www-authenticate", "Bearer".parse().expect("header value"));
+        }
+        response
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NoDevice(_) | RegistryError::NoBatch(_) | RegistryError::NoToken(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            RegistryError::IllegalTransition { .. }
+            | RegistryError::Revoked(_)
+            | RegistryError::MacInUse { .. }
+            | RegistryError::TokenExists(_) => ApiError::Conflict(e.to_string()),
+            RegistryError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            RegistryError::Sqlite(_)
+            | RegistryError::DataDir { .. }
+            | RegistryError::SchemaTooNew { .. } => {
+                tracing::error!(error = %e, "registry failure");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
+impl From<FirmwareError> for ApiError {
+    fn from(e: FirmwareError) -> Self {
+        match e {
+            FirmwareError::NoRelease { .. } => ApiError::NotFound(e.to_string()),
+            FirmwareError::BadVersion(_) => ApiError::BadRequest(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "firmware store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}

@@ -1,0 +1,271 @@
+//! `vesper serve`: the sync backend. Two listeners: the public API (`/manufacturing/...`,
+//! `/ota/...`, `/healthz`, `/openapi.json`) and the broker-facing MQTT auth routes
+//! (`/mqtt/auth/...`), which default to loopback.
+//!
+//! Handlers only translate HTTP; the registry, credentials, ACL and NVS modules do the work.
+//! Registry calls run on the blocking pool.
+
+mod access;
+mod api;
+mod error;
+mod mqtt;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Request};
+use tokio::net::TcpListener;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use access::Caller;
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::credentials::{MasterSecret, SecretError};
+use crate::registry::{Registry, RegistryError};
+use crate::users::UserVerifier;
+
+/// Everything a handler may use.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub config: Arc<Config>,
+    pub secret: MasterSecret,
+    pub users: Option<Arc<UserVerifier>>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a registry call on the blocking pool.
+pub async fn db<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Registry) -> crate::registry::Result<T> + Send + 'static,
+{
+    let registry = state.registry.clone();
+    tokio::task::spawn_blocking(move || f(&registry))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "registry task failed");
+            ApiError::Internal
+        })?
+        .map_err(ApiError::from)
+}
+
+/// Request ids: a process-wide counter, or the caller's `x-request-id` when it sends one.
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        HeaderValue::from_str(&format!("{n:x}"))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Request ids, a trace span per request (method, path, id; never bodies), a timeout.
+fn layered(router: Router, timeout: Duration, ids: Counter) -> Router {
+    router
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(ids))
+}
+
+/// The public API router.
+pub fn api_router(state: SharedState) -> Router {
+    let ids = Counter::default();
+    layered(
+        api::routes()
+            .with_state(state)
+            .layer(DefaultBodyLimit::max(256 * 1024)),
+        Duration::from_secs(60),
+        ids,
+    )
+}
+
+/// The broker-facing MQTT auth router.
+pub fn auth_router(state: SharedState) -> Router {
+    let ids = Counter::default();
+    layered(
+        mqtt::routes()
+            .with_state(state)
+            .layer(DefaultBodyLimit::max(crate::goauth::MAX_BODY)),
+        Duration::from_secs(5),
+        ids,
+    )
+}
+
+/// Where to serve, after command-line overrides.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub auth_listen: SocketAddr,
+}
+
+/// A running server (both listeners).
+pub struct Running {
+    pub api_addr: SocketAddr,
+    pub auth_addr: SocketAddr,
+    pub state: SharedState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
+        }
+        Ok(())
+    }
+}
+
+/// Loads the secret from the configured file or `MQTT_SECRET`.
+pub fn load_secret(config: &Config) -> Result<MasterSecret, SecretError> {
+    match &config.serve.secret_file {
+        Some(path) => MasterSecret::from_file(path),
+        None => MasterSecret::from_env(),
+    }
+}
+
+/// Opens the registry, binds both listeners and serves until [`Running::stop`].
+pub async fn start(
+    config: Config,
+    secret: MasterSecret,
+    options: &ServeOptions,
+) -> Result<Running, ServeError> {
+    let registry = {
+        let dir = options.data_dir.clone();
+        tokio::task::spawn_blocking(move || Registry::open(&dir))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??
+    };
+    let users = config
+        .serve
+        .users
+        .clone()
+        .map(|u| Arc::new(UserVerifier::new(u)));
+    let state = Arc::new(AppState {
+        registry: Arc::new(registry),
+        config: Arc::new(config),
+        secret,
+        users,
+    });
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    };
+    let api = bind(options.listen).await?;
+    let auth = bind(options.auth_listen).await?;
+    let (api_addr, auth_addr) = (api.local_addr()?, auth.local_addr()?);
+    let (shutdown, signal) = tokio::sync::watch::channel(false);
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let tasks = vec![
+        tokio::spawn(
+            axum::serve(api, api_router(state.clone()))
+                .with_graceful_shutdown(until(signal.clone()))
+                .into_future(),
+        ),
+        tokio::spawn(
+            axum::serve(auth, auth_router(state.clone()))
+                .with_graceful_shutdown(until(signal.clone()))
+                .into_future(),
+        ),
+    ];
+    if let Some(users) = state.users.clone() {
+        tokio::spawn(refresh_keys(users, signal));
+    }
+    Ok(Running {
+        api_addr,
+        auth_addr,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Loads the user-token keys now and every hour until shutdown; failures are logged, not fatal.
+async fn refresh_keys(users: Arc<UserVerifier>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match users.refresh().await {
+            Ok(n) => tracing::info!(keys = n, "loaded user token keys"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load user token keys; user logins fail until they load")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, printing the bound addresses first.
+pub async fn run(
+    config: Config,
+    secret: MasterSecret,
+    options: ServeOptions,
+    until: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let running = start(config, secret, &options).await?;
+    println!("api listening on http://{}", running.api_addr);
+    println!("mqtt auth listening on http://{}", running.auth_addr);
+    tracing::info!(api = %running.api_addr, auth = %running.auth_addr, data_dir = %options.data_dir.display(), "vesper serve started");
+    until.await;
+    tracing::info!("shutting down");
+    running.stop().await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

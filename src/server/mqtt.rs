@@ -1,0 +1,252 @@
+//! The broker's questions, in mosquitto-go-auth's HTTP protocol: may this client log in, is it a
+//! superuser, may it read/write/subscribe this topic. Deny by default (403); 500 only when the
+//! registry cannot be read. Passwords and tokens are never logged.
+
+use std::cell::Cell;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::Deserialize;
+
+use super::SharedState;
+use crate::acl::{self, Access, Decision, Subject};
+use crate::goauth::{self, AuthParams, ResponseMode, Verdict};
+use crate::registry::{Registry, RegistryError, Status, UserAccess};
+use crate::serial::SerialNumber;
+
+/// Longest username, client id or password considered.
+const MAX_FIELD: usize = 4096;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/mqtt/auth/user", any(user))
+        .route("/mqtt/auth/superuser", any(superuser))
+        .route("/mqtt/auth/acl", any(acl_check))
+        .route("/healthz", get(super::api::healthz))
+}
+
+/// `?response_mode=json|text|status` overrides the configured mode, so one backend can serve
+/// brokers configured differently.
+#[derive(Deserialize)]
+struct ModeQuery {
+    response_mode: Option<String>,
+}
+
+fn mode(
+    state: &SharedState,
+    query: &Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
+) -> ResponseMode {
+    query
+        .as_ref()
+        .ok()
+        .and_then(|q| q.response_mode.as_deref())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(state.config.serve.auth_response_mode)
+}
+
+fn respond(mode: ResponseMode, verdict: &Verdict) -> Response {
+    let a = goauth::answer(mode, verdict);
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::FORBIDDEN);
+    (status, [(header::CONTENT_TYPE, a.content_type)], a.body).into_response()
+}
+
+fn deny(reason: &str) -> Verdict {
+    Verdict::Deny(reason.to_owned())
+}
+
+fn params(headers: &HeaderMap, body: &[u8]) -> Result<AuthParams, Verdict> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    goauth::parse_params(content_type, body).map_err(|e| Verdict::Deny(e.to_string()))
+}
+
+/// A name a client may use: non-empty, bounded, no NUL, no MQTT wildcards.
+fn clean_name(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty() && v.len() <= MAX_FIELD && !v.contains(['\0', '+', '#']))
+}
+
+fn registry_error(e: RegistryError) -> Verdict {
+    tracing::error!(error = %e, "registry unreadable during an MQTT auth check");
+    Verdict::Error("registry unavailable".into())
+}
+
+async fn blocking<T: Send + 'static>(
+    state: &SharedState,
+    f: impl FnOnce(&Registry) -> T + Send + 'static,
+) -> Result<T, Verdict> {
+    let registry = state.registry.clone();
+    tokio::task::spawn_blocking(move || f(&registry))
+        .await
+        .map_err(|_| Verdict::Error("internal error".into()))
+}
+
+async fn user(
+    State(state): State<SharedState>,
+    query: Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verdict = match params(&headers, &body) {
+        Ok(p) => login(&state, p).await,
+        Err(v) => v,
+    };
+    log_verdict("user", &verdict);
+    respond(mode(&state, &query), &verdict)
+}
+
+async fn login(state: &SharedState, p: AuthParams) -> Verdict {
+    let Some(username) = clean_name(p.username.as_deref()).map(str::to_owned) else {
+        return deny("bad username");
+    };
+    let Some(password) = p
+        .password
+        .filter(|pw| !pw.is_empty() && pw.len() <= MAX_FIELD)
+    else {
+        return deny("empty password");
+    };
+    if p.clientid
+        .as_deref()
+        .is_some_and(|c| c.len() > MAX_FIELD || c.contains(['\0', '+', '#']))
+    {
+        return deny("bad client id");
+    }
+    if username == state.config.serve.service_account {
+        let expected = state.secret.service_password(&username);
+        return if expected.matches(&password) {
+            Verdict::Allow
+        } else {
+            deny("bad credentials")
+        };
+    }
+    if let Ok(sn) = username.parse::<SerialNumber>() {
+        let lookup = {
+            let sn = sn.clone();
+            blocking(state, move |r| r.device_status(sn.as_str())).await
+        };
+        return match lookup {
+            Err(v) => v,
+            Ok(Err(e)) => registry_error(e),
+            Ok(Ok(None)) => deny("unknown device"),
+            Ok(Ok(Some(Status::Revoked))) => deny("device revoked"),
+            Ok(Ok(Some(_))) if state.secret.device_password(&sn).matches(&password) => {
+                Verdict::Allow
+            }
+            Ok(Ok(Some(_))) => deny("bad credentials"),
+        };
+    }
+    match &state.users {
+        None => deny("user logins are not configured"),
+        Some(users) => match users.verify(&username, &password).await {
+            Ok(()) => Verdict::Allow,
+            Err(e) => Verdict::Deny(format!("user token: {e}")),
+        },
+    }
+}
+
+async fn superuser(
+    State(state): State<SharedState>,
+    query: Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verdict = match params(&headers, &body) {
+        Ok(p) if p.username.as_deref() == Some(state.config.serve.service_account.as_str()) => {
+            Verdict::Allow
+        }
+        Ok(_) => deny("not a superuser"),
+        Err(v) => v,
+    };
+    log_verdict("superuser", &verdict);
+    respond(mode(&state, &query), &verdict)
+}
+
+async fn acl_check(
+    State(state): State<SharedState>,
+    query: Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verdict = match params(&headers, &body) {
+        Ok(p) => acl_verdict(&state, p).await,
+        Err(v) => v,
+    };
+    log_verdict("acl", &verdict);
+    respond(mode(&state, &query), &verdict)
+}
+
+async fn acl_verdict(state: &SharedState, p: AuthParams) -> Verdict {
+    let Some(username) = clean_name(p.username.as_deref()).map(str::to_owned) else {
+        return deny("bad username");
+    };
+    let Some(topic) = p
+        .topic
+        .filter(|t| !t.is_empty() && t.len() <= acl::MAX_TOPIC_LEN)
+    else {
+        return deny("bad topic");
+    };
+    let Some(access) = p.acc.and_then(Access::from_acc) else {
+        return deny("acc must be 1, 2 or 4");
+    };
+    let service = state.config.serve.service_account.clone();
+    let topics = state.config.mqtt.topics.clone();
+    let decided = blocking(state, move |registry| {
+        decide_acl(registry, &topics, &service, &username, &topic, access)
+    })
+    .await;
+    match decided {
+        Ok(v) => v,
+        Err(v) => v,
+    }
+}
+
+/// The ACL decision with registry lookups; runs on the blocking pool.
+fn decide_acl(
+    registry: &Registry,
+    topics: &acl::Topics,
+    service: &str,
+    username: &str,
+    topic: &str,
+    access: Access,
+) -> Verdict {
+    let failure: Cell<Option<RegistryError>> = Cell::new(None);
+    let device = username.parse::<SerialNumber>().ok();
+    let decision = if username == service {
+        acl::authorize(topics, &Subject::Service, topic, access)
+    } else if let Some(sn) = &device {
+        match registry.device_status(sn.as_str()) {
+            Err(e) => return registry_error(e),
+            Ok(None) => return deny("unknown device"),
+            Ok(Some(Status::Revoked)) => return deny("device revoked"),
+            Ok(Some(_)) => acl::authorize(topics, &Subject::Device(sn), topic, access),
+        }
+    } else {
+        let may_use = |sn: &SerialNumber| match registry.user_access(username, sn.as_str()) {
+            Ok(access) => access == UserAccess::Allowed,
+            Err(e) => {
+                failure.set(Some(e));
+                false
+            }
+        };
+        acl::authorize(topics, &Subject::User { may_use: &may_use }, topic, access)
+    };
+    if let Some(e) = failure.take() {
+        return registry_error(e);
+    }
+    match decision {
+        Decision::Allow => Verdict::Allow,
+        Decision::Deny => deny("not allowed"),
+    }
+}
+
+fn log_verdict(check: &str, verdict: &Verdict) {
+    match verdict {
+        Verdict::Allow => tracing::debug!(check, "allow"),
+        Verdict::Deny(reason) => tracing::info!(check, reason = %reason, "deny"),
+        Verdict::Error(reason) => tracing::warn!(check, reason = %reason, "error"),
+    }
+}

@@ -1,0 +1,293 @@
+//! Firmware releases: publishing checks and atomic layout, the manifest API with download URLs,
+//! and the OTA files served by the backend.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::Digest as _;
+
+use vesper::firmware::{self, FirmwareError, PartSpec};
+
+use crate::backend_support::App;
+
+/// A fake ESP image: the 0xE9 magic and `len` bytes.
+fn image(len: usize, seed: u8) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    bytes[0] = firmware::IMAGE_MAGIC;
+    bytes
+}
+
+/// Writes a PlatformIO-like set of parts for bellcore-v2; returns their specs.
+fn parts(dir: &std::path::Path, app: &App) -> Vec<PartSpec> {
+    let board = app.config().board("bellcore-v2").unwrap();
+    let files = [
+        ("bootloader.bin", image(0x4000, 1)),
+        ("partitions.bin", board.table.to_bin().unwrap()),
+        ("boot_app0.bin", vec![0xFF; 0x2000]),
+        ("firmware.bin", image(200_000, 7)),
+    ];
+    files
+        .into_iter()
+        .map(|(name, bytes)| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            PartSpec { path, offset: None }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_published_release_is_served_with_its_manifest() {
+    let app = App::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let specs = parts(work.path(), &app);
+    let board = app.config().board("bellcore-v2").unwrap();
+    let ota = &app.config().serve.ota_root;
+    let manifest = firmware::publish(ota, board, "1.0.1", &specs).unwrap();
+    let offsets: Vec<(String, u32)> = manifest.builds[0]
+        .parts
+        .iter()
+        .map(|p| (p.path.clone(), p.offset))
+        .collect();
+    assert_eq!(
+        offsets,
+        [
+            ("bootloader.bin", 0x1000),
+            ("partitions.bin", 0x8000),
+            ("boot_app0.bin", 0xf000),
+            ("firmware.bin", 0x20000)
+        ]
+        .map(|(n, o)| (n.to_owned(), o))
+    );
+    assert_eq!(manifest.builds[0].chip_family, "ESP32");
+    for file in [
+        "v1.0.1.bin",
+        "latest.bin",
+        "latest.json",
+        "v1.0.1/manifest.json",
+        "v1.0.1/firmware.bin",
+    ] {
+        assert!(ota.join("bellcore-v2").join(file).is_file(), "{file}");
+    }
+    assert!(
+        !std::fs::read_dir(ota.join("bellcore-v2"))
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".staging"))
+    );
+
+    let v: Value = app
+        .get("/manufacturing/firmware/BC/02", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["version"], "1.0.1");
+    for part in v["builds"][0]["parts"].as_array().unwrap() {
+        let url = part["path"].as_str().unwrap();
+        assert!(url.starts_with(&app.api), "{url}");
+        let bytes = app
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let digest: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(digest, part["sha256"].as_str().unwrap(), "{url}");
+        assert_eq!(bytes.len() as u64, part["size"].as_u64().unwrap());
+    }
+    let app_bin = app
+        .client
+        .get(v["app_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(app_bin.len(), 200_000);
+
+    let (_, sns) = app.batch(1).await;
+    let device_fw = app
+        .get(
+            &format!("/manufacturing/devices/{}/firmware.bin", sns[0]),
+            &app.viewer,
+        )
+        .await;
+    assert_eq!(device_fw.status(), StatusCode::OK);
+    assert_eq!(device_fw.bytes().await.unwrap(), app_bin);
+
+    let newer = firmware::publish(ota, board, "1.0.2", &specs).unwrap();
+    assert_eq!(newer.version, "1.0.2");
+    let v: Value = app
+        .get("/manufacturing/firmware/BC/02", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["version"], "1.0.2");
+    let v: Value = app
+        .get("/manufacturing/firmware/BC/02?version=1.0.1", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["version"], "1.0.1");
+    assert_eq!(
+        app.get("/manufacturing/firmware/BC/01", &app.viewer)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/manufacturing/firmware/BC/02?version=9.9", &app.viewer)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/manufacturing/firmware/BC/02?version=../x", &app.viewer)
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(firmware::versions(ota, "bellcore-v2"), ["1.0.1", "1.0.2"]);
+
+    for path in [
+        "/ota/bellcore-v2/..%2F..%2Fregistry.sqlite3",
+        "/ota/..%2Fdata/registry.sqlite3",
+        "/ota/bellcore-v2/.hidden",
+        "/ota/bellcore-v2/v1.0.1/..",
+        "/ota/bellcore-v2/missing.bin",
+    ] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsafe_releases_are_refused_and_leave_nothing_behind() {
+    let app = App::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let specs = parts(work.path(), &app);
+    let board = app.config().board("bellcore-v2").unwrap();
+    let ota = &app.config().serve.ota_root;
+    let with = |extra: PartSpec| {
+        let mut s = specs.clone();
+        s.push(extra);
+        s
+    };
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = work.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let over_nvs = write("calibration.bin", vec![1; 0x100]);
+    let err = firmware::publish(
+        ota,
+        board,
+        "2.0.0",
+        &with(PartSpec {
+            path: over_nvs.clone(),
+            offset: Some(0xA000),
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("overlaps the NVS partition"),
+        "{err}"
+    );
+    let err = firmware::publish(
+        ota,
+        board,
+        "2.0.0",
+        &with(PartSpec {
+            path: over_nvs.clone(),
+            offset: Some(0x21000),
+        }),
+    )
+    .unwrap_err();
+    assert!(matches!(err, FirmwareError::Overlap(..)), "{err}");
+    let err = firmware::publish(
+        ota,
+        board,
+        "2.0.0",
+        &with(PartSpec {
+            path: over_nvs,
+            offset: Some(0x3FFFF0),
+        }),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("beyond the 4 MB flash"), "{err}");
+
+    let mut not_an_image = specs.clone();
+    not_an_image[3] = PartSpec {
+        path: write("firmware-zeros.bin", vec![0; 1000]),
+        offset: None,
+    };
+    let err = firmware::publish(ota, board, "2.0.0", &not_an_image).unwrap_err();
+    assert!(
+        err.to_string().contains("not an ESP application image"),
+        "{err}"
+    );
+    let mut too_big = specs.clone();
+    too_big[3] = PartSpec {
+        path: write("firmware-big.bin", image(0x1E0001, 3)),
+        offset: None,
+    };
+    let err = firmware::publish(ota, board, "2.0.0", &too_big).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("larger than its 0x1e0000-byte app partition"),
+        "{err}"
+    );
+    let mut wrong_table = specs.clone();
+    let two_mb = vesper::partitions::PartitionTable::load(
+        &crate::support::vectors("partitions").join("pt_2mb_ota.csv"),
+    )
+    .unwrap();
+    wrong_table[1] = PartSpec {
+        path: write("partitions-2mb.bin", two_mb.to_bin().unwrap()),
+        offset: None,
+    };
+    let err = firmware::publish(ota, board, "2.0.0", &wrong_table).unwrap_err();
+    assert!(
+        err.to_string().contains("puts `nvs` at 0x9000+0x4000"),
+        "{err}"
+    );
+    let err = firmware::publish(ota, board, "2.0.0", &specs[..3]).unwrap_err();
+    assert!(matches!(err, FirmwareError::AppCount(0)), "{err}");
+    for bad in ["", "../1", "1/2", ".1", &"9".repeat(40)] {
+        assert!(
+            matches!(
+                firmware::publish(ota, board, bad, &specs),
+                Err(FirmwareError::BadVersion(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(
+        !ota.join("bellcore-v2").exists() || firmware::versions(ota, "bellcore-v2").is_empty(),
+        "a refused release writes nothing"
+    );
+    firmware::publish(ota, board, "2.0.0", &specs).unwrap();
+    let err = firmware::publish(ota, board, "2.0.0", &specs).unwrap_err();
+    assert!(matches!(err, FirmwareError::Exists { .. }), "{err}");
+    app.stop().await;
+}

@@ -1,0 +1,338 @@
+//! The real `vesper serve` process: start-up checks, SIGTERM, SIGKILL in the middle of a batch,
+//! and the token and firmware commands that work beside it on the same data dir.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::backend_support::{SECRET, write_config};
+use crate::support::{stderr, stdout, vesper_env};
+
+/// A `vesper serve` child process and its addresses.
+struct Serve {
+    child: Child,
+    api: String,
+    stderr_path: PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Serve {
+        let stderr_path = dir.join(format!(
+            "serve-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vesper"));
+        cmd.args([
+            "--config",
+            dir.join("config.toml").to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-listen",
+            "127.0.0.1:0",
+        ])
+        .env("MQTT_SECRET", SECRET)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut api = None;
+        while api.is_none() {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.starts_with("api listening on ") => {
+                    api = Some(line["api listening on ".len()..].to_owned())
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "serve did not start: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Serve {
+            child,
+            api: api.unwrap(),
+            stderr_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = wait_with_timeout(&mut self.child, Duration::from_secs(20));
+        (exit, self.log())
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn setup() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "http://127.0.0.1:9/unused-jwks");
+    let out = vesper_env(
+        dir.path(),
+        &["token", "create", "bench-1", "--role", "admin"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).split_whitespace().last().unwrap().to_owned();
+    (dir, token)
+}
+
+#[test]
+fn serve_refuses_to_start_without_the_master_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "http://127.0.0.1:9/unused");
+    let out = vesper_env(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("MQTT_SECRET"), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created before the secret is checked"
+    );
+}
+
+#[test]
+fn tokens_from_the_command_line_work_and_sigterm_stops_cleanly_without_leaking_secrets() {
+    let (dir, token) = setup();
+    assert!(token.starts_with("vst_") && token.len() == 68, "{token}");
+    let listed = vesper_env(dir.path(), &["token", "list"], &[]);
+    assert!(
+        stdout(&listed).contains("bench-1")
+            && stdout(&listed).contains("admin")
+            && !stdout(&listed).contains(&token)
+    );
+    let dup = vesper_env(
+        dir.path(),
+        &["token", "create", "bench-1", "--role", "viewer"],
+        &[],
+    );
+    assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
+    let bad_role = vesper_env(dir.path(), &["token", "create", "x", "--role", "root"], &[]);
+    assert!(
+        stderr(&bad_role).contains("admin, technician or viewer"),
+        "{}",
+        stderr(&bad_role)
+    );
+
+    let serve = Serve::start(dir.path(), &[]);
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{}/manufacturing/batch", serve.api))
+        .bearer_auth(&token)
+        .json(&json!({ "board": "bellcore-v2", "quantity": 2 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().unwrap();
+    let sn = v["serial_numbers"][0].as_str().unwrap().to_owned();
+    let nvs = http
+        .get(format!("{}/manufacturing/devices/{sn}/nvs.bin", serve.api))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(nvs.status(), 200);
+
+    // Revoking from the command line takes effect on the running server.
+    assert!(
+        vesper_env(dir.path(), &["token", "revoke", "bench-1"], &[])
+            .status
+            .success()
+    );
+    let r = http
+        .get(format!("{}/manufacturing/devices", serve.api))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let (exit, log) = serve.terminate();
+    assert!(
+        exit.success(),
+        "SIGTERM is a clean shutdown: {exit:?}\n{log}"
+    );
+    assert!(log.contains("shutting down"), "{log}");
+    let password = vesper::credentials::MasterSecret::new(SECRET, "t")
+        .unwrap()
+        .device_password(&sn.parse().unwrap());
+    for secret in [SECRET, token.as_str(), password.expose()] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+}
+
+#[test]
+fn sigkill_during_a_large_batch_leaves_it_whole_or_absent() {
+    let (dir, token) = setup();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut interrupted = 0;
+    for (round, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80, 160].into_iter().enumerate() {
+        let serve = Serve::start(dir.path(), &[]);
+        let url = format!("{}/manufacturing/batch", serve.api);
+        let (client, tok) = (http.clone(), token.clone());
+        let request = std::thread::spawn(move || {
+            client
+                .post(url)
+                .bearer_auth(tok)
+                .json(&json!({ "board": "bellcore-v2", "quantity": 1000 }))
+                .send()
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        serve.kill();
+        let answered = matches!(request.join().unwrap(), Ok(r) if r.status() == 201);
+        if !answered {
+            interrupted += 1;
+        }
+        // Every batch in the registry is whole: its quantity of devices, no more, no less.
+        let registry = vesper::registry::Registry::open(&dir.path().join("data")).unwrap();
+        for batch in registry.batches(1000, 0).unwrap() {
+            let devices = registry.batch(&batch.batch_id).unwrap().devices.len() as i64;
+            assert_eq!(
+                devices, batch.quantity,
+                "round {round}: {} has {devices} of {} devices",
+                batch.batch_id, batch.quantity
+            );
+        }
+        let total: i64 = registry
+            .batches(1000, 0)
+            .unwrap()
+            .iter()
+            .map(|b| b.quantity)
+            .sum();
+        assert_eq!(
+            registry.devices(&Default::default()).unwrap().total,
+            total,
+            "round {round}: no orphan devices"
+        );
+    }
+    assert!(
+        interrupted > 0,
+        "no kill landed before the answer; the test proved nothing"
+    );
+    // The registry still works after all that.
+    let serve = Serve::start(dir.path(), &[]);
+    let r = http
+        .post(format!("{}/manufacturing/batch", serve.api))
+        .bearer_auth(&token)
+        .json(&json!({ "board": "bellcore-v1", "quantity": 3 }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    serve.kill();
+}
+
+#[test]
+fn firmware_publish_from_the_command_line_is_audited() {
+    let (dir, _) = setup();
+    let parts = dir.path().join("build");
+    std::fs::create_dir(&parts).unwrap();
+    let mut app = vec![0u8; 4096];
+    app[0] = 0xE9;
+    std::fs::write(parts.join("firmware.bin"), &app).unwrap();
+    std::fs::write(parts.join("bootloader.bin"), &app[..1024]).unwrap();
+    let publish = |args: &[&str]| {
+        let mut all = vec!["firmware", "publish"];
+        all.extend_from_slice(args);
+        vesper_env(dir.path(), &all, &[])
+    };
+    let out = publish(&[
+        "bellcore-v1",
+        "1.2.0",
+        "build/bootloader.bin",
+        "build/firmware.bin@0x10000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("0x001000") && stdout(&out).contains("0x010000"),
+        "{}",
+        stdout(&out)
+    );
+    let again = publish(&["bellcore-v1", "1.2.0", "build/firmware.bin"]);
+    assert!(
+        stderr(&again).contains("never overwritten"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = publish(&["bellcore-v1", "1.3.0", "build/firmware.bin@0x9000"]);
+    assert!(
+        stderr(&bad).contains("overlaps the NVS partition"),
+        "{}",
+        stderr(&bad)
+    );
+    let listed = vesper_env(dir.path(), &["firmware", "list"], &[]);
+    assert!(
+        stdout(&listed).contains("bellcore-v1      1.2.0 (latest: 1.2.0)"),
+        "{}",
+        stdout(&listed)
+    );
+    let registry = vesper::registry::Registry::open(&dir.path().join("data")).unwrap();
+    let rows = registry
+        .audit(&vesper::registry::AuditQuery {
+            action: Some("firmware.publish".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].subject.as_deref(), Some("bellcore-v1/v1.2.0"));
+    assert!(rows[0].actor.starts_with("cli:"));
+}

@@ -1,0 +1,216 @@
+//! A real backend per test: `vesper serve` in-process on port 0 with a fresh data dir, a real
+//! JWKS server for user tokens, tokens of every role, and an HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+
+use vesper::config::Config;
+use vesper::credentials::MasterSecret;
+use vesper::goauth::{self, AuthParams, ParamsMode, ResponseMode};
+use vesper::registry::Role;
+use vesper::server::{self, Running, ServeOptions};
+
+pub const SECRET: &str = "vesper-test-secret";
+pub const ISSUER: &str = "https://securetoken.google.com/vesper-test";
+pub const AUDIENCE: &str = "vesper-test";
+pub const SERVICE: &str = "vesper-backend";
+
+/// Writes a config folder like `vesper init`, with user tokens checked against `jwks_url`.
+pub fn write_config(dir: &Path, jwks_url: &str) -> PathBuf {
+    for (path, text) in vesper::config::EXAMPLE_TABLES {
+        let target = dir.join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, text).unwrap();
+    }
+    let config = format!(
+        "{}\n[serve]\ndata_dir = \"data\"\n[serve.users]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_url = \"{jwks_url}\"\n",
+        vesper::config::EXAMPLE
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Serves the test key set over real HTTP, as an issuer would.
+pub async fn jwks_server() -> (String, tokio::task::JoinHandle<()>) {
+    let jwks = std::fs::read_to_string(crate::support::root().join("tests/fixtures/jwt/jwks.json"))
+        .unwrap();
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || async move { ([("content-type", "application/json")], jwks) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}/jwks"), task)
+}
+
+/// A signed user ID token; `key` is `test-key` (trusted) or `other-key` (not).
+pub fn user_token(sub: &str, key: &str, claims: Value) -> String {
+    let der = std::fs::read(crate::support::root().join(format!("tests/fixtures/jwt/{key}.der")))
+        .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-key-1".into());
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut body =
+        json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 3600 });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), claims.as_object()) {
+        for (k, v) in extra {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    jsonwebtoken::encode(
+        &header,
+        &body,
+        &jsonwebtoken::EncodingKey::from_rsa_der(&der),
+    )
+    .unwrap()
+}
+
+pub struct App {
+    _dir: tempfile::TempDir,
+    pub running: Option<Running>,
+    pub api: String,
+    pub auth: String,
+    pub client: Client,
+    pub admin: String,
+    pub technician: String,
+    pub viewer: String,
+    _jwks: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    pub async fn start() -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let (jwks_url, jwks) = jwks_server().await;
+        let config = Config::load(&write_config(dir.path(), &jwks_url)).unwrap();
+        let options = ServeOptions {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            auth_listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        };
+        let secret = MasterSecret::new(SECRET, "test").unwrap();
+        let running = server::start(config, secret, &options).await.unwrap();
+        if let Some(users) = &running.state.users {
+            users.refresh().await.unwrap();
+        }
+        let registry = running.state.registry.clone();
+        let token = |name: &str, role| registry.create_token(name, role, "test").unwrap();
+        let (admin, technician, viewer) = (
+            token("admin-1", Role::Admin),
+            token("bench-1", Role::Technician),
+            token("viewer-1", Role::Viewer),
+        );
+        App {
+            api: format!("http://{}", running.api_addr),
+            auth: format!("http://{}", running.auth_addr),
+            running: Some(running),
+            client: Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            admin,
+            technician,
+            viewer,
+            _dir: dir,
+            _jwks: jwks,
+        }
+    }
+
+    pub fn registry(&self) -> &vesper::registry::Registry {
+        &self.running.as_ref().unwrap().state.registry
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.running.as_ref().unwrap().state.config
+    }
+
+    pub async fn stop(mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a batch as the technician and returns its serial numbers.
+    pub async fn batch(&self, quantity: u32) -> (String, Vec<String>) {
+        let r = self
+            .post(
+                "/manufacturing/batch",
+                &self.technician,
+                json!({ "board": "bellcore-v2", "quantity": quantity }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let body: Value = r.json().await.unwrap();
+        let sns = body["serial_numbers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        (body["batch_id"].as_str().unwrap().to_owned(), sns)
+    }
+
+    /// Asks the auth listener a go-auth question; returns the HTTP status and go-auth's reading.
+    pub async fn ask(
+        &self,
+        route: &str,
+        params: &AuthParams,
+        params_mode: ParamsMode,
+        mode: ResponseMode,
+    ) -> (u16, Result<bool, String>) {
+        let (content_type, body) = goauth::encode_params(params_mode, params);
+        let r = self
+            .client
+            .post(format!(
+                "{}/mqtt/auth/{route}?response_mode={mode}",
+                self.auth
+            ))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.bytes().await.unwrap();
+        (status, goauth::interpret(mode, status, &body))
+    }
+}
+
+pub fn device_password(sn: &str) -> String {
+    MasterSecret::new(SECRET, "test")
+        .unwrap()
+        .device_password(&sn.parse().unwrap())
+        .expose()
+        .to_owned()
+}
+
+pub fn service_password() -> String {
+    MasterSecret::new(SECRET, "test")
+        .unwrap()
+        .service_password(SERVICE)
+        .expose()
+        .to_owned()
+}
