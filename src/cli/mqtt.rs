@@ -18,7 +18,11 @@ pub enum MqttCommand {
         HMAC-SHA256(key = MQTT_SECRET, message = SN). Nothing is stored anywhere.")]
     Password {
         /// The device's serial number (its MQTT username).
-        sn: SerialNumber,
+        #[arg(required_unless_present = "service")]
+        sn: Option<SerialNumber>,
+        /// Print the password of the backend's service account NAME instead (serve.service_account).
+        #[arg(long, value_name = "NAME", conflicts_with = "sn")]
+        service: Option<String>,
     },
     /// Print a device's topics (from the configuration's templates, or the defaults).
     Topics { sn: SerialNumber },
@@ -49,9 +53,14 @@ fn topics(config: Option<&Path>) -> anyhow::Result<Topics> {
 
 pub fn run(cmd: MqttCommand, config: Option<&Path>) -> anyhow::Result<Outcome> {
     match cmd {
-        MqttCommand::Password { sn } => {
+        MqttCommand::Password { sn, service } => {
             let secret = MasterSecret::from_env()?;
-            println!("{}", secret.device_password(&sn).expose());
+            let password = match (sn, service) {
+                (Some(sn), _) => secret.device_password(&sn),
+                (None, Some(name)) => secret.service_password(&name),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            println!("{}", password.expose());
         }
         MqttCommand::Topics { sn } => {
             let topics = topics(config)?;

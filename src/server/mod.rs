@@ -91,12 +91,18 @@ impl MakeRequestId for Counter {
 }
 
 /// Request ids, a trace span per request (method, path, id; never bodies), a timeout.
-fn layered(router: Router, timeout: Duration, ids: Counter) -> Router {
+/// `level` is the span's level: the broker's auth checks are many and short, so their spans are
+/// DEBUG (denials are still logged at INFO with their reason).
+fn layered(router: Router, timeout: Duration, ids: Counter, level: tracing::Level) -> Router {
     router
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
+            if level == tracing::Level::DEBUG {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
+            } else {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
+            }
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(ids))
@@ -111,6 +117,7 @@ pub fn api_router(state: SharedState) -> Router {
             .layer(DefaultBodyLimit::max(256 * 1024)),
         Duration::from_secs(60),
         ids,
+        tracing::Level::INFO,
     )
 }
 
@@ -123,6 +130,7 @@ pub fn auth_router(state: SharedState) -> Router {
             .layer(DefaultBodyLimit::max(crate::goauth::MAX_BODY)),
         Duration::from_secs(5),
         ids,
+        tracing::Level::DEBUG,
     )
 }
 

@@ -26,7 +26,7 @@ pub fn write_config(dir: &Path, jwks_url: &str) -> PathBuf {
         std::fs::write(target, text).unwrap();
     }
     let config = format!(
-        "{}\n[serve]\ndata_dir = \"data\"\n[serve.users]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_url = \"{jwks_url}\"\n",
+        "{}\n[serve.users]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_url = \"{jwks_url}\"\n",
         vesper::config::EXAMPLE
     );
     let path = dir.join("config.toml");

@@ -135,6 +135,16 @@ fn mqtt_password_uses_the_secret_from_the_environment() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "5c9dac448f58bee9cb014ecdaae7e0b7\n");
 
+    let service = vesper_env(
+        dir.path(),
+        &["mqtt", "password", "--service", "vesper-backend"],
+        &[("MQTT_SECRET", "vesper-test-secret")],
+    );
+    let expected = vesper::credentials::MasterSecret::new("vesper-test-secret", "t")
+        .unwrap()
+        .service_password("vesper-backend");
+    assert_eq!(stdout(&service).trim(), expected.expose());
+
     let missing = vesper(dir.path(), &["mqtt", "password", "PV-26L31-BP01R-ZZ234"]);
     assert!(!missing.status.success());
     assert!(
