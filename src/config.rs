@@ -169,6 +169,18 @@ pub struct Serve {
     pub auth_response_mode: ResponseMode,
     /// How phone-app users' ID tokens are checked; `None`: user logins are refused.
     pub users: Option<UsersConfig>,
+    /// The broker the heartbeat listener subscribes to; `None`: no listener.
+    pub broker: Option<Broker>,
+}
+
+/// Where the backend's heartbeat listener connects, as the service account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    /// MQTT protocol version: 4 (3.1.1) or 5.
+    pub protocol: u8,
 }
 
 /// A loaded, validated configuration.
@@ -210,6 +222,17 @@ struct RawServe {
     service_account: Option<String>,
     auth_response_mode: Option<ResponseMode>,
     users: Option<RawUsers>,
+    broker: Option<RawBroker>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    host: String,
+    port: Option<u16>,
+    #[serde(default)]
+    tls: bool,
+    protocol: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -519,7 +542,30 @@ fn validate_serve(raw: RawServe, base: &Path) -> Result<Serve, Invalid> {
             })
         }
     };
+    let broker = match raw.broker {
+        None => None,
+        Some(b) => {
+            if b.host.trim().is_empty() {
+                return Err(("serve.broker.host".into(), "must not be empty".into()));
+            }
+            let protocol = b.protocol.unwrap_or(4);
+            if protocol != 4 && protocol != 5 {
+                return Err((
+                    "serve.broker.protocol".into(),
+                    format!("{protocol} is not 4 (MQTT 3.1.1) or 5"),
+                ));
+            }
+            let port = b.port.unwrap_or(if b.tls { 8883 } else { 1883 });
+            Some(Broker {
+                host: b.host,
+                port,
+                tls: b.tls,
+                protocol,
+            })
+        }
+    };
     Ok(Serve {
+        broker,
         data_dir,
         listen,
         auth_listen,

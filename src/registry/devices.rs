@@ -559,3 +559,82 @@ impl Registry {
         })
     }
 }
+
+/// A message a device sent, as the heartbeat listener saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    pub serial_number: String,
+    /// When the broker delivered it (RFC 3339).
+    pub at: String,
+    /// A heartbeat (`{"type":"heartbeat"}` on the data topic) provisions a flashed device; any
+    /// other well-formed message only updates `last_seen`.
+    pub heartbeat: bool,
+    /// The firmware version the device reports, if any.
+    pub firmware: Option<String>,
+}
+
+/// What changed for a device, for listeners (server-sent events, long polls).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeviceEvent {
+    /// `provisioned`, `seen`, or the API action (`status`, `flashed`, `assigned`, `users`).
+    pub kind: String,
+    pub serial_number: String,
+    pub status: Status,
+    pub last_seen: Option<String>,
+    pub provisioned_at: Option<String>,
+    pub firmware_version: Option<String>,
+}
+
+impl DeviceEvent {
+    pub fn of(kind: &str, d: &Device) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            serial_number: d.serial_number.clone(),
+            status: d.status,
+            last_seen: d.last_seen.clone(),
+            provisioned_at: d.provisioned_at.clone(),
+            firmware_version: d.firmware_version.clone(),
+        }
+    }
+}
+
+impl Registry {
+    /// Applies a batch of sightings in one transaction: the first heartbeat of a `flashed`
+    /// device moves it to `provisioned` (with an audit row by `actor`); every sighting stamps
+    /// `last_seen`. Unknown devices are skipped.
+    pub fn record_sightings(
+        &self,
+        sightings: &[Sighting],
+        actor: &str,
+    ) -> Result<Vec<DeviceEvent>> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let mut events = Vec::with_capacity(sightings.len());
+            for s in sightings {
+                let before = match load(&tx, &s.serial_number) {
+                    Ok(d) => d,
+                    Err(RegistryError::NoDevice(_)) => continue,
+                    Err(e) => return Err(e),
+                };
+                let provisions = s.heartbeat && before.status == Status::Flashed;
+                if provisions {
+                    tx.prepare_cached(
+                        "UPDATE devices SET status = 'provisioned', provisioned_at = ?2, last_seen = ?2,
+                         firmware_version = COALESCE(?3, firmware_version) WHERE serial_number = ?1",
+                    )?
+                    .execute(params![s.serial_number, s.at, s.firmware])?;
+                } else {
+                    tx.prepare_cached("UPDATE devices SET last_seen = ?2 WHERE serial_number = ?1")?
+                        .execute(params![s.serial_number, s.at])?;
+                }
+                let after = load(&tx, &s.serial_number)?;
+                if provisions {
+                    audit::append(&tx, actor, "device.provisioned", Some(&s.serial_number), Some(&snapshot(&before)), Some(&snapshot(&after)))?;
+                }
+                events.push(DeviceEvent::of(if provisions { "provisioned" } else { "seen" }, &after));
+            }
+            tx.commit()?;
+            Ok(events)
+        })
+    }
+}

@@ -18,7 +18,8 @@ use rusqlite::Connection;
 pub use audit::{AuditEntry, AuditQuery};
 pub use batches::{Batch, BatchSummary, NewBatch};
 pub use devices::{
-    Device, DeviceFilter, DevicePage, DeviceUsers, FlashReport, Stats, Status, UserAccess,
+    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FlashReport, Sighting, Stats,
+    Status, UserAccess,
 };
 pub use tokens::{Role, TokenInfo, TokenPrincipal};
 

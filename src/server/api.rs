@@ -3,6 +3,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,7 +14,9 @@ use super::{ApiError, Caller, SharedState, db};
 use crate::config::Board;
 use crate::firmware::{self, Manifest};
 use crate::nvs::{self, DeviceNvs};
-use crate::registry::{AuditQuery, DeviceFilter, DeviceUsers, FlashReport, NewBatch, Role, Status};
+use crate::registry::{
+    AuditQuery, DeviceEvent, DeviceFilter, DeviceUsers, FlashReport, NewBatch, Role, Status,
+};
 use crate::serial::SerialNumber;
 
 /// The OpenAPI document of this API.
@@ -28,6 +31,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/manufacturing/batches", get(batches))
         .route("/manufacturing/devices", get(devices))
         .route("/manufacturing/devices/{sn}", get(device))
+        .route("/manufacturing/devices/{sn}/events", get(device_events))
         .route("/manufacturing/devices/{sn}/status", post(set_status))
         .route("/manufacturing/devices/{sn}/assign", post(assign))
         .route("/manufacturing/devices/{sn}/flashed", post(flashed))
@@ -205,17 +209,123 @@ async fn devices(
     ))
 }
 
+#[derive(Deserialize)]
+struct WaitQuery {
+    /// Answer only once the device has reached this status (or is revoked), or `timeout` passed.
+    wait: Option<Status>,
+    /// Seconds to wait (default 30, at most 300).
+    timeout: Option<u64>,
+}
+
+/// Longest long poll.
+const MAX_WAIT: u64 = 300;
+
+fn reached(status: Status, wanted: Status) -> bool {
+    status == Status::Revoked || status >= wanted
+}
+
 async fn device(
     State(state): State<SharedState>,
     caller: Caller,
     Path(sn): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Params(q): Params<WaitQuery>,
+) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let sn = serial(&sn)?;
-    let device = db(&state, move |r| r.device(sn.as_str())).await?;
-    Ok(Json(
-        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
-    ))
+    let Some(wanted) = q.wait else {
+        let device = db(&state, move |r| r.device(sn.as_str())).await?;
+        return Ok(
+            Json(serde_json::to_value(device).map_err(|_| ApiError::Internal)?).into_response(),
+        );
+    };
+    // Subscribe before reading, so a change between the read and the wait is not missed.
+    let mut events = state.events.subscribe();
+    let mut stopping = state.stopping.clone();
+    let load = |sn: SerialNumber| db(&state, move |r| r.device(sn.as_str()));
+    let mut device = load(sn.clone()).await?;
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(q.timeout.unwrap_or(30).min(MAX_WAIT));
+    while !reached(device.status, wanted) {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) if e.serial_number == sn.as_str() && reached(e.status, wanted) => device = load(sn.clone()).await?,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => device = load(sn.clone()).await?,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = super::stopped(&mut stopping) => break,
+        }
+    }
+    let result = match device.status {
+        Status::Revoked if wanted != Status::Revoked => "revoked",
+        s if reached(s, wanted) => "reached",
+        _ => "timeout",
+    };
+    let body = serde_json::to_value(device).map_err(|_| ApiError::Internal)?;
+    Ok((
+        [(header::HeaderName::from_static("x-wait-result"), result)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// Server-sent events of one device: its current state first, then every change
+/// (`provisioned`, `seen`, `status`, `flashed`, `assigned`, `users`).
+async fn device_events(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+) -> Result<
+    Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>,
+    ApiError,
+> {
+    caller.require(Role::Viewer)?;
+    let sn = serial(&sn)?;
+    let events = state.events.subscribe();
+    let device = {
+        let sn = sn.clone();
+        db(&state, move |r| r.device(sn.as_str())).await?
+    };
+    let first = sse_event(&DeviceEvent::of("current", &device));
+    let stopping = state.stopping.clone();
+    let changes =
+        futures_util::stream::unfold((events, stopping), move |(mut events, mut stopping)| {
+            let sn = sn.clone();
+            async move {
+                loop {
+                    let next = tokio::select! {
+                        event = events.recv() => Some(event),
+                        _ = super::stopped(&mut stopping) => None,
+                    };
+                    match next? {
+                        Ok(e) if e.serial_number == sn.as_str() => {
+                            return Some((Ok(sse_event(&e)), (events, stopping)));
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            continue;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok(first) }),
+        changes,
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+}
+
+fn sse_event(e: &DeviceEvent) -> SseEvent {
+    SseEvent::default()
+        .event(e.kind.clone())
+        .data(serde_json::to_string(e).unwrap_or_default())
+}
+
+/// Tells event listeners about a change made through the API.
+fn announce(state: &SharedState, kind: &str, device: &crate::registry::Device) {
+    let _ = state.events.send(DeviceEvent::of(kind, device));
 }
 
 #[derive(Deserialize)]
@@ -241,6 +351,7 @@ async fn set_status(
         r.set_status(sn.as_str(), req.status, &actor)
     })
     .await?;
+    announce(&state, "status", &device);
     Ok(Json(
         serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
     ))
@@ -265,6 +376,7 @@ async fn assign(
         r.assign(sn.as_str(), &req.email, req.name.as_deref(), &actor)
     })
     .await?;
+    announce(&state, "assigned", &device);
     Ok(Json(
         serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
     ))
@@ -279,6 +391,7 @@ async fn flashed(
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
     let device = db(&state, move |r| r.flashed(sn.as_str(), &report, &actor)).await?;
+    announce(&state, "flashed", &device);
     Ok(Json(
         serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
     ))
@@ -293,6 +406,7 @@ async fn set_users(
     let actor = caller.require(Role::Admin)?.to_owned();
     let sn = serial(&sn)?;
     let device = db(&state, move |r| r.set_users(sn.as_str(), &users, &actor)).await?;
+    announce(&state, "users", &device);
     Ok(Json(
         serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
     ))

@@ -8,6 +8,7 @@
 mod access;
 mod api;
 mod error;
+pub mod heartbeat;
 mod mqtt;
 
 use std::future::Future;
@@ -32,7 +33,7 @@ pub use error::ApiError;
 
 use crate::config::Config;
 use crate::credentials::{MasterSecret, SecretError};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{DeviceEvent, Registry, RegistryError};
 use crate::users::UserVerifier;
 
 /// Everything a handler may use.
@@ -41,6 +42,20 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub secret: MasterSecret,
     pub users: Option<Arc<UserVerifier>>,
+    /// Device changes, for server-sent events and long polls.
+    pub events: tokio::sync::broadcast::Sender<DeviceEvent>,
+    /// Counters of the broker's auth questions (`/metrics` on the auth listener).
+    pub metrics: AuthMetrics,
+    /// Raised at shutdown, so that event streams and long polls end and let the server stop.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How many questions the broker asked, per route (a cache that works shows few).
+#[derive(Debug, Default)]
+pub struct AuthMetrics {
+    pub user: AtomicU64,
+    pub acl: AtomicU64,
+    pub superuser: AtomicU64,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -59,6 +74,12 @@ pub enum ServeError {
     },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Resolves when the stop flag is raised (its guard is not kept across awaits, so the future
+/// stays `Send`).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Runs a registry call on the blocking pool.
@@ -188,11 +209,16 @@ pub async fn start(
         .users
         .clone()
         .map(|u| Arc::new(UserVerifier::new(u)));
+    let (events, _) = tokio::sync::broadcast::channel(4096);
+    let (shutdown, signal) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         registry: Arc::new(registry),
         config: Arc::new(config),
         secret,
         users,
+        events,
+        metrics: AuthMetrics::default(),
+        stopping: signal.clone(),
     });
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -202,7 +228,6 @@ pub async fn start(
     let api = bind(options.listen).await?;
     let auth = bind(options.auth_listen).await?;
     let (api_addr, auth_addr) = (api.local_addr()?, auth.local_addr()?);
-    let (shutdown, signal) = tokio::sync::watch::channel(false);
     let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -218,6 +243,14 @@ pub async fn start(
                 .into_future(),
         ),
     ];
+    let mut tasks = tasks;
+    if let Some(broker) = state.config.serve.broker.clone() {
+        let (state, stop) = (state.clone(), signal.clone());
+        tasks.push(tokio::spawn(async move {
+            heartbeat::run(state, broker, stop).await;
+            Ok(())
+        }));
+    }
     if let Some(users) = state.users.clone() {
         tokio::spawn(refresh_keys(users, signal));
     }
@@ -241,7 +274,7 @@ async fn refresh_keys(users: Arc<UserVerifier>, mut stop: tokio::sync::watch::Re
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stopped(&mut stop) => return,
         }
     }
 }

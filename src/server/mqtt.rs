@@ -27,6 +27,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/mqtt/auth/superuser", any(superuser))
         .route("/mqtt/auth/acl", any(acl_check))
         .route("/healthz", get(super::api::healthz))
+        .route("/metrics", get(metrics))
 }
 
 /// `?response_mode=json|text|status` overrides the configured mode, so one backend can serve
@@ -82,12 +83,30 @@ fn lookup<T>(state: &SharedState, f: impl FnOnce(&Registry) -> T) -> T {
     f(&state.registry)
 }
 
+/// Counters in Prometheus' text format.
+async fn metrics(State(state): State<SharedState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &state.metrics;
+    let body = format!(
+        "# HELP vesper_auth_requests_total Questions the broker asked, by route.\n# TYPE vesper_auth_requests_total counter\n\
+         vesper_auth_requests_total{{route=\"user\"}} {}\nvesper_auth_requests_total{{route=\"acl\"}} {}\nvesper_auth_requests_total{{route=\"superuser\"}} {}\n",
+        m.user.load(Relaxed),
+        m.acl.load(Relaxed),
+        m.superuser.load(Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
 async fn user(
     State(state): State<SharedState>,
     query: Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    state
+        .metrics
+        .user
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let verdict = match params(&headers, &body) {
         Ok(p) => login(&state, p).await,
         Err(v) => v,
@@ -144,6 +163,10 @@ async fn superuser(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    state
+        .metrics
+        .superuser
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let verdict = match params(&headers, &body) {
         Ok(p) if p.username.as_deref() == Some(state.config.serve.service_account.as_str()) => {
             Verdict::Allow
@@ -161,6 +184,10 @@ async fn acl_check(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    state
+        .metrics
+        .acl
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let verdict = match params(&headers, &body) {
         Ok(p) => acl_verdict(&state, p).await,
         Err(v) => v,

@@ -770,3 +770,113 @@ async fn health_and_openapi_describe_every_route() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_stream_and_long_poll_follow_a_device() {
+    let app = App::start().await;
+    let (_, sns) = app.batch(1).await;
+    let sn = sns[0].clone();
+    let mut stream = app
+        .get(&format!("/manufacturing/devices/{sn}/events"), &app.viewer)
+        .await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut seen = String::new();
+    while !seen.contains("\n\n") {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    assert!(
+        seen.starts_with("event: current\n") && seen.contains("\"status\":\"manufactured\""),
+        "{seen}"
+    );
+
+    let poll = {
+        let (http, api, token, sn) = (
+            app.client.clone(),
+            app.api.clone(),
+            app.viewer.clone(),
+            sn.clone(),
+        );
+        tokio::spawn(async move {
+            http.get(format!(
+                "{api}/manufacturing/devices/{sn}?wait=flashed&timeout=20"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let report = json!({ "chip": "ESP32", "mac": "24:0A:C4:00:00:42", "firmware_version": "1.0.0", "station": "bench-1" });
+    assert_eq!(
+        app.post(
+            &format!("/manufacturing/devices/{sn}/flashed"),
+            &app.technician,
+            report
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+    let answer = poll.await.unwrap();
+    assert_eq!(answer.headers()["x-wait-result"], "reached");
+    assert_eq!(json_of(answer).await["status"], "flashed");
+
+    let mut more = String::new();
+    while !more.contains("event: flashed") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        more.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(more.contains("\"status\":\"flashed\""), "{more}");
+
+    let timeout = app
+        .get(
+            &format!("/manufacturing/devices/{sn}?wait=provisioned&timeout=1"),
+            &app.viewer,
+        )
+        .await;
+    assert_eq!(timeout.headers()["x-wait-result"], "timeout");
+    app.post(
+        &format!("/manufacturing/devices/{sn}/status"),
+        &app.admin,
+        json!({ "status": "revoked" }),
+    )
+    .await;
+    let revoked = app
+        .get(
+            &format!("/manufacturing/devices/{sn}?wait=provisioned&timeout=10"),
+            &app.viewer,
+        )
+        .await;
+    assert_eq!(
+        revoked.headers()["x-wait-result"],
+        "revoked",
+        "a revoked device never gets there: answer at once"
+    );
+    assert_eq!(
+        app.get(
+            "/manufacturing/devices/PV-26A18-BC02R-ZZZZZ/events",
+            &app.viewer
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+    // Shutting down ends open event streams instead of waiting for them forever.
+    tokio::time::timeout(std::time::Duration::from_secs(10), app.stop())
+        .await
+        .expect("stop with a stream open");
+    drop(stream);
+}

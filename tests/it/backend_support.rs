@@ -20,13 +20,18 @@ pub const SERVICE: &str = "vesper-backend";
 
 /// Writes a config folder like `vesper init`, with user tokens checked against `jwks_url`.
 pub fn write_config(dir: &Path, jwks_url: &str) -> PathBuf {
+    write_config_with(dir, jwks_url, "")
+}
+
+/// The same, with `extra` TOML appended (e.g. a `[serve.broker]` table).
+pub fn write_config_with(dir: &Path, jwks_url: &str, extra: &str) -> PathBuf {
     for (path, text) in vesper::config::EXAMPLE_TABLES {
         let target = dir.join(path);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(target, text).unwrap();
     }
     let config = format!(
-        "{}\n[serve.users]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_url = \"{jwks_url}\"\n",
+        "{}\n[serve.users]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_url = \"{jwks_url}\"\n{extra}\n",
         vesper::config::EXAMPLE
     );
     let path = dir.join("config.toml");
@@ -84,21 +89,33 @@ pub struct App {
     _jwks: tokio::task::JoinHandle<()>,
 }
 
+async fn serve(dir: &Path, listen: SocketAddr, auth_listen: SocketAddr) -> Running {
+    let config = Config::load(&dir.join("config.toml")).unwrap();
+    let options = ServeOptions {
+        data_dir: dir.join("data"),
+        listen,
+        auth_listen,
+    };
+    let secret = MasterSecret::new(SECRET, "test").unwrap();
+    let running = server::start(config, secret, &options).await.unwrap();
+    if let Some(users) = &running.state.users {
+        users.refresh().await.unwrap();
+    }
+    running
+}
+
 impl App {
     pub async fn start() -> App {
+        Self::start_with("").await
+    }
+
+    /// A backend whose configuration has `extra` TOML appended.
+    pub async fn start_with(extra: &str) -> App {
         let dir = tempfile::tempdir().unwrap();
         let (jwks_url, jwks) = jwks_server().await;
-        let config = Config::load(&write_config(dir.path(), &jwks_url)).unwrap();
-        let options = ServeOptions {
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-            auth_listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-        };
-        let secret = MasterSecret::new(SECRET, "test").unwrap();
-        let running = server::start(config, secret, &options).await.unwrap();
-        if let Some(users) = &running.state.users {
-            users.refresh().await.unwrap();
-        }
+        write_config_with(dir.path(), &jwks_url, extra);
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let running = serve(dir.path(), any, any).await;
         let registry = running.state.registry.clone();
         let token = |name: &str, role| registry.create_token(name, role, "test").unwrap();
         let (admin, technician, viewer) = (
@@ -132,6 +149,44 @@ impl App {
 
     pub async fn stop(mut self) {
         self.running.take().unwrap().stop().await.unwrap();
+    }
+
+    /// Stops the server, leaving its data dir; [`App::resume`] serves it again on the same ports.
+    pub async fn pause(&mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+    }
+
+    pub async fn resume(&mut self) {
+        let addr = |url: &str| {
+            url.trim_start_matches("http://")
+                .parse::<SocketAddr>()
+                .unwrap()
+        };
+        self.running = Some(serve(self._dir.path(), addr(&self.api), addr(&self.auth)).await);
+    }
+
+    /// Port of the MQTT auth listener.
+    pub fn auth_port(&self) -> u16 {
+        self.auth.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// The backend's count of `/mqtt/auth/user` questions.
+    pub async fn user_checks(&self) -> u64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.auth))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("vesper_auth_requests_total{route=\"user\"}"))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {

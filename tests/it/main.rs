@@ -8,6 +8,7 @@ mod backend_api;
 mod backend_firmware;
 mod backend_mqtt;
 mod backend_process;
+mod broker;
 mod cli;
 mod config;
 mod nvs_differential;
