@@ -179,8 +179,6 @@ pub struct Broker {
     pub host: String,
     pub port: u16,
     pub tls: bool,
-    /// MQTT protocol version: 4 (3.1.1) or 5.
-    pub protocol: u8,
 }
 
 /// A loaded, validated configuration.
@@ -232,7 +230,6 @@ struct RawBroker {
     port: Option<u16>,
     #[serde(default)]
     tls: bool,
-    protocol: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -548,19 +545,11 @@ fn validate_serve(raw: RawServe, base: &Path) -> Result<Serve, Invalid> {
             if b.host.trim().is_empty() {
                 return Err(("serve.broker.host".into(), "must not be empty".into()));
             }
-            let protocol = b.protocol.unwrap_or(4);
-            if protocol != 4 && protocol != 5 {
-                return Err((
-                    "serve.broker.protocol".into(),
-                    format!("{protocol} is not 4 (MQTT 3.1.1) or 5"),
-                ));
-            }
             let port = b.port.unwrap_or(if b.tls { 8883 } else { 1883 });
             Some(Broker {
                 host: b.host,
                 port,
                 tls: b.tls,
-                protocol,
             })
         }
     };

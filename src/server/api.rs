@@ -79,8 +79,20 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
 }
 
 pub async fn healthz(State(state): State<SharedState>) -> Response {
+    let broker = match (
+        &state.config.serve.broker,
+        state
+            .broker_connected
+            .load(std::sync::atomic::Ordering::Relaxed),
+    ) {
+        (None, _) => "not configured",
+        (Some(_), true) => "connected",
+        (Some(_), false) => "disconnected",
+    };
     match db(&state, |r| r.ping()).await {
-        Ok(()) => Json(json!({ "status": "ok", "registry": "ok" })).into_response(),
+        Ok(()) => {
+            Json(json!({ "status": "ok", "registry": "ok", "broker": broker })).into_response()
+        }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "degraded", "registry": "unavailable" })),

@@ -102,14 +102,16 @@ async fn listen(
 ) {
     let account = state.config.serve.service_account.clone();
     let password = state.secret.service_password(&account);
+    // A stable client id and a persistent session: while the backend restarts, the broker keeps
+    // the QoS 1 heartbeats for it (up to its max_queued_messages) instead of dropping them.
     let mut options = MqttOptions::new(
-        format!("{account}-{}", std::process::id()),
+        format!("{account}-heartbeats"),
         broker.host.clone(),
         broker.port,
     );
     options.set_credentials(account, password.expose().to_owned());
     options.set_keep_alive(Duration::from_secs(30));
-    options.set_clean_session(true);
+    options.set_clean_session(false);
     if broker.tls {
         options.set_transport(Transport::tls_with_default_config());
     }
@@ -146,6 +148,10 @@ async fn listen(
                     tracing::error!(
                         "the broker refused the heartbeat subscription; is the service account its superuser?"
                     );
+                } else {
+                    state
+                        .broker_connected
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -161,6 +167,9 @@ async fn listen(
             }
             Ok(_) => {}
             Err(e) => {
+                state
+                    .broker_connected
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %e, retry_in = ?backoff, "heartbeat listener disconnected");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

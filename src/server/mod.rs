@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics: AuthMetrics,
     /// Raised at shutdown, so that event streams and long polls end and let the server stop.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Whether the heartbeat listener is connected and subscribed (for health checks).
+    pub broker_connected: std::sync::atomic::AtomicBool,
 }
 
 /// How many questions the broker asked, per route (a cache that works shows few).
@@ -219,6 +221,7 @@ pub async fn start(
         events,
         metrics: AuthMetrics::default(),
         stopping: signal.clone(),
+        broker_connected: std::sync::atomic::AtomicBool::new(false),
     });
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

@@ -104,7 +104,7 @@ impl Drop for Mosquitto {
 pub async fn backend_and_broker(cache_seconds: u32) -> (App, Mosquitto) {
     let port = free_port();
     let app = App::start_with(&format!(
-        "[serve.broker]\nhost = \"127.0.0.1\"\nport = {port}\nprotocol = 5\n"
+        "[serve.broker]\nhost = \"127.0.0.1\"\nport = {port}\n"
     ))
     .await;
     let broker = Mosquitto::start(port, app.auth_port(), cache_seconds);
@@ -251,6 +251,26 @@ async fn a_heartbeat_provisions_the_device_and_bad_logins_are_refused() {
     )
     .await;
 
+    let mut health = serde_json::Value::Null;
+    for _ in 0..100 {
+        health = app
+            .client
+            .get(format!("{}/healthz", app.api))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["broker"] == "connected" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        health["broker"], "connected",
+        "the heartbeat listener logs in as the service account and subscribes"
+    );
     let (client, mut eventloop) = connect(broker.port, "dev-a", a, &device_password(a))
         .await
         .expect("the right password connects");
