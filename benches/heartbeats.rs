@@ -109,9 +109,10 @@ async fn main() {
     std::fs::write(
         &conf,
         format!(
-            "listener {mqtt_port} 127.0.0.1\nallow_anonymous false\npersistence false\nmax_connections -1\n\
+            "listener {mqtt_port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\nmax_connections -1\n\
              plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {}\n\
              plugin_opt_http_superuser_uri /mqtt/auth/superuser\nplugin_opt_auth_cache_seconds 60\nplugin_opt_acl_cache_seconds 60\nlog_dest stderr\n",
+            String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout).trim(),
             plugin.display(),
             running.auth_addr.port()
         ),

@@ -27,6 +27,13 @@ fn plugin() -> PathBuf {
     path
 }
 
+/// The user running the tests: mosquitto started as root would otherwise switch to the
+/// `mosquitto` user, which cannot read a plugin inside a private build folder.
+pub fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -51,12 +58,13 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n\
+                "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\n\
                  plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {auth_port}\n\
                  plugin_opt_http_getuser_uri /mqtt/auth/user\nplugin_opt_http_aclcheck_uri /mqtt/auth/acl\n\
                  plugin_opt_http_superuser_uri /mqtt/auth/superuser\nplugin_opt_http_timeout 2\n\
                  plugin_opt_auth_cache_seconds {cache_seconds}\nplugin_opt_acl_cache_seconds {cache_seconds}\n\
                  log_dest stderr\nlog_type all\n",
+                current_user(),
                 plugin().display(),
             ),
         )
