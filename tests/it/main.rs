@@ -11,6 +11,7 @@ mod backend_process;
 mod broker;
 mod cli;
 mod config;
+mod flashing;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;

@@ -1,0 +1,10 @@
+//! Flashing boards: a checked plan per device, the espflash-based engine (one blocking job per
+//! port, typed events), and the serial ports a bench has.
+
+mod engine;
+mod plan;
+mod ports;
+
+pub use engine::{FlashError, FlashEvent, FlashOptions, FlashOutcome, flash};
+pub use plan::{Bundle, FlashPlan, PlanError, PlannedPart};
+pub use ports::{PortChange, PortInfo, PortKind, list_ports, watch_ports};

@@ -1,0 +1,247 @@
+//! What the simulated board does after a reset: read its partition table and NVS from flash,
+//! check the app image, print a console log like a real ESP32, and run the "firmware": log in to
+//! MQTT with the credentials from NVS and send heartbeats.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Fault, SimConfig, SimEvent};
+use crate::nvs::dump::{self, ItemValue};
+use crate::partitions::{PartitionTable, TABLE_OFFSET, region};
+
+/// The outcome of a boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootReport {
+    /// The app started.
+    pub ok: bool,
+    /// Why it did not.
+    pub error: Option<String>,
+    pub app_offset: Option<u32>,
+    pub firmware_version: Option<String>,
+    /// Keys of the `vesper` NVS namespace and their values (strings and integers as text).
+    pub nvs: BTreeMap<String, String>,
+}
+
+impl BootReport {
+    pub fn serial_number(&self) -> Option<&str> {
+        self.nvs.get("serial_number").map(String::as_str)
+    }
+}
+
+/// Magic of `esp_app_desc_t`, right after the first segment header of an app image.
+const APP_DESC_MAGIC: u32 = 0xABCD_5432;
+
+/// Reads the flash as the second-stage bootloader and the firmware would.
+pub fn boot(flash: &[u8], mac: [u8; 6], bad_app: bool) -> (BootReport, String) {
+    let mut log = String::from(
+        "ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n\
+         I (31) boot: ESP-IDF v5.1.2 2nd stage bootloader (vesper sim)\r\n",
+    );
+    let mut report = BootReport {
+        ok: false,
+        error: None,
+        app_offset: None,
+        firmware_version: None,
+        nvs: BTreeMap::new(),
+    };
+    let fail = |mut report: BootReport, mut log: String, reason: String| {
+        log.push_str(&format!("E (60) boot: {reason}\r\n"));
+        report.error = Some(reason);
+        (report, log)
+    };
+    let table_bytes = &flash[TABLE_OFFSET as usize..TABLE_OFFSET as usize + 0xC00];
+    let table = match PartitionTable::parse(table_bytes, "flash@0x8000") {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                report,
+                log,
+                format!("no valid partition table at 0x8000: {e}"),
+            );
+        }
+    };
+    log.push_str("I (45) boot: Partition Table:\r\n");
+    for (i, p) in table.partitions().iter().enumerate() {
+        log.push_str(&format!(
+            "I (52) boot: {i:2} {:<16} {:<6} {:<8} {:08x} {:08x}\r\n",
+            p.name(),
+            p.ty(),
+            p.subtype(),
+            p.offset(),
+            p.size()
+        ));
+    }
+    let Some(app) = table
+        .partitions()
+        .iter()
+        .filter(|p| p.ty() == esp_idf_part::Type::App)
+        .map(region)
+        .min_by_key(|r| r.offset)
+    else {
+        return fail(report, log, "no app partition".into());
+    };
+    report.app_offset = Some(app.offset);
+    let image = &flash[app.offset as usize..(app.end() as usize).min(flash.len())];
+    if bad_app || image.first() != Some(&crate::firmware::IMAGE_MAGIC) {
+        let magic = image.first().copied().unwrap_or(0xFF);
+        return fail(
+            report,
+            log,
+            format!(
+                "image at 0x{:x} has invalid magic byte (0x{magic:02x}); nothing to boot",
+                app.offset
+            ),
+        );
+    }
+    if image.len() > 52
+        && u32::from_le_bytes(image[32..36].try_into().expect("4 bytes")) == APP_DESC_MAGIC
+    {
+        let version = &image[48..80];
+        let end = version
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(version.len());
+        report.firmware_version = Some(String::from_utf8_lossy(&version[..end]).into_owned());
+    }
+    log.push_str(&format!(
+        "I (120) boot: Loaded app from partition at offset 0x{:x}\r\n",
+        app.offset
+    ));
+    log.push_str(&format!(
+        "I (200) cpu_start: Application information: version {}\r\nI (210) wifi: mac {}\r\n",
+        report.firmware_version.as_deref().unwrap_or("unknown"),
+        mac.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    ));
+    if let Ok(nvs) = table.nvs("nvs") {
+        let decoded = dump::decode(&flash[nvs.offset as usize..nvs.end() as usize]);
+        let ns = decoded
+            .items
+            .iter()
+            .find(|i| i.namespace == 0 && i.key == crate::nvs::DEVICE_NAMESPACE)
+            .and_then(|i| {
+                if let ItemValue::Int { value, .. } = i.value {
+                    u8::try_from(value).ok()
+                } else {
+                    None
+                }
+            });
+        for item in decoded.items.iter().filter(|i| Some(i.namespace) == ns) {
+            let text = match &item.value {
+                ItemValue::Str(b) => {
+                    String::from_utf8_lossy(b.strip_suffix(&[0]).unwrap_or(b)).into_owned()
+                }
+                ItemValue::Int { value, .. } => value.to_string(),
+                ItemValue::Blob(b) => format!("<{} bytes>", b.len()),
+            };
+            report.nvs.insert(item.key.clone(), text);
+        }
+    }
+    match report.serial_number() {
+        Some(sn) => log.push_str(&format!("I (230) vesper: serial number {sn}\r\n")),
+        None => {
+            return fail(
+                report,
+                log,
+                "NVS namespace `vesper` has no serial_number: the device is not provisioned".into(),
+            );
+        }
+    }
+    report.ok = true;
+    (report, log)
+}
+
+/// The running "firmware": an MQTT client that sends heartbeats.
+pub struct Firmware {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Firmware {
+    /// Starts the firmware of a good boot, if a broker is configured.
+    pub fn start(
+        report: &BootReport,
+        config: &SimConfig,
+        faults: Vec<Fault>,
+        events: Arc<Mutex<Vec<SimEvent>>>,
+    ) -> Option<Firmware> {
+        if !report.ok {
+            return None;
+        }
+        let (host, port) = config.broker.clone()?;
+        let sn = report.serial_number()?.to_owned();
+        let user = report
+            .nvs
+            .get("mqtt_user")
+            .cloned()
+            .unwrap_or_else(|| sn.clone());
+        let mut password = report.nvs.get("mqtt_pass").cloned().unwrap_or_default();
+        if faults.contains(&Fault::WrongPassword) {
+            password = "0".repeat(32);
+        }
+        let topic = config.data_topic.replace(crate::acl::SN_PLACEHOLDER, &sn);
+        let every = config.heartbeat_every;
+        let version = report
+            .firmware_version
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        let silent = faults.contains(&Fault::NoHeartbeat);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut options = rumqttc::MqttOptions::new(sn.clone(), host, port);
+            options.set_credentials(user, password);
+            options.set_keep_alive(Duration::from_secs(30));
+            let (client, mut connection) = rumqttc::Client::new(options, 16);
+            let started = Instant::now();
+            let mut next = Instant::now();
+            let record = |e: SimEvent| events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+            let mut connected = false;
+            while !flag.load(Ordering::Relaxed) {
+                match connection.recv_timeout(Duration::from_millis(50)) {
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
+                        connected = true
+                    }
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => {
+                        record(SimEvent::MqttRefused {
+                            serial_number: sn.clone(),
+                            reason: format!("{code:?}"),
+                        });
+                        return;
+                    }
+                    Ok(Err(_)) => {
+                        connected = false;
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+                if connected && !silent && Instant::now() >= next {
+                    let payload = format!(
+                        r#"{{"type":"heartbeat","fw":"{version}","uptime":{}}}"#,
+                        started.elapsed().as_secs()
+                    );
+                    if client
+                        .try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, payload)
+                        .is_ok()
+                    {
+                        record(SimEvent::HeartbeatSent {
+                            serial_number: sn.clone(),
+                        });
+                    }
+                    next = Instant::now() + every;
+                }
+            }
+            let _ = client.disconnect();
+        });
+        Some(Firmware { stop, thread })
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}

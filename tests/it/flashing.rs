@@ -1,0 +1,271 @@
+//! The flashing engine (espflash) against the simulated board on real pseudo-terminals: ROM and
+//! stub, byte-for-byte results, every failure mode, several boards at once.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use vesper::config::Config;
+use vesper::credentials::MasterSecret;
+use vesper::firmware::{self, PartSpec};
+use vesper::flashing::{self, Bundle, FlashError, FlashEvent, FlashOptions, FlashPlan};
+use vesper::nvs::{self, DeviceNvs};
+use vesper::sim::{Fault, SimBoard, SimConfig, SimEvent};
+
+pub const SECRET: &str = "vesper-test-secret";
+
+/// A fake ESP32 app image: magic, a first segment header, an app descriptor with `version`.
+pub fn app_image(len: usize, version: &str) -> Vec<u8> {
+    let mut image: Vec<u8> = (0..len).map(|i| ((i * 7919) % 251) as u8).collect();
+    image[0] = firmware::IMAGE_MAGIC;
+    image[32..36].copy_from_slice(&0xABCD_5432u32.to_le_bytes());
+    image[48..80].fill(0);
+    image[48..48 + version.len()].copy_from_slice(version.as_bytes());
+    image
+}
+
+/// A configuration folder, a published release for bellcore-v2, and its bundle.
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    pub config: Config,
+    pub bundle: Bundle,
+}
+
+pub fn fixture(app_len: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in vesper::config::EXAMPLE_TABLES {
+        std::fs::create_dir_all(dir.path().join(path).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(path), text).unwrap();
+    }
+    std::fs::write(dir.path().join("config.toml"), vesper::config::EXAMPLE).unwrap();
+    let config = Config::load(&dir.path().join("config.toml")).unwrap();
+    let board = config.board("bellcore-v2").unwrap();
+    let build = dir.path().join("build");
+    std::fs::create_dir(&build).unwrap();
+    let mut bootloader = app_image(0x4200, "bootloader");
+    bootloader[32..36].fill(0);
+    let files = [
+        ("bootloader.bin", bootloader),
+        ("partitions.bin", board.table.to_bin().unwrap()),
+        ("boot_app0.bin", vec![0xFF; 0x2000]),
+        ("firmware.bin", app_image(app_len, "1.0.1")),
+    ];
+    let specs: Vec<PartSpec> = files
+        .into_iter()
+        .map(|(name, bytes)| {
+            std::fs::write(build.join(name), bytes).unwrap();
+            PartSpec {
+                path: build.join(name),
+                offset: None,
+            }
+        })
+        .collect();
+    firmware::publish(&config.serve.ota_root, board, "1.0.1", &specs).unwrap();
+    let bundle = Bundle::load(&config.serve.ota_root.join("bellcore-v2/v1.0.1")).unwrap();
+    Fixture {
+        _dir: dir,
+        config,
+        bundle,
+    }
+}
+
+impl Fixture {
+    /// The flash plan of one device: the bundle and its NVS image.
+    pub fn plan(&self, sn: &str) -> FlashPlan {
+        let board = self.config.board("bellcore-v2").unwrap();
+        let sn: vesper::serial::SerialNumber = sn.parse().unwrap();
+        let password = MasterSecret::new(SECRET, "test")
+            .unwrap()
+            .device_password(&sn);
+        let device = DeviceNvs {
+            serial_number: &sn,
+            hw_type: "BC",
+            hw_version: "02",
+            mqtt_pass: &password,
+            mqtt_host: "127.0.0.1",
+            mqtt_port: 1883,
+            extra: &board.nvs_extra,
+        };
+        let nvs = nvs::device_image(u64::from(board.nvs.size), &device).unwrap();
+        FlashPlan::new(board, &self.bundle, nvs).unwrap()
+    }
+}
+
+pub fn pty_options(use_stub: bool) -> FlashOptions {
+    FlashOptions {
+        baud: 115_200,
+        reset: false,
+        use_stub,
+        retries: 2,
+        ..FlashOptions::default()
+    }
+}
+
+fn run(
+    board: &SimBoard,
+    plan: &FlashPlan,
+    options: &FlashOptions,
+) -> (Result<flashing::FlashOutcome, FlashError>, Vec<FlashEvent>) {
+    let (tx, rx) = mpsc::channel();
+    let result = flashing::flash(board.path().to_str().unwrap(), plan, options, &tx);
+    drop(tx);
+    (result, rx.iter().collect())
+}
+
+#[test]
+fn rom_and_stub_write_exactly_the_plan() {
+    let f = fixture(300_000);
+    for use_stub in [false, true] {
+        let board = SimBoard::spawn(SimConfig {
+            mac: [0x24, 0x0A, 0xC4, 0x12, 0x34, 0x56],
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let plan = f.plan("PV-26A18-BC02R-X7KQA");
+        let (result, events) = run(&board, &plan, &pty_options(use_stub));
+        let outcome = result.unwrap_or_else(|e| panic!("stub={use_stub}: {e}"));
+        assert_eq!(outcome.mac, "24:0A:C4:12:34:56");
+        assert!(outcome.chip.starts_with("esp32"), "{}", outcome.chip);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, FlashEvent::Connected { .. }))
+        );
+        let parts: Vec<&str> = events
+            .iter()
+            .filter_map(|e| {
+                if let FlashEvent::PartDone { part, .. } = e {
+                    Some(part.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "bootloader.bin",
+                "partitions.bin",
+                "nvs",
+                "boot_app0.bin",
+                "firmware.bin"
+            ]
+        );
+        let flash = board.stop();
+        let expected = plan.image(4 << 20);
+        let diff = flash.iter().zip(&expected).position(|(a, b)| a != b);
+        assert!(
+            diff.is_none(),
+            "stub={use_stub}: first difference at {diff:x?}"
+        );
+    }
+}
+
+#[test]
+fn the_flashed_board_boots_what_was_written() {
+    let f = fixture(100_000);
+    let board = SimBoard::spawn(SimConfig::default()).unwrap();
+    let (result, _) = run(&board, &f.plan("PV-26A18-BC02R-X7KQA"), &pty_options(true));
+    result.unwrap();
+    // The stub stays in charge until the host lets go of the port; closing it resets the board.
+    let booted = board
+        .wait_for(Duration::from_secs(5), |e| matches!(e, SimEvent::Booted(_)))
+        .expect("a boot");
+    let SimEvent::Booted(report) = booted else {
+        unreachable!()
+    };
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.serial_number(), Some("PV-26A18-BC02R-X7KQA"));
+    assert_eq!(report.firmware_version.as_deref(), Some("1.0.1"));
+    assert_eq!(report.app_offset, Some(0x20000));
+    assert_eq!(
+        report.nvs.get("mqtt_port").map(String::as_str),
+        Some("1883")
+    );
+}
+
+#[test]
+fn each_failure_is_named_and_transient_ones_are_retried() {
+    let f = fixture(60_000);
+    let plan = f.plan("PV-26A18-BC02R-X7KQA");
+    let mut no_retry = pty_options(true);
+    no_retry.retries = 0;
+    for (fault, expected) in [
+        (Fault::NoSync, FlashError::NoSync),
+        (Fault::WriteError(2), FlashError::WriteFailed),
+        (Fault::Md5Mismatch, FlashError::VerifyMismatch),
+        (Fault::Unplug(2), FlashError::PortVanished),
+    ] {
+        let board = SimBoard::spawn(SimConfig {
+            faults: vec![fault],
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let (result, events) = run(&board, &plan, &no_retry);
+        assert_eq!(result.unwrap_err(), expected, "{fault:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, FlashEvent::Failed { .. }))
+        );
+        drop(board);
+    }
+    for fault in [Fault::WriteError(3), Fault::Md5Mismatch] {
+        let board = SimBoard::spawn(SimConfig {
+            faults: vec![fault],
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let (result, events) = run(&board, &plan, &pty_options(true));
+        let outcome = result.unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        assert_eq!(outcome.attempts, 2, "{fault:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, FlashEvent::Retrying { .. }))
+        );
+        assert_eq!(
+            board.stop(),
+            plan.image(4 << 20),
+            "{fault:?}: the retry wrote everything"
+        );
+    }
+}
+
+#[test]
+fn four_boards_in_parallel_each_with_its_own_serial_number() {
+    let f = fixture(120_000);
+    let sns = [
+        "PV-26A18-BC02R-AAAAA",
+        "PV-26A18-BC02R-BBBBB",
+        "PV-26A18-BC02R-CCCCC",
+        "PV-26A18-BC02R-DDDDD",
+    ];
+    let boards: Vec<SimBoard> = (0..4u8)
+        .map(|i| {
+            SimBoard::spawn(SimConfig {
+                mac: [0x24, 0x0A, 0xC4, 0, 0, i],
+                ..SimConfig::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    let plans: Vec<FlashPlan> = sns.iter().map(|sn| f.plan(sn)).collect();
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = boards
+            .iter()
+            .zip(&plans)
+            .map(|(board, plan)| s.spawn(move || run(board, plan, &pty_options(true)).0))
+            .collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            let outcome = job.join().unwrap().unwrap();
+            assert_eq!(outcome.mac, format!("24:0A:C4:00:00:{i:02X}"));
+        }
+    });
+    for ((board, plan), sn) in boards.into_iter().zip(&plans).zip(sns) {
+        let flash = board.stop();
+        assert_eq!(flash, plan.image(4 << 20));
+        let decoded = nvs::dump::decode(&flash[0x9000..0xF000]);
+        assert!(decoded.items.iter().any(|i| i.key == "serial_number"
+            && i.value == nvs::dump::ItemValue::Str(format!("{sn}\0").into_bytes())));
+    }
+}
