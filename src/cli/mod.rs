@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod firmware;
+mod flash;
 mod mqtt;
 mod nvs;
 mod partitions;
@@ -54,6 +55,12 @@ enum Command {
     /// Firmware releases in the OTA layout.
     #[command(subcommand)]
     Firmware(firmware::FirmwareCommand),
+    /// Flash boards: bundle + per-device NVS, verified, several ports in parallel.
+    Flash(flash::FlashArgs),
+    /// Run a simulated ESP32 on a pseudo-terminal (for tests, demos and trying things out).
+    Sim(flash::SimArgs),
+    /// List serial ports (USB bridges ESP32 boards use first), or watch boards come and go.
+    Ports(flash::PortsArgs),
 }
 
 /// How a command ended, when it did not fail outright.
@@ -77,6 +84,9 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::serve(args, config),
         Command::Token(cmd) => serve::token(cmd, config),
         Command::Firmware(cmd) => firmware::run(cmd, config),
+        Command::Flash(args) => flash::flash(args, config),
+        Command::Sim(args) => flash::sim(args),
+        Command::Ports(args) => flash::ports(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -66,6 +66,18 @@ pub enum PlanError {
     },
     #[error("part `{0}` overwrites the NVS partition, which holds the device's own data")]
     OverNvs(String),
+    #[error("the bundle is a release of {bundle}, not of board {board}")]
+    WrongBoard { bundle: String, board: String },
+    #[error(
+        "the bundle's partition table puts `nvs` at 0x{offset:x}+0x{size:x}, but board {board} has it at 0x{board_offset:x}+0x{board_size:x}"
+    )]
+    TableMismatch {
+        offset: u32,
+        size: u32,
+        board: String,
+        board_offset: u32,
+        board_size: u32,
+    },
 }
 
 /// A bundle read from disk: its manifest and the folder its parts are in.
@@ -143,6 +155,12 @@ impl Bundle {
 impl FlashPlan {
     /// The bundle plus this device's NVS image, checked against the board.
     pub fn new(board: &Board, bundle: &Bundle, nvs: Vec<u8>) -> Result<FlashPlan, PlanError> {
+        if bundle.manifest.name != board.name {
+            return Err(PlanError::WrongBoard {
+                bundle: bundle.manifest.name.clone(),
+                board: board.name.clone(),
+            });
+        }
         let family = bundle
             .manifest
             .builds
@@ -164,6 +182,29 @@ impl FlashPlan {
             });
         }
         let mut parts = bundle.parts()?;
+        if let Some(table) = parts
+            .iter()
+            .find(|p| p.offset == crate::partitions::TABLE_OFFSET)
+        {
+            let bad = |reason: String| PlanError::Part {
+                name: table.name.clone(),
+                reason,
+            };
+            let parsed = crate::partitions::PartitionTable::parse(&table.data, &table.name)
+                .map_err(|e| bad(e.to_string()))?;
+            let region = parsed
+                .nvs(&board.nvs_name)
+                .map_err(|e| bad(e.to_string()))?;
+            if region != board.nvs {
+                return Err(PlanError::TableMismatch {
+                    offset: region.offset,
+                    size: region.size,
+                    board: board.name.clone(),
+                    board_offset: board.nvs.offset,
+                    board_size: board.nvs.size,
+                });
+            }
+        }
         for p in &parts {
             if p.region().overlaps(&board.nvs) {
                 return Err(PlanError::OverNvs(p.name.clone()));

@@ -52,6 +52,13 @@ pub fn boot(flash: &[u8], mac: [u8; 6], bad_app: bool) -> (BootReport, String) {
         (report, log)
     };
     let table_bytes = &flash[TABLE_OFFSET as usize..TABLE_OFFSET as usize + 0xC00];
+    if table_bytes[..32].iter().all(|&b| b == 0xFF) {
+        return fail(
+            report,
+            log,
+            "the partition table at 0x8000 is erased: flash the full bundle".into(),
+        );
+    }
     let table = match PartitionTable::parse(table_bytes, "flash@0x8000") {
         Ok(t) => t,
         Err(e) => {

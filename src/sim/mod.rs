@@ -126,9 +126,22 @@ pub enum SimEvent {
     Unplugged,
 }
 
+/// Serial traffic of a board, for benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LineStats {
+    /// Bytes the host sent.
+    pub bytes_in: u64,
+    /// Bytes the board sent.
+    pub bytes_out: u64,
+    /// The time these bytes take on the wire at the baud rates in force (10 bits a byte): the
+    /// lower bound of any flashing over this line.
+    pub line_time: Duration,
+}
+
 /// A running simulated board.
 pub struct SimBoard {
     path: PathBuf,
+    stats: Arc<Mutex<LineStats>>,
     rom: Arc<Mutex<Rom>>,
     stop: Arc<AtomicBool>,
     events: Arc<Mutex<Vec<SimEvent>>>,
@@ -151,11 +164,13 @@ impl SimBoard {
         )));
         let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(Mutex::new(Vec::new()));
+        let stats = Arc::new(Mutex::new(LineStats::default()));
         let worker = Worker {
             master: Some(master),
             rom: rom.clone(),
             stop: stop.clone(),
             events: events.clone(),
+            stats: stats.clone(),
             config,
         };
         let thread = std::thread::Builder::new()
@@ -163,6 +178,7 @@ impl SimBoard {
             .spawn(move || worker.run())?;
         Ok(SimBoard {
             path,
+            stats,
             rom,
             stop,
             events,
@@ -189,6 +205,11 @@ impl SimBoard {
         let mut rom = self.rom.lock().unwrap_or_else(|e| e.into_inner());
         let n = image.len().min(rom.flash.len());
         rom.flash[..n].copy_from_slice(&image[..n]);
+    }
+
+    /// Serial traffic so far.
+    pub fn line_stats(&self) -> LineStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn events(&self) -> Vec<SimEvent> {
@@ -234,14 +255,26 @@ impl Drop for SimBoard {
     }
 }
 
-/// A UART's pace: 10 bits per byte at the current baud rate.
+/// A UART's pace: 10 bits per byte at the current baud rate (115200 until the host changes it).
 struct Pacer {
     baud: Option<u32>,
+    /// The line's rate for the statistics, paced or not.
+    rate: u32,
     debt: Duration,
+    stats: Arc<Mutex<LineStats>>,
 }
 
 impl Pacer {
-    fn pay(&mut self, bytes: usize) {
+    fn pay(&mut self, bytes: usize, from_host: bool) {
+        {
+            let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            if from_host {
+                s.bytes_in += bytes as u64;
+            } else {
+                s.bytes_out += bytes as u64;
+            }
+            s.line_time += Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(self.rate));
+        }
         let Some(baud) = self.baud else { return };
         self.debt += Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(baud));
         if self.debt >= Duration::from_millis(2) {
@@ -256,6 +289,7 @@ struct Worker {
     rom: Arc<Mutex<Rom>>,
     stop: Arc<AtomicBool>,
     events: Arc<Mutex<Vec<SimEvent>>>,
+    stats: Arc<Mutex<LineStats>>,
     config: SimConfig,
 }
 
@@ -271,7 +305,9 @@ impl Worker {
         let mut decoder = slip::Decoder::default();
         let mut pacer = Pacer {
             baud: self.config.baud,
+            rate: 115_200,
             debt: Duration::ZERO,
+            stats: self.stats.clone(),
         };
         let mut connected = false;
         let mut firmware: Option<boot::Firmware> = None;
@@ -292,7 +328,7 @@ impl Worker {
                         self.rom.lock().unwrap_or_else(|e| e.into_inner()).reset();
                         self.event(SimEvent::HostConnected);
                     }
-                    pacer.pay(n);
+                    pacer.pay(n, true);
                     for frame in decoder.feed(&buf[..n]) {
                         let actions = self
                             .rom
@@ -303,12 +339,13 @@ impl Worker {
                             match action {
                                 Action::Send(reply) => {
                                     let encoded = slip::encode(&reply);
-                                    pacer.pay(encoded.len());
+                                    pacer.pay(encoded.len(), false);
                                     if let Some(m) = self.master.as_mut() {
                                         let _ = write_all(m, &encoded);
                                     }
                                 }
                                 Action::ChangeBaud(baud) => {
+                                    pacer.rate = baud;
                                     if pacer.baud.is_some() {
                                         pacer.baud = Some(baud);
                                     }

@@ -198,8 +198,12 @@ impl Rom {
                 if self.has_fault(Fault::NoSync) {
                     return Vec::new();
                 }
-                let count = if self.stub { 1 } else { 8 };
-                (0..count).map(|_| self.ok(op::SYNC)).collect()
+                // The ROM answers eight times with a non-zero value; the stub once with 0 (esptool
+                // tells them apart this way).
+                let (count, value) = if self.stub { (1, 0) } else { (8, 0x2012_0707) };
+                (0..count)
+                    .map(|_| self.reply(op::SYNC, value, &[], 0, 0))
+                    .collect()
             }
             op::READ_REG => match word(0) {
                 Some(addr) => vec![self.reply(op::READ_REG, self.read_reg(addr), &[], 0, 0)],
@@ -434,7 +438,10 @@ mod tests {
         let mut rom = Rom::new(4 << 20, [0x24, 0x0A, 0xC4, 0x12, 0x34, 0x56], vec![]);
         let replies = sent(&rom.handle(&request(op::SYNC, &[7, 7, 0x12, 0x20], 0)));
         assert_eq!(replies.len(), 8);
-        assert_eq!(replies[0], [1, op::SYNC, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            replies[0],
+            [1, op::SYNC, 4, 0, 0x07, 0x07, 0x12, 0x20, 0, 0, 0, 0]
+        );
         let read = |rom: &mut Rom, addr: u32| {
             let r = sent(&rom.handle(&request(op::READ_REG, &words(&[addr]), 0)));
             u32::from_le_bytes(r[0][4..8].try_into().unwrap())

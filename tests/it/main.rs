@@ -15,3 +15,4 @@ mod flashing;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;
+mod sim_peers;
