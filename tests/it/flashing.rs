@@ -269,3 +269,32 @@ fn four_boards_in_parallel_each_with_its_own_serial_number() {
             && i.value == nvs::dump::ItemValue::Str(format!("{sn}\0").into_bytes())));
     }
 }
+
+#[test]
+fn a_board_of_another_chip_or_with_a_bad_app_is_reported() {
+    let f = fixture(40_000);
+    let plan = f.plan("PV-26A18-BC02R-X7KQA");
+    let board = SimBoard::spawn(SimConfig::default()).unwrap();
+    let mut s3 = pty_options(true);
+    s3.chip = espflash::target::Chip::Esp32s3;
+    let (result, _) = run(&board, &plan, &s3);
+    let err = result.unwrap_err();
+    assert!(matches!(err, FlashError::WrongChip { .. }), "{err}");
+    assert!(err.to_string().contains("wrong chip"), "{err}");
+    drop(board);
+
+    let board = SimBoard::spawn(SimConfig {
+        faults: vec![Fault::BadApp],
+        ..SimConfig::default()
+    })
+    .unwrap();
+    run(&board, &plan, &pty_options(false)).0.unwrap();
+    let event = board
+        .wait_for(Duration::from_secs(5), |e| matches!(e, SimEvent::Booted(_)))
+        .expect("the ROM loader reboots after FLASH_END");
+    let SimEvent::Booted(report) = event else {
+        unreachable!()
+    };
+    assert!(!report.ok);
+    assert!(report.error.unwrap().contains("invalid magic byte"));
+}
