@@ -192,6 +192,20 @@ pub struct Config {
     pub mqtt: Mqtt,
     pub boards: Vec<Board>,
     pub serve: Serve,
+    pub labels: Labels,
+}
+
+/// Label printing.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    /// Default stock (`a4-l7160` unless set).
+    pub stock: String,
+    /// CUPS printer for PDF labels (`lp -d PRINTER`).
+    pub printer: Option<String>,
+    /// Raw TCP address of a ZPL printer (`HOST:9100`).
+    pub zpl_printer: Option<String>,
+    /// Custom stocks, besides the presets.
+    pub stocks: Vec<crate::labels::Stock>,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +220,18 @@ struct RawConfig {
     boards: Vec<RawBoard>,
     #[serde(default)]
     serve: RawServe,
+    #[serde(default)]
+    labels: RawLabels,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLabels {
+    stock: Option<String>,
+    printer: Option<String>,
+    zpl_printer: Option<String>,
+    #[serde(default)]
+    stocks: Vec<crate::labels::Stock>,
 }
 
 #[derive(Deserialize, Default)]
@@ -384,6 +410,7 @@ impl Config {
             boards.push(board);
         }
         let serve = validate_serve(raw.serve, base).map_err(|(k, m)| invalid(k, m))?;
+        let labels = validate_labels(raw.labels).map_err(|(k, m)| invalid(k, m))?;
         let station = raw.station.name.unwrap_or_else(default_station_name);
         if station.trim().is_empty() {
             return Err(invalid("station.name".into(), "must not be empty".into()));
@@ -395,6 +422,7 @@ impl Config {
             mqtt,
             boards,
             serve,
+            labels,
         })
     }
 
@@ -453,6 +481,33 @@ fn validate_mqtt(raw: RawMqtt) -> Result<Mqtt, Invalid> {
         host: raw.host,
         port: raw.port,
         topics,
+    })
+}
+
+fn validate_labels(raw: RawLabels) -> Result<Labels, Invalid> {
+    for (i, stock) in raw.stocks.iter().enumerate() {
+        stock
+            .validate()
+            .map_err(|e| (format!("labels.stocks[{i}]"), e.to_string()))?;
+    }
+    let stock = raw.stock.unwrap_or_else(|| "a4-l7160".into());
+    crate::labels::Stock::find(&stock, &raw.stocks)
+        .map_err(|e| ("labels.stock".to_owned(), e.to_string()))?;
+    if let Some(addr) = &raw.zpl_printer
+        && addr
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err((
+            "labels.zpl_printer".into(),
+            format!("`{addr}` is not HOST:PORT (e.g. 192.168.1.50:9100)"),
+        ));
+    }
+    Ok(Labels {
+        stock,
+        printer: raw.printer,
+        zpl_printer: raw.zpl_printer,
+        stocks: raw.stocks,
     })
 }
 

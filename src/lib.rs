@@ -10,12 +10,14 @@
 //! - [`config`]: the configuration file.
 
 pub mod acl;
+pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod files;
 pub mod firmware;
 pub mod flashing;
 pub mod goauth;
+pub mod labels;
 pub mod nvs;
 pub mod partitions;
 pub mod registry;

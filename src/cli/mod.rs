@@ -4,6 +4,7 @@
 mod config_cmd;
 mod firmware;
 mod flash;
+mod labels;
 mod mqtt;
 mod nvs;
 mod partitions;
@@ -61,6 +62,8 @@ enum Command {
     Sim(flash::SimArgs),
     /// List serial ports (USB bridges ESP32 boards use first), or watch boards come and go.
     Ports(flash::PortsArgs),
+    /// Labels with QR codes: PDF sheets and rolls, ZPL for thermal printers.
+    Labels(labels::LabelsArgs),
 }
 
 /// How a command ended, when it did not fail outright.
@@ -87,6 +90,7 @@ pub fn run() -> ExitCode {
         Command::Flash(args) => flash::flash(args, config),
         Command::Sim(args) => flash::sim(args),
         Command::Ports(args) => flash::ports(args),
+        Command::Labels(args) => labels::run(args, config),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

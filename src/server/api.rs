@@ -28,6 +28,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/openapi.json", get(openapi))
         .route("/manufacturing/batch", post(create_batch))
         .route("/manufacturing/batch/{id}", get(batch))
+        .route("/manufacturing/batch/{id}/labels", post(batch_labels))
         .route("/manufacturing/batches", get(batches))
         .route("/manufacturing/devices", get(devices))
         .route("/manufacturing/devices/{sn}", get(device))
@@ -188,6 +189,70 @@ async fn batch(
     let mut body = serde_json::to_value(&batch).map_err(|_| ApiError::Internal)?;
     body["serial_numbers"] = json!(batch.serial_numbers());
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct LabelQuery {
+    stock: Option<String>,
+    format: Option<String>,
+    skip: Option<u32>,
+}
+
+/// The labels of a batch: a PDF (or ZPL with `?format=zpl`) on the configured or given stock.
+async fn batch_labels(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<LabelQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Technician)?;
+    let labels_config = &state.config.labels;
+    let stock = crate::labels::Stock::find(
+        q.stock.as_deref().unwrap_or(&labels_config.stock),
+        &labels_config.stocks,
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let format: crate::labels::Format = q
+        .format
+        .as_deref()
+        .unwrap_or("pdf")
+        .parse()
+        .map_err(ApiError::BadRequest)?;
+    let batch = db(&state, move |r| r.batch(&id)).await?;
+    let data: Vec<crate::labels::LabelData> = batch
+        .devices
+        .iter()
+        .map(|d| crate::labels::LabelData {
+            serial_number: d.serial_number.clone(),
+            hw_type: d.hw_type.clone(),
+            hw_version: d.hw_version.clone(),
+            batch: Some(batch.summary.batch_id.clone()),
+            date: d.created_at.chars().take(10).collect(),
+        })
+        .collect();
+    let skip = q.skip.unwrap_or(0).min(10_000);
+    let (bytes, media) =
+        tokio::task::spawn_blocking(move || crate::labels::render(&data, &stock, format, skip))
+            .await
+            .map_err(|_| ApiError::Internal)?
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let extension = if format == crate::labels::Format::Zpl {
+        "zpl"
+    } else {
+        "pdf"
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}-labels.{extension}\"",
+        batch.summary.batch_id
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, media.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ mod broker;
 mod cli;
 mod config;
 mod flashing;
+mod labels;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;

@@ -1,0 +1,88 @@
+//! Labels: every board leaves the bench with one. Serial number in clear text, a QR code of it,
+//! hardware type and version, batch and date in small print; as a PDF for sheets and roll
+//! printers, or ZPL for Zebra-compatible thermal printers.
+
+mod font;
+pub mod layout;
+pub mod pdf;
+pub mod stock;
+pub mod zpl;
+
+pub use font::Face;
+pub use layout::{Area, LabelData, LayoutError, Placed};
+pub use stock::{Stock, StockError};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Pdf,
+    Zpl,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pdf" => Ok(Format::Pdf),
+            "zpl" => Ok(Format::Zpl),
+            other => Err(format!("format `{other}` is not pdf or zpl")),
+        }
+    }
+}
+
+/// Errors making labels.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LabelError {
+    #[error(transparent)]
+    Stock(#[from] StockError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("no labels to print")]
+    Empty,
+    #[error("ZPL is for roll stock (one label per page); `{0}` is a sheet")]
+    ZplNeedsRoll(String),
+}
+
+/// Renders labels: the file's bytes and the media type.
+pub fn render(
+    labels: &[LabelData],
+    stock: &Stock,
+    format: Format,
+    skip: u32,
+) -> Result<(Vec<u8>, &'static str), LabelError> {
+    stock.validate()?;
+    if labels.is_empty() {
+        return Err(LabelError::Empty);
+    }
+    match format {
+        Format::Pdf => {
+            let placed = layout::layout(labels, stock, skip)?;
+            let pages = layout::pages(labels.len(), stock, skip);
+            Ok((
+                pdf::document(&placed, stock, pages, "Vesper labels"),
+                "application/pdf",
+            ))
+        }
+        Format::Zpl => {
+            if stock.per_page() != 1 {
+                return Err(LabelError::ZplNeedsRoll(stock.name.clone()));
+            }
+            let placed = layout::layout(labels, stock, 0)?;
+            Ok((
+                zpl::document(&placed, stock).into_bytes(),
+                "text/plain; charset=utf-8",
+            ))
+        }
+    }
+}
+
+/// The label of a serial number alone (type, revision and date come from the number itself).
+pub fn from_serial(sn: &crate::serial::SerialNumber, batch: Option<&str>) -> LabelData {
+    LabelData {
+        serial_number: sn.as_str().to_owned(),
+        hw_type: sn.board_type().as_str().to_owned(),
+        hw_version: sn.revision().as_str().to_owned(),
+        batch: batch.map(str::to_owned),
+        date: sn.date().to_string(),
+    }
+}
