@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::registry::{
+    Batch, BatchSummary, Device, DeviceFilter, DevicePage, FlashReport, Stats, Status,
+};
 
 /// Environment variable holding the bearer token (preferred over the config file).
 pub const TOKEN_ENV: &str = "VESPER_TOKEN";
@@ -110,6 +114,222 @@ impl ApiClient {
     pub async fn batch(&self, id: &str) -> Result<Value, ClientError> {
         self.get_json(&format!("/manufacturing/batch/{id}")).await
     }
+
+    /// GET a JSON document as a typed value.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        typed(self.get_json(path).await?)
+    }
+
+    /// POST a JSON body, expecting a typed value back.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        typed(self.post_json(path, body).await?)
+    }
+
+    /// `GET /healthz`: registry and broker state.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("/healthz").await
+    }
+
+    pub async fn stats(&self) -> Result<Stats, ClientError> {
+        self.get("/manufacturing/stats").await
+    }
+
+    /// The newest batches first.
+    pub async fn batches(&self, limit: u32) -> Result<Vec<BatchSummary>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            batches: Vec<BatchSummary>,
+        }
+        let list: List = self
+            .get(&format!("/manufacturing/batches?limit={limit}"))
+            .await?;
+        Ok(list.batches)
+    }
+
+    pub async fn batch_record(&self, id: &str) -> Result<Batch, ClientError> {
+        self.get(&format!("/manufacturing/batch/{}", segment(id)))
+            .await
+    }
+
+    pub async fn create_batch(&self, order: &BatchOrder) -> Result<Batch, ClientError> {
+        self.post("/manufacturing/batch", &json!(order)).await
+    }
+
+    /// One page of the device list.
+    pub async fn devices(&self, filter: &DeviceFilter) -> Result<DevicePage, ClientError> {
+        let query = serde_urlencoded::to_string(filter)
+            .map_err(|e| ClientError::Body(format!("cannot encode the filter: {e}")))?;
+        self.get(&format!("/manufacturing/devices?{query}")).await
+    }
+
+    pub async fn device(&self, sn: &str) -> Result<Device, ClientError> {
+        self.get(&format!("/manufacturing/devices/{}", segment(sn)))
+            .await
+    }
+
+    /// Waits (long poll) until the device reaches `status`, or `timeout` passes; `true` when it did.
+    pub async fn wait_for_status(
+        &self,
+        sn: &str,
+        status: Status,
+        timeout: Duration,
+    ) -> Result<(bool, Device), ClientError> {
+        let url = format!(
+            "{}/manufacturing/devices/{}?wait={}&timeout={}",
+            self.base,
+            segment(sn),
+            status.as_str(),
+            timeout.as_secs().max(1)
+        );
+        let request = self
+            .http
+            .get(&url)
+            .timeout(timeout + Duration::from_secs(15));
+        let device: Device = self
+            .send(request, &url)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Body(e.to_string()))?;
+        Ok((
+            device.status >= status && device.status != Status::Revoked,
+            device,
+        ))
+    }
+
+    /// Takes the batch's next device to flash for `station` (a bench slot).
+    pub async fn claim_next(&self, batch: &str, station: &str) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/batch/{}/claim", segment(batch)),
+            &json!({ "station": station }),
+        )
+        .await
+    }
+
+    /// Takes one device for `station` (the wizard's pick).
+    pub async fn claim(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/devices/{}/claim", segment(sn)),
+            &json!({ "station": station }),
+        )
+        .await
+    }
+
+    /// Gives a claimed device back to its batch.
+    pub async fn release(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/devices/{}/release", segment(sn)),
+            &json!({ "station": station }),
+        )
+        .await
+    }
+
+    /// Records a flash: chip, MAC, firmware, station.
+    pub async fn flashed(&self, sn: &str, report: &FlashReport) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/devices/{}/flashed", segment(sn)),
+            &json!(report),
+        )
+        .await
+    }
+
+    pub async fn set_status(&self, sn: &str, status: Status) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/devices/{}/status", segment(sn)),
+            &json!({ "status": status }),
+        )
+        .await
+    }
+
+    pub async fn assign(&self, sn: &str, email: &str) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/devices/{}/assign", segment(sn)),
+            &json!({ "email": email }),
+        )
+        .await
+    }
+
+    /// The device's NVS image, built by the backend (the master secret never leaves it).
+    pub async fn nvs_image(&self, sn: &str) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!("/manufacturing/devices/{}/nvs.bin", segment(sn)))
+            .await
+    }
+
+    /// The labels of a batch as a PDF.
+    pub async fn labels_pdf(&self, batch: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!(
+            "{}/manufacturing/batch/{}/labels",
+            self.base,
+            segment(batch)
+        );
+        let response = self.send(self.http.post(&url), &url).await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Body(e.to_string()))
+    }
+
+    /// The newest release of a board's firmware, with absolute download URLs.
+    pub async fn firmware(&self, hw_type: &str, hw_version: &str) -> Result<Value, ClientError> {
+        self.get_json(&format!(
+            "/manufacturing/firmware/{}/{}",
+            segment(hw_type),
+            segment(hw_version)
+        ))
+        .await
+    }
+
+    /// Downloads a file by absolute URL (firmware parts).
+    pub async fn download(&self, url: &str) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(self.http.get(url), url).await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Body(e.to_string()))
+    }
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Health {
+    pub status: String,
+    #[serde(default)]
+    pub registry: String,
+    #[serde(default)]
+    pub broker: String,
+}
+
+/// A new batch, as `POST /manufacturing/batch` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchOrder {
+    pub board: String,
+    pub quantity: u32,
+    pub subscription_plan: String,
+    pub available_outputs: i64,
+}
+
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ClientError> {
+    serde_json::from_value(value).map_err(|e| ClientError::Body(e.to_string()))
+}
+
+/// A path segment made safe for a URL (serial numbers and batch names are already safe; this
+/// keeps a scanned or typed oddity from changing the route).
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The label data of a batch answer (`GET /manufacturing/batch/{id}`).

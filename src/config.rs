@@ -181,6 +181,23 @@ pub struct Broker {
     pub tls: bool,
 }
 
+/// How the station flashes and verifies boards (`[station]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationSettings {
+    /// Bench slots, one serial port path each, in slot order. Prefer stable names such as
+    /// `/dev/serial/by-path/...` so a slot is a physical USB socket. Empty: the first USB serial
+    /// adapters that appear fill up to four slots.
+    pub slots: Vec<PathBuf>,
+    /// Wait for Enter before flashing each board plugged into a bench slot.
+    pub confirm_each_board: bool,
+    /// Baud rate after connecting.
+    pub baud: u32,
+    /// How long to wait for a flashed board's first heartbeat.
+    pub verify_timeout: std::time::Duration,
+    /// Where firmware bundles fetched from the backend are kept.
+    pub firmware_cache: PathBuf,
+}
+
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -188,6 +205,7 @@ pub struct Config {
     pub path: PathBuf,
     /// Station name, recorded with every flash (defaults to the host name).
     pub station: String,
+    pub station_settings: StationSettings,
     pub backend: Backend,
     pub mqtt: Mqtt,
     pub boards: Vec<Board>,
@@ -196,7 +214,7 @@ pub struct Config {
 }
 
 /// Label printing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Labels {
     /// Default stock (`a4-l7160` unless set).
     pub stock: String,
@@ -271,6 +289,46 @@ struct RawUsers {
 #[serde(deny_unknown_fields)]
 struct RawStation {
     name: Option<String>,
+    #[serde(default)]
+    slots: Vec<PathBuf>,
+    #[serde(default)]
+    confirm_each_board: bool,
+    baud: Option<u32>,
+    verify_timeout: Option<u64>,
+    firmware_cache: Option<PathBuf>,
+}
+
+fn validate_station(raw: &RawStation, base: &Path) -> Result<StationSettings, Invalid> {
+    let baud = raw.baud.unwrap_or(921_600);
+    if !(9600..=3_000_000).contains(&baud) {
+        return Err((
+            "station.baud".into(),
+            format!("{baud} is not a baud rate between 9600 and 3000000"),
+        ));
+    }
+    let verify_timeout = raw.verify_timeout.unwrap_or(60);
+    if !(1..=600).contains(&verify_timeout) {
+        return Err((
+            "station.verify_timeout".into(),
+            format!("{verify_timeout} s is not between 1 and 600 seconds"),
+        ));
+    }
+    if raw.slots.len() > 16 {
+        return Err(("station.slots".into(), "at most 16 slots".into()));
+    }
+    let firmware_cache = match &raw.firmware_cache {
+        Some(p) => base.join(p),
+        None => dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("vesper/firmware"),
+    };
+    Ok(StationSettings {
+        slots: raw.slots.iter().map(|p| base.join(p)).collect(),
+        confirm_each_board: raw.confirm_each_board,
+        baud,
+        verify_timeout: std::time::Duration::from_secs(verify_timeout),
+        firmware_cache,
+    })
 }
 
 #[derive(Deserialize)]
@@ -411,6 +469,8 @@ impl Config {
         }
         let serve = validate_serve(raw.serve, base).map_err(|(k, m)| invalid(k, m))?;
         let labels = validate_labels(raw.labels).map_err(|(k, m)| invalid(k, m))?;
+        let station_settings =
+            validate_station(&raw.station, base).map_err(|(k, m)| invalid(k, m))?;
         let station = raw.station.name.unwrap_or_else(default_station_name);
         if station.trim().is_empty() {
             return Err(invalid("station.name".into(), "must not be empty".into()));
@@ -418,6 +478,7 @@ impl Config {
         Ok(Self {
             path: path.to_owned(),
             station,
+            station_settings,
             backend,
             mqtt,
             boards,

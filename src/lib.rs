@@ -10,9 +10,11 @@
 //! - [`config`]: the configuration file.
 
 pub mod acl;
+pub mod broker;
 pub mod client;
 pub mod config;
 pub mod credentials;
+pub mod demo;
 pub mod files;
 pub mod firmware;
 pub mod flashing;
@@ -24,4 +26,5 @@ pub mod registry;
 pub mod serial;
 pub mod server;
 pub mod sim;
+pub mod station;
 pub mod users;

@@ -174,7 +174,7 @@ pub fn flash(args: FlashArgs, config_path: Option<&Path>) -> anyhow::Result<Outc
         reset: !args.no_reset,
         use_stub: !args.no_stub,
         retries: args.retries,
-        ..FlashOptions::default()
+        chip: flashing::espflash_chip(board.chip),
     };
     let (tx, rx) = mpsc::channel();
     let tty = std::io::stdout().is_terminal();

@@ -1,9 +1,8 @@
 //! `vesper labels`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 
 use vesper::client::{ApiClient, batch_labels};
@@ -102,34 +101,9 @@ fn print(
     format: Format,
     config: Option<&vesper::config::Labels>,
 ) -> anyhow::Result<()> {
-    match format {
-        Format::Pdf => {
-            let printer = config
-                .and_then(|c| c.printer.clone())
-                .context("set labels.printer (a CUPS queue) to print PDFs")?;
-            let out = std::process::Command::new("lp")
-                .args(["-d", &printer])
-                .arg(path)
-                .output()
-                .context("cannot run lp (is CUPS installed?)")?;
-            if !out.status.success() {
-                bail!("lp: {}", String::from_utf8_lossy(&out.stderr).trim());
-            }
-            eprintln!("sent to {printer}");
-        }
-        Format::Zpl => {
-            let addr = config
-                .and_then(|c| c.zpl_printer.clone())
-                .context("set labels.zpl_printer (HOST:9100) to print ZPL")?;
-            let sockaddr = std::net::ToSocketAddrs::to_socket_addrs(&addr.as_str())?
-                .next()
-                .context("printer address does not resolve")?;
-            let mut stream =
-                std::net::TcpStream::connect_timeout(&sockaddr, std::time::Duration::from_secs(5))
-                    .with_context(|| format!("cannot connect to {addr}"))?;
-            stream.write_all(bytes)?;
-            eprintln!("sent to {addr}");
-        }
-    }
+    let none = vesper::config::Labels::default();
+    let to = vesper::labels::send_to_printer(bytes, format, config.unwrap_or(&none))
+        .with_context(|| format!("{}", path.display()))?;
+    eprintln!("sent to {to}");
     Ok(())
 }

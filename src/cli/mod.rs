@@ -10,6 +10,7 @@ mod nvs;
 mod partitions;
 mod serve;
 mod sn;
+mod station;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,12 +26,17 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// Without a command: the station.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The workstation: dashboard, batches, devices, the provision wizard and the bench.
+    Station(station::StationArgs),
+    /// Everything on one machine with simulated boards: try the whole flow in a minute.
+    Demo(station::DemoArgs),
     /// Write config.toml and the partition tables it references into a folder.
     Init(config_cmd::InitArgs),
     /// Check the configuration and show what it resolves to.
@@ -77,7 +83,18 @@ pub enum Outcome {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config.as_deref();
-    let result = match cli.command {
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Station(
+            <station::StationArgs as clap::FromArgMatches>::from_arg_matches(
+                &<station::StationArgs as clap::Args>::augment_args(clap::Command::new("station"))
+                    .get_matches_from(["station"]),
+            )
+            .expect("station defaults parse"),
+        )
+    });
+    let result = match command {
+        Command::Station(args) => station::station(args, config),
+        Command::Demo(args) => station::demo(args),
         Command::Init(args) => config_cmd::init(args),
         Command::Config(cmd) => config_cmd::run(cmd, config),
         Command::Sn(cmd) => sn::run(cmd),

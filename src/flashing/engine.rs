@@ -40,6 +40,20 @@ impl Default for FlashOptions {
     }
 }
 
+/// The espflash chip of a configured board.
+pub fn espflash_chip(chip: crate::config::Chip) -> Chip {
+    use crate::config::Chip as C;
+    match chip {
+        C::Esp32 => Chip::Esp32,
+        C::Esp32s2 => Chip::Esp32s2,
+        C::Esp32s3 => Chip::Esp32s3,
+        C::Esp32c2 => Chip::Esp32c2,
+        C::Esp32c3 => Chip::Esp32c3,
+        C::Esp32c6 => Chip::Esp32c6,
+        C::Esp32h2 => Chip::Esp32h2,
+    }
+}
+
 /// What happened, as it happens.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -168,6 +182,9 @@ fn classify(e: &espflash::Error, port: &str) -> FlashError {
         || text.contains("NoDevice")
         || text.contains("os error 5")
         || text.contains("Broken pipe")
+        // tcdrain on a hung-up line: the other end of the port is gone.
+        || text.contains("flush failed")
+        || !std::path::Path::new(port).exists()
     {
         FlashError::PortVanished
     } else if text.contains("busy") {

@@ -5,6 +5,6 @@ mod engine;
 mod plan;
 mod ports;
 
-pub use engine::{FlashError, FlashEvent, FlashOptions, FlashOutcome, flash};
+pub use engine::{FlashError, FlashEvent, FlashOptions, FlashOutcome, espflash_chip, flash};
 pub use plan::{Bundle, FlashPlan, PlanError, PlannedPart};
 pub use ports::{PortChange, PortInfo, PortKind, list_ports, watch_ports};

@@ -5,11 +5,13 @@
 mod font;
 pub mod layout;
 pub mod pdf;
+mod print;
 pub mod stock;
 pub mod zpl;
 
 pub use font::Face;
 pub use layout::{Area, LabelData, LayoutError, Placed};
+pub use print::{PrintError, send_to_printer};
 pub use stock::{Stock, StockError};
 
 /// Output formats.

@@ -2,13 +2,13 @@
 //! action, with actor, time, and the state before and after.
 
 use rusqlite::{Connection, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Registry, Result, now};
 
 /// One audit row.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,

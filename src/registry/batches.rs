@@ -1,7 +1,7 @@
 //! Batches: N devices of one board created together, in one transaction.
 
 use rusqlite::{OptionalExtension as _, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::devices::{DEVICE_COLUMNS, Device, device_from_row};
@@ -22,7 +22,7 @@ pub struct NewBatch<'a> {
 }
 
 /// A batch without its devices.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BatchSummary {
     /// The batch name, e.g. `B-0042`.
     pub batch_id: String,
@@ -39,7 +39,7 @@ pub struct BatchSummary {
 }
 
 /// A batch and its devices.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Batch {
     #[serde(flatten)]
     pub summary: BatchSummary,

@@ -81,7 +81,7 @@ impl FromStr for Status {
 }
 
 /// A device record, with the seed's document fields and traceability.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Device {
     pub serial_number: String,
     pub hw_type: String,
@@ -103,6 +103,9 @@ pub struct Device {
     pub provisioned_at: Option<String>,
     pub last_seen: Option<String>,
     pub station: Option<String>,
+    /// The station slot that claimed the device for flashing, and until when (a lease).
+    pub claimed_by: Option<String>,
+    pub claimed_until: Option<String>,
     /// Audit rows about this device, oldest first (filled in by [`Registry::device`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<AuditEntry>>,
@@ -114,7 +117,8 @@ pub(super) const DEVICE_COLUMNS: &str = "d.serial_number, d.hw_type, d.hw_versio
     d.firmware_version, d.flashed_at, d.provisioned_at, d.last_seen, d.station,
     (SELECT user_id FROM device_users u WHERE u.serial_number = d.serial_number AND u.is_owner = 1),
     (SELECT json_group_array(user_id) FROM (SELECT user_id FROM device_users u
-        WHERE u.serial_number = d.serial_number AND u.is_owner = 0 ORDER BY user_id))";
+        WHERE u.serial_number = d.serial_number AND u.is_owner = 0 ORDER BY user_id)),
+    d.claimed_by, d.claimed_until";
 
 pub(super) fn device_from_row(r: &Row) -> rusqlite::Result<Device> {
     let status: String = r.get(5)?;
@@ -140,11 +144,13 @@ pub(super) fn device_from_row(r: &Row) -> rusqlite::Result<Device> {
         station: r.get(17)?,
         owner: r.get(18)?,
         users_list: serde_json::from_str(&users).unwrap_or_default(),
+        claimed_by: r.get(20)?,
+        claimed_until: r.get(21)?,
         history: None,
     })
 }
 
-fn load(conn: &Connection, sn: &str) -> Result<Device> {
+pub(super) fn load(conn: &Connection, sn: &str) -> Result<Device> {
     conn.prepare_cached(&format!(
         "SELECT {DEVICE_COLUMNS} FROM devices d JOIN batches b ON b.id = d.batch_id WHERE d.serial_number = ?1"
     ))?
@@ -153,12 +159,12 @@ fn load(conn: &Connection, sn: &str) -> Result<Device> {
     .ok_or_else(|| RegistryError::NoDevice(sn.to_owned()))
 }
 
-fn snapshot(device: &Device) -> Value {
+pub(super) fn snapshot(device: &Device) -> Value {
     serde_json::to_value(device).unwrap_or(Value::Null)
 }
 
 /// Filters and paging for the device list.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceFilter {
     pub status: Option<Status>,
     pub hw_type: Option<String>,
@@ -171,12 +177,66 @@ pub struct DeviceFilter {
     pub created_to: Option<String>,
     /// Substring of serial number, MAC, e-mail, owner or station.
     pub text: Option<String>,
+    /// Order: `created` (default), `serial_number`, `status`, `board`, `batch`, `flashed`.
+    pub sort: Option<DeviceSort>,
+    /// Descending order (the default for `created` and `flashed`).
+    pub desc: Option<bool>,
     pub limit: Option<u32>,
     pub offset: Option<u32>,
 }
 
+/// Columns the device list can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSort {
+    #[default]
+    Created,
+    SerialNumber,
+    Status,
+    Board,
+    Batch,
+    Flashed,
+}
+
+impl DeviceSort {
+    pub const ALL: [DeviceSort; 6] = [
+        DeviceSort::Created,
+        DeviceSort::SerialNumber,
+        DeviceSort::Status,
+        DeviceSort::Board,
+        DeviceSort::Batch,
+        DeviceSort::Flashed,
+    ];
+
+    fn column(self) -> &'static str {
+        match self {
+            DeviceSort::Created => "d.created_at",
+            DeviceSort::SerialNumber => "d.serial_number",
+            DeviceSort::Status => "d.status",
+            DeviceSort::Board => "d.board",
+            DeviceSort::Batch => "b.name",
+            DeviceSort::Flashed => "d.flashed_at",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviceSort::Created => "created",
+            DeviceSort::SerialNumber => "serial number",
+            DeviceSort::Status => "status",
+            DeviceSort::Board => "board",
+            DeviceSort::Batch => "batch",
+            DeviceSort::Flashed => "flashed",
+        }
+    }
+
+    fn descending_by_default(self) -> bool {
+        matches!(self, DeviceSort::Created | DeviceSort::Flashed)
+    }
+}
+
 /// One page of the device list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DevicePage {
     pub devices: Vec<Device>,
     pub total: i64,
@@ -185,7 +245,7 @@ pub struct DevicePage {
 }
 
 /// What the station reports after flashing a board.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlashReport {
     pub chip: String,
     pub mac: String,
@@ -212,12 +272,15 @@ pub enum UserAccess {
 }
 
 /// Dashboard figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub total: i64,
     pub by_status: serde_json::Map<String, Value>,
     pub by_board: serde_json::Map<String, Value>,
     pub provisioned_today: i64,
+    /// Devices provisioned in each hour of today (UTC), 24 entries.
+    #[serde(default)]
+    pub provisioned_by_hour: Vec<i64>,
     pub recent: Vec<AuditEntry>,
 }
 
@@ -350,6 +413,13 @@ impl Registry {
             .filter(|t| !t.is_empty())
             .map(like_pattern);
         let status = f.status.map(Status::as_str);
+        let sort = f.sort.unwrap_or_default();
+        let direction = if f.desc.unwrap_or(sort.descending_by_default()) {
+            "DESC"
+        } else {
+            "ASC"
+        };
+        let order = format!("{} {direction}, d.serial_number", sort.column());
         let args = params![status, f.hw_type, f.board, f.batch, from, to, text];
         let filter = "FROM devices d JOIN batches b ON b.id = d.batch_id
             WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.hw_type = ?2) AND (?3 IS NULL OR d.board = ?3)
@@ -358,12 +428,21 @@ impl Registry {
                    OR d.assigned_email LIKE ?7 ESCAPE '\\' OR d.station LIKE ?7 ESCAPE '\\'
                    OR EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id LIKE ?7 ESCAPE '\\'))";
         self.read(|c| {
-            let total: i64 = c.prepare_cached(&format!("SELECT count(*) {filter}"))?.query_row(args, |r| r.get(0))?;
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT count(*) {filter}"))?
+                .query_row(args, |r| r.get(0))?;
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} {filter} ORDER BY d.created_at DESC, d.serial_number LIMIT {limit} OFFSET {offset}"
+                "SELECT {DEVICE_COLUMNS} {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
             ))?;
-            let devices = stmt.query_map(args, device_from_row)?.collect::<rusqlite::Result<_>>()?;
-            Ok(DevicePage { devices, total, limit, offset })
+            let devices = stmt
+                .query_map(args, device_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(DevicePage {
+                devices,
+                total,
+                limit,
+                offset,
+            })
         })
     }
 
@@ -418,6 +497,12 @@ impl Registry {
             if before.status == Status::Revoked {
                 return Err(RegistryError::Revoked(sn.to_owned()));
             }
+            // One identity, one board: putting it on a second board must be meant.
+            if let Some(previous) = before.mac.as_deref().filter(|m| *m != mac)
+                && !report.force
+            {
+                return Err(RegistryError::AlreadyFlashed { sn: sn.to_owned(), mac: previous.to_owned() });
+            }
             let other: Option<String> = tx
                 .query_row("SELECT serial_number FROM devices WHERE mac = ?1 AND serial_number != ?2", params![mac, sn], |r| r.get(0))
                 .optional()?;
@@ -428,11 +513,15 @@ impl Registry {
                 tx.execute("UPDATE devices SET mac = NULL WHERE serial_number = ?1", [&other])?;
                 audit::append(tx, actor, "device.mac_moved", Some(&other), Some(&json!({ "mac": mac })), Some(&json!({ "mac": null, "moved_to": sn })))?;
             }
-            let status = before.status.max(Status::Flashed);
+            // A board can boot and reach the broker before its station's report arrives: its
+            // first message already proved it online, so it is provisioned right away.
+            let online = before.status == Status::Manufactured && before.last_seen.is_some();
+            let status = if online { Status::Provisioned } else { before.status.max(Status::Flashed) };
             tx.execute(
-                "UPDATE devices SET chip = ?2, mac = ?3, firmware_version = ?4, station = ?5, flashed_at = ?6, status = ?7
-                 WHERE serial_number = ?1",
-                params![sn, report.chip, mac, report.firmware_version, report.station, now(), status.as_str()],
+                "UPDATE devices SET chip = ?2, mac = ?3, firmware_version = ?4, station = ?5, flashed_at = ?6, status = ?7,
+                 provisioned_at = CASE WHEN ?8 THEN COALESCE(provisioned_at, last_seen) ELSE provisioned_at END,
+                 claimed_until = NULL WHERE serial_number = ?1",
+                params![sn, report.chip, mac, report.firmware_version, report.station, now(), status.as_str(), online],
             )?;
             Ok(true)
         })
@@ -537,11 +626,20 @@ impl Registry {
                 counts("SELECT board, count(*) FROM devices GROUP BY board ORDER BY board")?;
             let total = c.query_row("SELECT count(*) FROM devices", [], |r| r.get(0))?;
             let today = format!("{}T00:00:00.000Z", chrono::Utc::now().date_naive());
-            let provisioned_today = c.query_row(
-                "SELECT count(*) FROM devices WHERE provisioned_at >= ?1",
-                [today],
-                |r| r.get(0),
+            let mut provisioned_by_hour = vec![0i64; 24];
+            let mut stmt = c.prepare_cached(
+                "SELECT CAST(substr(provisioned_at, 12, 2) AS INTEGER), count(*) FROM devices
+                 WHERE provisioned_at >= ?1 GROUP BY 1",
             )?;
+            for row in
+                stmt.query_map([today], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+            {
+                let (hour, n) = row?;
+                if let Some(slot) = provisioned_by_hour.get_mut(hour as usize) {
+                    *slot = n;
+                }
+            }
+            let provisioned_today = provisioned_by_hour.iter().sum();
             let recent = audit::query(
                 c,
                 &AuditQuery {
@@ -554,6 +652,7 @@ impl Registry {
                 by_status,
                 by_board,
                 provisioned_today,
+                provisioned_by_hour,
                 recent,
             })
         })

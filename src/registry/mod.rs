@@ -6,6 +6,7 @@
 
 mod audit;
 mod batches;
+mod claims;
 mod devices;
 mod schema;
 mod tokens;
@@ -18,8 +19,8 @@ use rusqlite::Connection;
 pub use audit::{AuditEntry, AuditQuery};
 pub use batches::{Batch, BatchSummary, NewBatch};
 pub use devices::{
-    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FlashReport, Sighting, Stats,
-    Status, UserAccess,
+    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FlashReport, Sighting,
+    Stats, Status, UserAccess,
 };
 pub use tokens::{Role, TokenInfo, TokenPrincipal};
 
@@ -64,6 +65,20 @@ pub enum RegistryError {
         mac: String,
         other: String,
         sn: String,
+    },
+    #[error(
+        "batch {batch} has no device left to flash ({in_progress} being flashed at other slots or stations)"
+    )]
+    BatchDone { batch: String, in_progress: i64 },
+    #[error(
+        "device {sn} is already on the board with MAC {mac}; give it back and take a new serial number, or report with force=true to move the identity to this board"
+    )]
+    AlreadyFlashed { sn: String, mac: String },
+    #[error("device {sn} is being flashed by {by} (claim held until {until})")]
+    ClaimedElsewhere {
+        sn: String,
+        by: String,
+        until: String,
     },
     #[error("{0}")]
     Invalid(String),

@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use super::{RegistryError, Result};
 
 /// Migrations in order; `MIGRATIONS[i]` brings the schema from version i to i + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE batches (
     id                INTEGER PRIMARY KEY,
     name              TEXT NOT NULL UNIQUE,
@@ -93,7 +94,16 @@ CREATE TABLE outbox (
     sent_at    TEXT,
     last_error TEXT
 );
-"#];
+"#,
+    r#"
+-- Bench slots and wizards claim a device before flashing it, so no serial number is ever
+-- taken by two slots or two stations. A claim is a lease: it lapses if the station dies.
+ALTER TABLE devices ADD COLUMN claimed_by TEXT;
+ALTER TABLE devices ADD COLUMN claimed_until TEXT;
+CREATE INDEX devices_provisioned ON devices (provisioned_at) WHERE provisioned_at IS NOT NULL;
+CREATE INDEX devices_serial_order ON devices (created_at DESC, serial_number);
+"#,
+];
 
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

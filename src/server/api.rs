@@ -29,12 +29,15 @@ pub fn routes() -> Router<SharedState> {
         .route("/manufacturing/batch", post(create_batch))
         .route("/manufacturing/batch/{id}", get(batch))
         .route("/manufacturing/batch/{id}/labels", post(batch_labels))
+        .route("/manufacturing/batch/{id}/claim", post(claim_next))
         .route("/manufacturing/batches", get(batches))
         .route("/manufacturing/devices", get(devices))
         .route("/manufacturing/devices/{sn}", get(device))
         .route("/manufacturing/devices/{sn}/events", get(device_events))
         .route("/manufacturing/devices/{sn}/status", post(set_status))
         .route("/manufacturing/devices/{sn}/assign", post(assign))
+        .route("/manufacturing/devices/{sn}/claim", post(claim_device))
+        .route("/manufacturing/devices/{sn}/release", post(release_device))
         .route("/manufacturing/devices/{sn}/flashed", post(flashed))
         .route("/manufacturing/devices/{sn}/users", post(set_users))
         .route("/manufacturing/devices/{sn}/nvs.bin", get(nvs_image))
@@ -432,6 +435,82 @@ async fn set_status(
     Ok(Json(
         serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimRequest {
+    /// Who takes the device, e.g. `bench-1/slot-2`.
+    station: String,
+    /// How long the claim holds if the station never reports (default 600 s, at most 3600 s).
+    lease_seconds: Option<u64>,
+}
+
+impl ClaimRequest {
+    fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_seconds.unwrap_or(600))
+    }
+}
+
+fn device_json(device: &crate::registry::Device) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
+    ))
+}
+
+/// Takes the batch's next device to flash for a bench slot; 409 when none is left.
+async fn claim_next(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<ClaimRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Technician)?.to_owned();
+    let device = db(&state, move |r| {
+        r.claim_next(&id, &req.station, req.lease(), &actor)
+    })
+    .await?;
+    announce(&state, "claimed", &device);
+    device_json(&device)
+}
+
+/// Takes one device (the wizard's pick); 409 while another station holds it.
+async fn claim_device(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+    Body(req): Body<ClaimRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Technician)?.to_owned();
+    let sn = serial(&sn)?;
+    let device = db(&state, move |r| {
+        r.claim(sn.as_str(), &req.station, req.lease(), &actor)
+    })
+    .await?;
+    announce(&state, "claimed", &device);
+    device_json(&device)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseRequest {
+    station: String,
+}
+
+/// Gives a claimed device back to its batch (a board set aside).
+async fn release_device(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+    Body(req): Body<ReleaseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = caller.require(Role::Technician)?.to_owned();
+    let sn = serial(&sn)?;
+    let device = db(&state, move |r| {
+        r.release(sn.as_str(), &req.station, &actor)
+    })
+    .await?;
+    device_json(&device)
 }
 
 #[derive(Deserialize)]

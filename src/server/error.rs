@@ -71,7 +71,10 @@ impl From<RegistryError> for ApiError {
             RegistryError::IllegalTransition { .. }
             | RegistryError::Revoked(_)
             | RegistryError::MacInUse { .. }
-            | RegistryError::TokenExists(_) => ApiError::Conflict(e.to_string()),
+            | RegistryError::TokenExists(_)
+            | RegistryError::BatchDone { .. }
+            | RegistryError::AlreadyFlashed { .. }
+            | RegistryError::ClaimedElsewhere { .. } => ApiError::Conflict(e.to_string()),
             RegistryError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             RegistryError::Sqlite(_)
             | RegistryError::DataDir { .. }

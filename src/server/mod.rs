@@ -10,6 +10,7 @@ mod api;
 mod error;
 pub mod heartbeat;
 mod mqtt;
+pub use mqtt::BackendGate;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -264,3 +264,49 @@ fn log_verdict(check: &str, verdict: &Verdict) {
         Verdict::Error(reason) => tracing::warn!(check, reason = %reason, "error"),
     }
 }
+
+/// The backend's answers for the embedded broker of `vesper demo`: the same login and ACL code
+/// the HTTP routes run for mosquitto.
+pub struct BackendGate(pub SharedState);
+
+impl crate::broker::Gate for BackendGate {
+    fn login<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+        client_id: &'a str,
+    ) -> crate::broker::GateFuture<'a> {
+        Box::pin(async move {
+            let params = AuthParams {
+                username: Some(username.to_owned()),
+                password: Some(password.to_owned()),
+                clientid: Some(client_id.to_owned()),
+                topic: None,
+                acc: None,
+            };
+            let verdict = login(&self.0, params).await;
+            log_verdict("user", &verdict);
+            verdict == Verdict::Allow
+        })
+    }
+
+    fn allow<'a>(
+        &'a self,
+        username: &'a str,
+        topic: &'a str,
+        access: Access,
+    ) -> crate::broker::GateFuture<'a> {
+        Box::pin(async move {
+            let params = AuthParams {
+                username: Some(username.to_owned()),
+                password: None,
+                clientid: None,
+                topic: Some(topic.to_owned()),
+                acc: Some(access as i64),
+            };
+            let verdict = acl_verdict(&self.0, params).await;
+            log_verdict("acl", &verdict);
+            verdict == Verdict::Allow
+        })
+    }
+}

@@ -880,3 +880,161 @@ async fn events_stream_and_long_poll_follow_a_device() {
         .expect("stop with a stream open");
     drop(stream);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_slots_claim_distinct_devices_and_a_done_batch_is_a_conflict() {
+    let app = App::start().await;
+    let (batch, sns) = app.batch(3).await;
+    let claim_path = format!("/manufacturing/batch/{batch}/claim");
+    let claim =
+        |station: &str| app.post(&claim_path, &app.technician, json!({ "station": station }));
+    let mut taken = HashSet::new();
+    for slot in ["bench-1/slot-1", "bench-1/slot-2", "bench-2/slot-1"] {
+        let r = claim(slot).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let d = json_of(r).await;
+        assert_eq!(d["claimed_by"], slot);
+        assert!(d["claimed_until"].is_string());
+        assert!(taken.insert(d["serial_number"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(taken.len(), sns.len());
+    let r = claim("bench-1/slot-3").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(
+        json_of(r).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("no device left")
+    );
+    // The wizard of another station cannot take a held device; its holder gives it back.
+    let held = &sns[0];
+    let holder = json_of(
+        app.get(&format!("/manufacturing/devices/{held}"), &app.viewer)
+            .await,
+    )
+    .await["claimed_by"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post(
+            &format!("/manufacturing/devices/{held}/claim"),
+            &app.technician,
+            json!({ "station": "bench-9/wizard" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = app
+        .post(
+            &format!("/manufacturing/devices/{held}/release"),
+            &app.technician,
+            json!({ "station": holder }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = claim("bench-1/slot-3").await;
+    assert_eq!(json_of(r).await["serial_number"], held.as_str());
+    // Hostile or wrong requests are refused with a reason, never a 500.
+    for (path, body, token, status) in [
+        (
+            format!("/manufacturing/batch/{batch}/claim"),
+            json!({ "station": "" }),
+            &app.technician,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/manufacturing/batch/{batch}/claim"),
+            json!({ "station": "x", "extra": 1 }),
+            &app.technician,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/manufacturing/batch/{batch}/claim"),
+            json!({ "station": "x" }),
+            &app.viewer,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/manufacturing/batch/B-9999/claim".into(),
+            json!({ "station": "x" }),
+            &app.technician,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/manufacturing/devices/not-a-sn/claim".into(),
+            json!({ "station": "x" }),
+            &app.technician,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = app.post(&path, token, body).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert!(json_of(r).await["error"].is_string());
+    }
+    let audit = json_of(
+        app.get(&format!("/manufacturing/audit?subject={held}"), &app.admin)
+            .await,
+    )
+    .await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"device.claimed") && actions.contains(&"device.released"),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_identity_one_board_and_a_heartbeat_before_the_report_provisions() {
+    let app = App::start().await;
+    let (_, sns) = app.batch(2).await;
+    let report = |mac: &str, force: bool| json!({ "chip": "ESP32", "mac": mac, "firmware_version": "1.0.1", "station": "bench-1", "force": force });
+    let flashed = |sn: &str, body| {
+        let path = format!("/manufacturing/devices/{sn}/flashed");
+        let (app, token) = (&app, app.technician.clone());
+        async move { app.post(&path, &token, body).await }
+    };
+    assert_eq!(
+        flashed(&sns[0], report("24:0A:C4:00:00:01", false))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // The same board again (a re-flash) is fine; another board needs force.
+    assert_eq!(
+        flashed(&sns[0], report("24:0A:C4:00:00:01", false))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let r = flashed(&sns[0], report("24:0A:C4:00:00:02", false)).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(
+        json_of(r).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("24:0A:C4:00:00:01")
+    );
+    assert_eq!(
+        flashed(&sns[0], report("24:0A:C4:00:00:02", true))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // A board that reached the broker before its station reported is provisioned by the report.
+    let seen = vesper::registry::Sighting {
+        serial_number: sns[1].clone(),
+        at: vesper::registry::now(),
+        heartbeat: true,
+        firmware: None,
+    };
+    app.registry().record_sightings(&[seen], "test").unwrap();
+    let d = json_of(flashed(&sns[1], report("24:0A:C4:00:00:03", false)).await).await;
+    assert_eq!(d["status"], "provisioned");
+    assert!(d["provisioned_at"].is_string());
+}

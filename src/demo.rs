@@ -1,0 +1,420 @@
+//! `vesper demo`: the whole line on one machine with no hardware and no services. A data
+//! folder, the backend in-process on loopback, the embedded MQTT broker (logins and topic ACLs
+//! answered by the backend's own code), a generated demo firmware release for every configured
+//! board, and simulated boards on pseudo-terminals plugged into the bench's slots. A feeder plays
+//! the operator's hands: once a board has sent its first heartbeat it is pulled out and a fresh
+//! one is plugged in.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::broker::Broker;
+use crate::client::ApiClient;
+use crate::config::{Board, Config, ConfigError};
+use crate::credentials::MasterSecret;
+use crate::files::{write_atomic, write_private};
+use crate::firmware::{self, IMAGE_MAGIC, PartSpec};
+use crate::registry::Role;
+use crate::server::{self, BackendGate, Running, ServeOptions};
+use crate::sim::{LineStats, SimBoard, SimConfig, SimEvent};
+
+/// Version of the generated demo firmware.
+pub const DEMO_VERSION: &str = "1.0.0-demo";
+/// File the demo writes its API address and token to (owner-only), for scripts and tests.
+pub const DEMO_FILE: &str = "demo.json";
+
+/// Errors starting the demo.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot use {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot publish the demo firmware: {0}")]
+    Firmware(#[from] firmware::FirmwareError),
+    #[error("cannot start the backend: {0}")]
+    Backend(#[from] server::ServeError),
+    #[error("cannot make the demo token: {0}")]
+    Token(#[from] crate::registry::RegistryError),
+    #[error("cannot start a simulated board: {0}")]
+    Sim(std::io::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
+    move |source| DemoError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// How to run the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Keep the data here (a second run reuses it); `None`: a temporary folder.
+    pub keep: Option<PathBuf>,
+    /// Bench slots, each with a simulated board.
+    pub boards: usize,
+    /// Pace the simulated serial lines like real UARTs at the baud rate the flasher sets.
+    pub paced: bool,
+    /// How long a provisioned board stays plugged in before the feeder swaps it.
+    pub swap_after: Duration,
+    /// Size of the demo app image.
+    pub app_size: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            keep: None,
+            boards: 4,
+            paced: true,
+            swap_after: Duration::from_secs(3),
+            app_size: 192 * 1024,
+        }
+    }
+}
+
+/// A running demo.
+pub struct Demo {
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub config: Config,
+    pub api: SocketAddr,
+    pub broker_addr: SocketAddr,
+    pub token: String,
+    backend: Running,
+    broker: Broker,
+    pub feeder: Feeder,
+}
+
+/// An ESP-IDF app image: magic byte, an `esp_app_desc_t` with its version, and a body that
+/// compresses about as well as real firmware.
+pub fn app_image(len: usize, version: &str) -> Vec<u8> {
+    let mut image: Vec<u8> = (0..len)
+        .map(|i| {
+            if (i / 64) % 2 == 0 {
+                (i % 7) as u8
+            } else {
+                ((i * 7919) % 251) as u8
+            }
+        })
+        .collect();
+    image[0] = IMAGE_MAGIC;
+    image[32..36].copy_from_slice(&0xABCD_5432u32.to_le_bytes());
+    image[48..80].fill(0);
+    let n = version.len().min(32);
+    image[48..48 + n].copy_from_slice(&version.as_bytes()[..n]);
+    image
+}
+
+/// Publishes a demo release of `board` into the OTA root, unless one is there already.
+pub fn publish_demo_firmware(
+    config: &Config,
+    board: &Board,
+    app_size: usize,
+) -> Result<(), DemoError> {
+    let ota = &config.serve.ota_root;
+    if !firmware::versions(ota, &board.name).is_empty() {
+        return Ok(());
+    }
+    let build = tempfile::tempdir().map_err(io(Path::new("build")))?;
+    let mut bootloader = app_image(0x4200, "bootloader");
+    bootloader[32..36].fill(0);
+    let table = board
+        .table
+        .to_bin()
+        .map_err(|e| firmware::FirmwareError::Part("partitions.bin".into(), e.to_string()))?;
+    let files = [
+        ("bootloader.bin", bootloader),
+        ("partitions.bin", table),
+        ("boot_app0.bin", vec![0xFF; 0x2000]),
+        ("firmware.bin", app_image(app_size, DEMO_VERSION)),
+    ];
+    let mut specs = Vec::new();
+    for (name, bytes) in files {
+        let path = build.path().join(name);
+        std::fs::write(&path, bytes).map_err(io(&path))?;
+        specs.push(PartSpec { path, offset: None });
+    }
+    firmware::publish(ota, board, DEMO_VERSION, &specs)?;
+    Ok(())
+}
+
+/// The demo's configuration: demo station and slots, loopback backend and broker, and the
+/// example's boards.
+fn demo_config(broker_port: u16, slots: usize) -> String {
+    let boards = crate::config::EXAMPLE
+        .find("\n[[boards]]")
+        .map(|i| &crate::config::EXAMPLE[i..])
+        .unwrap_or("");
+    let slot_list: Vec<String> = (1..=slots).map(|i| format!("\"ports/slot-{i}\"")).collect();
+    format!(
+        "# Written by `vesper demo`; rewritten on every run.\n\
+         [station]\nname = \"demo-bench\"\nslots = [{}]\nverify_timeout = 30\nfirmware_cache = \"cache\"\n\n\
+         [backend]\nurl = \"http://127.0.0.1:8080\"\n\n\
+         [mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\n\n\
+         [serve]\ndata_dir = \"data\"\nsecret_file = \"mqtt_secret\"\nservice_account = \"vesper-backend\"\n\n\
+         [serve.broker]\nhost = \"127.0.0.1\"\nport = {broker_port}\n\n\
+         [labels]\nstock = \"a4-l7160\"\n\n{boards}",
+        slot_list.join(", ")
+    )
+}
+
+impl Demo {
+    /// Starts everything but the station.
+    pub async fn start(options: DemoOptions) -> Result<Demo, DemoError> {
+        let (temp, dir) = match &options.keep {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                (None, std::fs::canonicalize(dir).map_err(io(dir))?)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("vesper-demo-")
+                    .tempdir()
+                    .map_err(io(Path::new("temporary folder")))?;
+                let dir = temp.path().to_owned();
+                (Some(temp), dir)
+            }
+        };
+        // Bound before the backend starts, so its heartbeat listener's first connection waits
+        // in the backlog instead of failing.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io(&dir))?;
+        let broker_addr = listener.local_addr().map_err(io(&dir))?;
+        let secret_path = dir.join("mqtt_secret");
+        if !secret_path.exists() {
+            let secret: String = (0..32)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
+            write_private(&secret_path, secret.as_bytes()).map_err(io(&secret_path))?;
+        }
+        for (path, text) in crate::config::EXAMPLE_TABLES {
+            let target = dir.join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            write_atomic(&target, text.as_bytes()).map_err(io(&target))?;
+        }
+        let config_path = dir.join("config.toml");
+        write_atomic(
+            &config_path,
+            demo_config(broker_addr.port(), options.boards).as_bytes(),
+        )
+        .map_err(io(&config_path))?;
+        let ports = dir.join("ports");
+        std::fs::create_dir_all(&ports).map_err(io(&ports))?;
+        let config = Config::load(&config_path)?;
+        for board in &config.boards {
+            publish_demo_firmware(&config, board, options.app_size)?;
+        }
+        let secret = MasterSecret::from_file(&secret_path)
+            .map_err(|e| io(&secret_path)(std::io::Error::other(e.to_string())))?;
+        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("loopback address");
+        let serve = ServeOptions {
+            data_dir: config.serve.data_dir.clone(),
+            listen: loopback,
+            auth_listen: loopback,
+        };
+        let backend = server::start(config.clone(), secret, &serve).await?;
+        let token_name = format!("demo-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f"));
+        let token = backend
+            .state
+            .registry
+            .create_token(&token_name, Role::Admin, "demo")?;
+        listener.set_nonblocking(true).map_err(io(&dir))?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(io(&dir))?;
+        let broker = Broker::serve(listener, Arc::new(BackendGate(backend.state.clone())));
+        let info = serde_json::json!({
+            "api": format!("http://{}", backend.api_addr),
+            "token": token,
+            "broker": broker_addr.to_string(),
+            "config": config_path,
+        });
+        let info_path = dir.join(DEMO_FILE);
+        write_private(&info_path, info.to_string().as_bytes()).map_err(io(&info_path))?;
+        let template = SimConfig {
+            flash_size: 4 << 20,
+            mac: [0x24, 0x0A, 0xC4, 0xD3, 0x00, 0x00],
+            baud: options.paced.then_some(115_200),
+            faults: Vec::new(),
+            broker: Some(("127.0.0.1".into(), broker_addr.port())),
+            data_topic: config.mqtt.topics.data.to_string(),
+            heartbeat_every: Duration::from_secs(5),
+        };
+        let feeder = Feeder::start(&config.station_settings.slots, template, options.swap_after)?;
+        Ok(Demo {
+            dir,
+            _temp: temp,
+            config,
+            api: backend.api_addr,
+            broker_addr,
+            token,
+            backend,
+            broker,
+            feeder,
+        })
+    }
+
+    /// A client of the demo's backend.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&format!("http://{}", self.api), &self.token)
+    }
+
+    /// Stops the boards, the broker and the backend (the data folder goes too unless kept).
+    pub async fn stop(self) {
+        self.feeder.stop();
+        self.broker.stop().await;
+        if let Err(e) = self.backend.stop().await {
+            tracing::warn!(error = %e, "backend did not stop cleanly");
+        }
+    }
+}
+
+/// Simulated boards in the bench's slots, swapped for fresh ones once provisioned.
+pub struct Feeder {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<Mutex<FeederStats>>,
+}
+
+/// What the feeder saw, for benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct FeederStats {
+    /// Boards plugged in so far.
+    pub plugged: usize,
+    /// Serial traffic of every board that has been swapped out.
+    pub line: Vec<LineStats>,
+}
+
+/// A slot's board.
+struct Plugged {
+    board: SimBoard,
+    heartbeat: Option<Instant>,
+}
+
+impl Feeder {
+    pub fn start(
+        slots: &[PathBuf],
+        template: SimConfig,
+        swap_after: Duration,
+    ) -> Result<Feeder, DemoError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(FeederStats::default()));
+        let mut next_mac = 1u16;
+        let mut plugged = Vec::new();
+        for slot in slots {
+            plugged.push(Some(plug(slot, &template, &mut next_mac, &stats)?));
+        }
+        let thread = {
+            let (stop, stats, slots) = (stop.clone(), stats.clone(), slots.to_vec());
+            std::thread::Builder::new()
+                .name("demo-feeder".into())
+                .spawn(move || {
+                    feed(
+                        &slots, plugged, &template, swap_after, &stop, &stats, next_mac,
+                    )
+                })
+                .map_err(DemoError::Sim)?
+        };
+        Ok(Feeder {
+            stop,
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> FeederStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Starts a fresh board and points the slot at it.
+fn plug(
+    slot: &Path,
+    template: &SimConfig,
+    next_mac: &mut u16,
+    stats: &Mutex<FeederStats>,
+) -> Result<Plugged, DemoError> {
+    let mut config = template.clone();
+    config.mac[4..6].copy_from_slice(&next_mac.to_be_bytes());
+    *next_mac = next_mac.wrapping_add(1);
+    let board = SimBoard::spawn(config).map_err(DemoError::Sim)?;
+    let _ = std::fs::remove_file(slot);
+    std::os::unix::fs::symlink(board.path(), slot).map_err(io(slot))?;
+    stats.lock().unwrap_or_else(|e| e.into_inner()).plugged += 1;
+    Ok(Plugged {
+        board,
+        heartbeat: None,
+    })
+}
+
+fn feed(
+    slots: &[PathBuf],
+    mut plugged: Vec<Option<Plugged>>,
+    template: &SimConfig,
+    swap_after: Duration,
+    stop: &AtomicBool,
+    stats: &Mutex<FeederStats>,
+    mut next_mac: u16,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        for (slot, entry) in slots.iter().zip(plugged.iter_mut()) {
+            let Some(p) = entry else { continue };
+            if p.heartbeat.is_none() {
+                let events = p.board.events();
+                if events
+                    .iter()
+                    .any(|e| matches!(e, SimEvent::HeartbeatSent { .. }))
+                {
+                    p.heartbeat = Some(Instant::now());
+                }
+            }
+            if p.heartbeat.is_some_and(|t| t.elapsed() >= swap_after) {
+                // Pull the board out, wait as a hand would, plug in the next one.
+                let _ = std::fs::remove_file(slot);
+                if let Some(old) = entry.take() {
+                    let line = old.board.line_stats();
+                    stats
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .line
+                        .push(line);
+                    drop(old.board.stop());
+                }
+                std::thread::sleep(Duration::from_millis(400));
+                match plug(slot, template, &mut next_mac, stats) {
+                    Ok(p) => *entry = Some(p),
+                    Err(e) => tracing::warn!(error = %e, "cannot plug in the next simulated board"),
+                }
+            }
+        }
+    }
+    for (slot, entry) in slots.iter().zip(plugged) {
+        let _ = std::fs::remove_file(slot);
+        drop(entry);
+    }
+}
