@@ -288,8 +288,37 @@ pub struct Feeder {
 pub struct FeederStats {
     /// Boards plugged in so far.
     pub plugged: usize,
-    /// Serial traffic of every board that has been swapped out.
-    pub line: Vec<LineStats>,
+    /// Every board swapped out after its heartbeat.
+    pub boards: Vec<BoardStats>,
+}
+
+/// One simulated board's share of the time: what a real board would spend too.
+#[derive(Debug, Clone, Copy)]
+pub struct BoardStats {
+    /// Serial traffic, and its time at the line's baud rate.
+    pub line: LineStats,
+    /// From the flasher closing the port (the board boots) to its first heartbeat.
+    pub boot_to_heartbeat: Duration,
+}
+
+fn board_stats(board: &SimBoard) -> BoardStats {
+    let events = board.timed_events();
+    let heartbeat = events
+        .iter()
+        .find(|(_, e)| matches!(e, SimEvent::HeartbeatSent { .. }))
+        .map(|(t, _)| *t);
+    let closed = events
+        .iter()
+        .filter(|(t, e)| matches!(e, SimEvent::HostClosed) && heartbeat.is_none_or(|h| *t <= h))
+        .map(|(t, _)| *t)
+        .next_back();
+    BoardStats {
+        line: board.line_stats(),
+        boot_to_heartbeat: match (closed, heartbeat) {
+            (Some(c), Some(h)) => h.saturating_duration_since(c),
+            _ => Duration::ZERO,
+        },
+    }
 }
 
 /// A slot's board.
@@ -371,6 +400,9 @@ fn plug(
     })
 }
 
+/// How long a slot stays empty while a hand swaps the board.
+const SWAP_HAND: Duration = Duration::from_millis(400);
+
 fn feed(
     slots: &[PathBuf],
     mut plugged: Vec<Option<Plugged>>,
@@ -380,32 +412,36 @@ fn feed(
     stats: &Mutex<FeederStats>,
     mut next_mac: u16,
 ) {
+    // When an empty slot gets its next board.
+    let mut refill: Vec<Option<Instant>> = vec![None; slots.len()];
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        for (slot, entry) in slots.iter().zip(plugged.iter_mut()) {
-            let Some(p) = entry else { continue };
-            if p.heartbeat.is_none() {
-                let events = p.board.events();
-                if events
-                    .iter()
-                    .any(|e| matches!(e, SimEvent::HeartbeatSent { .. }))
+        std::thread::sleep(Duration::from_millis(20));
+        for ((slot, entry), refill) in slots.iter().zip(plugged.iter_mut()).zip(refill.iter_mut()) {
+            if let Some(p) = entry {
+                if p.heartbeat.is_none()
+                    && p.board
+                        .events()
+                        .iter()
+                        .any(|e| matches!(e, SimEvent::HeartbeatSent { .. }))
                 {
                     p.heartbeat = Some(Instant::now());
                 }
-            }
-            if p.heartbeat.is_some_and(|t| t.elapsed() >= swap_after) {
-                // Pull the board out, wait as a hand would, plug in the next one.
-                let _ = std::fs::remove_file(slot);
-                if let Some(old) = entry.take() {
-                    let line = old.board.line_stats();
-                    stats
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .line
-                        .push(line);
-                    drop(old.board.stop());
+                if p.heartbeat.is_some_and(|t| t.elapsed() >= swap_after) {
+                    // Pull the board out; a hand plugs the next one in a moment later.
+                    let _ = std::fs::remove_file(slot);
+                    if let Some(old) = entry.take() {
+                        let board = board_stats(&old.board);
+                        stats
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .boards
+                            .push(board);
+                        drop(old.board.stop());
+                    }
+                    *refill = Some(Instant::now() + SWAP_HAND);
                 }
-                std::thread::sleep(Duration::from_millis(400));
+            } else if refill.is_some_and(|t| Instant::now() >= t) {
+                *refill = None;
                 match plug(slot, template, &mut next_mac, stats) {
                     Ok(p) => *entry = Some(p),
                     Err(e) => tracing::warn!(error = %e, "cannot plug in the next simulated board"),

@@ -174,7 +174,7 @@ impl Firmware {
         report: &BootReport,
         config: &SimConfig,
         faults: Vec<Fault>,
-        events: Arc<Mutex<Vec<SimEvent>>>,
+        events: Arc<Mutex<Vec<(Instant, SimEvent)>>>,
     ) -> Option<Firmware> {
         if !report.ok {
             return None;
@@ -206,7 +206,12 @@ impl Firmware {
             let (client, mut connection) = rumqttc::Client::new(options, 16);
             let started = Instant::now();
             let mut next = Instant::now();
-            let record = |e: SimEvent| events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+            let record = |e: SimEvent| {
+                events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((Instant::now(), e))
+            };
             let mut connected = false;
             while !flag.load(Ordering::Relaxed) {
                 match connection.recv_timeout(Duration::from_millis(50)) {

@@ -144,7 +144,7 @@ pub struct SimBoard {
     stats: Arc<Mutex<LineStats>>,
     rom: Arc<Mutex<Rom>>,
     stop: Arc<AtomicBool>,
-    events: Arc<Mutex<Vec<SimEvent>>>,
+    events: Arc<Mutex<Vec<(Instant, SimEvent)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -213,6 +213,11 @@ impl SimBoard {
     }
 
     pub fn events(&self) -> Vec<SimEvent> {
+        self.timed_events().into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// What happened, with when (for benchmarks that separate the board's time from the host's).
+    pub fn timed_events(&self) -> Vec<(Instant, SimEvent)> {
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -288,7 +293,7 @@ struct Worker {
     master: Option<TTYPort>,
     rom: Arc<Mutex<Rom>>,
     stop: Arc<AtomicBool>,
-    events: Arc<Mutex<Vec<SimEvent>>>,
+    events: Arc<Mutex<Vec<(Instant, SimEvent)>>>,
     stats: Arc<Mutex<LineStats>>,
     config: SimConfig,
 }
@@ -298,7 +303,7 @@ impl Worker {
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(e);
+            .push((Instant::now(), e));
     }
 
     fn run(mut self) {

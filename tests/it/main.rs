@@ -19,3 +19,4 @@ mod nvs_vectors;
 mod partitions;
 mod sim_peers;
 mod station;
+mod station_e2e;
