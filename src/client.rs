@@ -201,6 +201,20 @@ impl ApiClient {
         ))
     }
 
+    /// POSTs `body` to one of a device's action routes.
+    async fn device_post(
+        &self,
+        sn: &str,
+        action: &str,
+        body: Value,
+    ) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/devices/{}/{action}", segment(sn)),
+            &body,
+        )
+        .await
+    }
+
     /// Takes the batch's next device to flash for `station` (a bench slot).
     pub async fn claim_next(&self, batch: &str, station: &str) -> Result<Device, ClientError> {
         self.post(
@@ -212,45 +226,29 @@ impl ApiClient {
 
     /// Takes one device for `station` (the wizard's pick).
     pub async fn claim(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
-        self.post(
-            &format!("/manufacturing/devices/{}/claim", segment(sn)),
-            &json!({ "station": station }),
-        )
-        .await
+        self.device_post(sn, "claim", json!({ "station": station }))
+            .await
     }
 
     /// Gives a claimed device back to its batch.
     pub async fn release(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
-        self.post(
-            &format!("/manufacturing/devices/{}/release", segment(sn)),
-            &json!({ "station": station }),
-        )
-        .await
+        self.device_post(sn, "release", json!({ "station": station }))
+            .await
     }
 
     /// Records a flash: chip, MAC, firmware, station.
     pub async fn flashed(&self, sn: &str, report: &FlashReport) -> Result<Device, ClientError> {
-        self.post(
-            &format!("/manufacturing/devices/{}/flashed", segment(sn)),
-            &json!(report),
-        )
-        .await
+        self.device_post(sn, "flashed", json!(report)).await
     }
 
     pub async fn set_status(&self, sn: &str, status: Status) -> Result<Device, ClientError> {
-        self.post(
-            &format!("/manufacturing/devices/{}/status", segment(sn)),
-            &json!({ "status": status }),
-        )
-        .await
+        self.device_post(sn, "status", json!({ "status": status }))
+            .await
     }
 
     pub async fn assign(&self, sn: &str, email: &str) -> Result<Device, ClientError> {
-        self.post(
-            &format!("/manufacturing/devices/{}/assign", segment(sn)),
-            &json!({ "email": email }),
-        )
-        .await
+        self.device_post(sn, "assign", json!({ "email": email }))
+            .await
     }
 
     /// The device's NVS image, built by the backend (the master secret never leaves it).

@@ -297,7 +297,7 @@ pub struct FeederStats {
 pub struct BoardStats {
     /// Serial traffic, and its time at the line's baud rate.
     pub line: LineStats,
-    /// From the flasher closing the port (the board boots) to its first heartbeat.
+    /// From the board's boot after flashing to its first heartbeat.
     pub boot_to_heartbeat: Duration,
 }
 
@@ -307,15 +307,15 @@ fn board_stats(board: &SimBoard) -> BoardStats {
         .iter()
         .find(|(_, e)| matches!(e, SimEvent::HeartbeatSent { .. }))
         .map(|(t, _)| *t);
-    let closed = events
+    let booted = events
         .iter()
-        .filter(|(t, e)| matches!(e, SimEvent::HostClosed) && heartbeat.is_none_or(|h| *t <= h))
+        .filter(|(t, e)| matches!(e, SimEvent::Booted(_)) && heartbeat.is_none_or(|h| *t <= h))
         .map(|(t, _)| *t)
         .next_back();
     BoardStats {
         line: board.line_stats(),
-        boot_to_heartbeat: match (closed, heartbeat) {
-            (Some(c), Some(h)) => h.saturating_duration_since(c),
+        boot_to_heartbeat: match (booted, heartbeat) {
+            (Some(b), Some(h)) => h.saturating_duration_since(b),
             _ => Duration::ZERO,
         },
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
-use super::devices::{load, snapshot};
-use super::{Device, Registry, RegistryError, Result, audit, now};
+use super::devices::{audit_change, load};
+use super::{Device, Registry, RegistryError, Result, now};
 
 /// Longest claim a station may ask for.
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
@@ -41,16 +41,7 @@ fn take(
         "UPDATE devices SET claimed_by = ?2, claimed_until = ?3 WHERE serial_number = ?1",
         params![sn, claimant, lease_end(lease)],
     )?;
-    let after = load(tx, sn)?;
-    audit::append(
-        tx,
-        actor,
-        "device.claimed",
-        Some(sn),
-        Some(&snapshot(&before)),
-        Some(&snapshot(&after)),
-    )?;
-    Ok(after)
+    audit_change(tx, actor, "device.claimed", &before)
 }
 
 impl Registry {
@@ -136,15 +127,7 @@ impl Registry {
                 "UPDATE devices SET claimed_until = NULL WHERE serial_number = ?1",
                 [sn],
             )?;
-            let after = load(&tx, sn)?;
-            audit::append(
-                &tx,
-                actor,
-                "device.released",
-                Some(sn),
-                Some(&snapshot(&before)),
-                Some(&snapshot(&after)),
-            )?;
+            let after = audit_change(&tx, actor, "device.released", &before)?;
             tx.commit()?;
             Ok(after)
         })

@@ -163,6 +163,27 @@ pub(super) fn snapshot(device: &Device) -> Value {
     serde_json::to_value(device).unwrap_or(Value::Null)
 }
 
+/// Reloads a device just changed inside `conn`'s transaction and audits the change from
+/// `before`; returns the device as it is now.
+pub(super) fn audit_change(
+    conn: &Connection,
+    actor: &str,
+    action: &str,
+    before: &Device,
+) -> Result<Device> {
+    let sn = &before.serial_number;
+    let after = load(conn, sn)?;
+    audit::append(
+        conn,
+        actor,
+        action,
+        Some(sn),
+        Some(&snapshot(before)),
+        Some(&snapshot(&after)),
+    )?;
+    Ok(after)
+}
+
 /// Filters and paging for the device list.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceFilter {
@@ -565,15 +586,7 @@ impl Registry {
             if !apply(&tx, &before)? {
                 return Ok(before);
             }
-            let after = load(&tx, sn)?;
-            audit::append(
-                &tx,
-                actor,
-                action,
-                Some(sn),
-                Some(&snapshot(&before)),
-                Some(&snapshot(&after)),
-            )?;
+            let after = audit_change(&tx, actor, action, &before)?;
             tx.commit()?;
             Ok(after)
         })

@@ -432,9 +432,7 @@ async fn set_status(
     })
     .await?;
     announce(&state, "status", &device);
-    Ok(Json(
-        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
-    ))
+    device_json(&device)
 }
 
 #[derive(Deserialize)]
@@ -533,9 +531,7 @@ async fn assign(
     })
     .await?;
     announce(&state, "assigned", &device);
-    Ok(Json(
-        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
-    ))
+    device_json(&device)
 }
 
 async fn flashed(
@@ -548,9 +544,7 @@ async fn flashed(
     let sn = serial(&sn)?;
     let device = db(&state, move |r| r.flashed(sn.as_str(), &report, &actor)).await?;
     announce(&state, "flashed", &device);
-    Ok(Json(
-        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
-    ))
+    device_json(&device)
 }
 
 async fn set_users(
@@ -563,9 +557,7 @@ async fn set_users(
     let sn = serial(&sn)?;
     let device = db(&state, move |r| r.set_users(sn.as_str(), &users, &actor)).await?;
     announce(&state, "users", &device);
-    Ok(Json(
-        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
-    ))
+    device_json(&device)
 }
 
 fn board_named<'a>(state: &'a SharedState, name: &str) -> Result<&'a Board, ApiError> {

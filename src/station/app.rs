@@ -8,7 +8,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::widgets::{Clear, Paragraph};
 
 use super::action::{Action, Screen, Task};
 use super::batches::Batches;
@@ -228,26 +228,7 @@ impl App {
 
     /// Tasks a screen needs when it is shown.
     fn enter(&mut self, screen: Screen) {
-        match screen {
-            Screen::Dashboard => {
-                let mut cx = Cx {
-                    tasks: &mut self.tasks,
-                    now: self.now,
-                    clock: self.clock.clone(),
-                };
-                Dashboard::refresh(&mut cx);
-            }
-            Screen::Batches => self.tasks.push(Task::Batches),
-            Screen::Devices if self.devices.page.is_none() => {
-                let mut cx = Cx {
-                    tasks: &mut self.tasks,
-                    now: self.now,
-                    clock: self.clock.clone(),
-                };
-                self.devices.load(&mut cx);
-            }
-            Screen::Devices | Screen::Wizard | Screen::Bench => {}
-        }
+        self.with(screen, |c, cx| c.enter(cx));
     }
 
     fn go(&mut self, screen: Screen) {
@@ -471,11 +452,7 @@ impl App {
         let r = centered(area, 78, lines.len() as u16 + 2);
         frame.render_widget(Clear, r);
         frame.render_widget(
-            Paragraph::new(lines).block(
-                Block::bordered()
-                    .title(" Help ")
-                    .border_style(theme.focus()),
-            ),
+            Paragraph::new(lines).block(theme.focused_panel(" Help ")),
             r,
         );
     }

@@ -172,6 +172,10 @@ impl Batches {
 }
 
 impl Component for Batches {
+    fn enter(&mut self, cx: &mut Cx) {
+        cx.tasks.push(Task::Batches);
+    }
+
     fn handle_key(&mut self, key: KeyEvent, cx: &mut Cx) -> Option<Action> {
         if self.form.is_some() {
             self.form_keys(key, cx);
@@ -345,9 +349,7 @@ impl Batches {
             })
             .collect();
         let empty = items.is_empty();
-        let block = Block::bordered()
-            .title(" Batches (done/quantity) ")
-            .border_style(theme.border());
+        let block = theme.panel(" Batches (done/quantity) ");
         if empty {
             frame.render_widget(
                 Paragraph::new(vec![
@@ -392,15 +394,11 @@ fn draw_detail(batch: &Batch, row: usize, frame: &mut Frame, area: Rect, theme: 
                 b.quantity
             )),
         ]),
-        Line::from(vec![
-            Span::styled("e", theme.key()),
-            Span::raw(" bench with this batch  "),
-            Span::styled("l", theme.key()),
-            Span::raw(" save labels  "),
-            Span::styled("p", theme.key()),
-            Span::raw(" print labels  "),
-            Span::styled("Esc", theme.key()),
-            Span::raw(" all batches"),
+        theme.hints(&[
+            ("e", "bench with this batch"),
+            ("l", "save labels"),
+            ("p", "print labels"),
+            ("Esc", "all batches"),
         ]),
     ];
     frame.render_widget(Paragraph::new(head_lines), head);
@@ -471,22 +469,14 @@ fn draw_form(form: &BatchForm, frame: &mut Frame, area: Rect, theme: Theme) {
             theme.dim(),
         )),
     }
-    lines.push(Line::from(vec![
-        Span::styled("Tab", theme.key()),
-        Span::raw(" next  "),
-        Span::styled("←/→", theme.key()),
-        Span::raw(" board  "),
-        Span::styled("Enter", theme.key()),
-        Span::raw(" create  "),
-        Span::styled("Esc", theme.key()),
-        Span::raw(" cancel"),
+    lines.push(theme.hints(&[
+        ("Tab", "next"),
+        ("←/→", "board"),
+        ("Enter", "create"),
+        ("Esc", "cancel"),
     ]));
     frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(" New batch ")
-                .border_style(theme.focus()),
-        ),
+        Paragraph::new(lines).block(theme.focused_panel(" New batch ")),
         r,
     );
     if let Some(input) = match form.focus {

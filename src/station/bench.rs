@@ -687,9 +687,7 @@ fn draw_recent(bench: &Bench, frame: &mut Frame, area: Rect, view: &View) {
             })
             .collect()
     };
-    let block = Block::bordered()
-        .title(" Recent ")
-        .border_style(theme.border());
+    let block = theme.panel(" Recent ");
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 

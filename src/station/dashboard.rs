@@ -53,6 +53,10 @@ pub fn health_spans(health: Option<&Result<Health, String>>, theme: Theme) -> Ve
 }
 
 impl Component for Dashboard {
+    fn enter(&mut self, cx: &mut Cx) {
+        Self::refresh(cx);
+    }
+
     fn handle_key(&mut self, key: KeyEvent, cx: &mut Cx) -> Option<Action> {
         if key.code == crossterm::event::KeyCode::Char('r') {
             Self::refresh(cx);
@@ -177,11 +181,7 @@ fn draw_today(stats: &Stats, frame: &mut Frame, area: Rect, theme: Theme) {
         .map(|(board, n)| Line::raw(format!("{board:<16} {:>7}", n.as_i64().unwrap_or(0))))
         .collect();
     frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(" By board ")
-                .border_style(theme.border()),
-        ),
+        Paragraph::new(lines).block(theme.panel(" By board ")),
         boards,
     );
 }
@@ -202,14 +202,7 @@ fn draw_health(
         Line::from(health_spans(health, theme)),
         Line::styled(detail, theme.dim()),
     ];
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(" Health ")
-                .border_style(theme.border()),
-        ),
-        area,
-    );
+    frame.render_widget(Paragraph::new(lines).block(theme.panel(" Health ")), area);
 }
 
 fn draw_recent(stats: &Stats, frame: &mut Frame, area: Rect, theme: Theme) {
@@ -241,11 +234,7 @@ fn draw_recent(stats: &Stats, frame: &mut Frame, area: Rect, theme: Theme) {
         })
         .collect();
     frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(" Recent activity ")
-                .border_style(theme.border()),
-        ),
+        Paragraph::new(lines).block(theme.panel(" Recent activity ")),
         area,
     );
 }

@@ -5,7 +5,7 @@ use crossterm::event::{Event, KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Clear, Paragraph, Row, Table, TableState, Wrap};
 use tui_input::Input;
 use tui_input::backend::crossterm::to_input_request;
 
@@ -254,6 +254,13 @@ impl Component for Devices {
         None
     }
 
+    /// The first visit loads the first page; later visits keep the place.
+    fn enter(&mut self, cx: &mut Cx) {
+        if self.page.is_none() {
+            self.load(cx);
+        }
+    }
+
     /// Esc and q close the dialog, then the detail pane, before leaving the screen.
     fn back(&mut self) -> bool {
         if self.dialog.take().is_some() || self.detail.take().is_some() {
@@ -461,7 +468,7 @@ impl Devices {
         frame.render_stateful_widget(
             Table::new(rows, widths)
                 .header(header)
-                .block(Block::bordered().title(title).border_style(theme.border()))
+                .block(theme.panel(title))
                 .row_highlight_style(theme.selected())
                 .highlight_symbol("›"),
             area,
@@ -576,23 +583,17 @@ fn draw_detail(d: &Device, frame: &mut Frame, area: Rect, theme: Theme) {
         }
     }
     lines.push(Line::raw(""));
-    lines.push(Line::from(vec![
-        Span::styled("t", theme.key()),
-        Span::raw(" status  "),
-        Span::styled("a", theme.key()),
-        Span::raw(" assign  "),
-        Span::styled("x", theme.key()),
-        Span::raw(" revoke  "),
-        Span::styled("Esc", theme.key()),
-        Span::raw(" close"),
+    lines.push(theme.hints(&[
+        ("t", "status"),
+        ("a", "assign"),
+        ("x", "revoke"),
+        ("Esc", "close"),
     ]));
     frame.render_widget(Clear, area);
     frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-            Block::bordered()
-                .title(" Device ")
-                .border_style(theme.focus()),
-        ),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(theme.focused_panel(" Device ")),
         area,
     );
 }
@@ -651,18 +652,12 @@ fn draw_dialog(
             vec![
                 Line::styled(format!("Revoke {sn}?"), theme.mark(Mark::Failed)),
                 Line::raw("It can no longer log in to MQTT. This cannot be undone."),
-                Line::from(vec![
-                    Span::styled("y", theme.key()),
-                    Span::raw(" revoke · any other key: cancel"),
-                ]),
+                theme.hints(&[("y", "revoke · any other key: cancel")]),
             ],
             5,
         ),
     };
     let r = centered(area, 60, height);
     frame.render_widget(Clear, r);
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(title).border_style(theme.focus())),
-        r,
-    );
+    frame.render_widget(Paragraph::new(lines).block(theme.focused_panel(title)), r);
 }

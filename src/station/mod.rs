@@ -26,7 +26,7 @@ use ratatui::layout::Rect;
 
 pub use action::{Action, Owner, Screen, Task};
 pub use app::{App, AppSettings};
-pub use runtime::{StationError, StationOptions, run};
+pub use runtime::{Station, StationError, StationOptions, run};
 pub use theme::Theme;
 
 /// What a screen may touch while handling a key or an action.
@@ -55,6 +55,8 @@ pub trait Component {
     fn keys(&self) -> Vec<(&'static str, &'static str)>;
     /// The few keys shown in the footer.
     fn footer(&self) -> Vec<(&'static str, &'static str)>;
+    /// The screen is shown: queue what it needs from the backend.
+    fn enter(&mut self, _cx: &mut Cx) {}
     /// Esc or q: close something inside the screen first; `false` leaves the screen.
     fn back(&mut self) -> bool {
         false

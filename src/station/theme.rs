@@ -2,6 +2,8 @@
 //! telling red from green; `NO_COLOR` (https://no-color.org) turns colors off entirely.
 
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Block;
 
 use crate::registry::Status;
 
@@ -99,6 +101,27 @@ impl Theme {
     /// Keys in the footer and help.
     pub fn key(self) -> Style {
         self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    }
+
+    /// A bordered box with a title.
+    pub fn panel<'a>(self, title: impl Into<Line<'a>>) -> Block<'a> {
+        Block::bordered().title(title).border_style(self.border())
+    }
+
+    /// A bordered box for what has the keyboard (a form, a dialog).
+    pub fn focused_panel<'a>(self, title: impl Into<Line<'a>>) -> Block<'a> {
+        Block::bordered().title(title).border_style(self.focus())
+    }
+
+    /// A line of key hints: `key what  key what`.
+    pub fn hints(self, keys: &[(&'static str, &'static str)]) -> Line<'static> {
+        let mut spans = Vec::with_capacity(keys.len() * 2);
+        for (i, (key, what)) in keys.iter().enumerate() {
+            let gap = if i + 1 < keys.len() { "  " } else { "" };
+            spans.push(Span::styled(*key, self.key()));
+            spans.push(Span::raw(format!(" {what}{gap}")));
+        }
+        Line::from(spans)
     }
 
     pub fn border(self) -> Style {

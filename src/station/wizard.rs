@@ -9,7 +9,7 @@ use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
 use tui_input::Input;
 use tui_input::backend::crossterm::to_input_request;
 
@@ -540,11 +540,7 @@ impl Wizard {
         frame.render_widget(
             Paragraph::new(self.input.value())
                 .scroll((0, scroll as u16))
-                .block(
-                    Block::bordered()
-                        .title(" Serial number (type or scan) ")
-                        .border_style(theme.focus()),
-                ),
+                .block(theme.focused_panel(" Serial number (type or scan) ")),
             input,
         );
         frame.set_cursor_position((
@@ -576,7 +572,7 @@ impl Wizard {
         };
         frame.render_stateful_widget(
             List::new(items)
-                .block(Block::bordered().title(title).border_style(theme.border()))
+                .block(theme.panel(title))
                 .highlight_style(theme.selected())
                 .highlight_symbol("› "),
             list,
@@ -617,12 +613,9 @@ impl Wizard {
                     lines.push(Line::styled(format!("  {p}"), style));
                 }
                 lines.push(Line::raw(""));
-                lines.push(Line::from(vec![
-                    Span::styled("Enter", theme.key()),
-                    Span::raw(" flash  "),
-                    Span::styled("Backspace", theme.key()),
-                    Span::raw(" choose another device"),
-                ]));
+                lines.push(
+                    theme.hints(&[("Enter", "flash"), ("Backspace", "choose another device")]),
+                );
             }
             FlashPhase::Claiming => lines.push(Line::styled(
                 "◌ reserving the serial number for this station…",
@@ -641,23 +634,16 @@ impl Wizard {
                 lines.push(Line::styled("✗ flashing failed", theme.mark(Mark::Failed)));
                 lines.push(Line::raw(reason.clone()));
                 lines.push(Line::raw(""));
-                lines.push(Line::from(vec![
-                    Span::styled("r", theme.key()),
-                    Span::raw(" retry  "),
-                    Span::styled("Backspace", theme.key()),
-                    Span::raw(" choose another device"),
-                ]));
+                lines.push(theme.hints(&[("r", "retry"), ("Backspace", "choose another device")]));
             }
         }
         if let Some(e) = &self.error {
             lines.push(Line::styled(format!("✗ {e}"), theme.mark(Mark::Failed)));
         }
         frame.render_widget(
-            Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-                Block::bordered()
-                    .title(" Flash ")
-                    .border_style(theme.border()),
-            ),
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(theme.panel(" Flash ")),
             area,
         );
     }
@@ -700,12 +686,7 @@ impl Wizard {
                     format!("✗ {reason}"),
                     theme.mark(Mark::Failed),
                 ));
-                lines.push(Line::from(vec![
-                    Span::styled("r", theme.key()),
-                    Span::raw(" wait again  "),
-                    Span::styled("f", theme.key()),
-                    Span::raw(" flash again"),
-                ]));
+                lines.push(theme.hints(&[("r", "wait again"), ("f", "flash again")]));
             }
         }
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), status);
@@ -717,11 +698,7 @@ impl Wizard {
             .map(|l| Line::raw(l.clone()))
             .collect();
         frame.render_widget(
-            Paragraph::new(log).block(
-                Block::bordered()
-                    .title(" Boot log (serial console) ")
-                    .border_style(theme.border()),
-            ),
+            Paragraph::new(log).block(theme.panel(" Boot log (serial console) ")),
             console,
         );
     }
@@ -766,22 +743,8 @@ impl Wizard {
                 ),
             ),
             Line::raw(""),
-            Line::from(vec![
-                Span::styled("n", theme.key()),
-                Span::raw(" next device  "),
-                Span::styled("p", theme.key()),
-                Span::raw(" print label  "),
-                Span::styled("q", theme.key()),
-                Span::raw(" back"),
-            ]),
+            theme.hints(&[("n", "next device"), ("p", "print label"), ("q", "back")]),
         ];
-        frame.render_widget(
-            Paragraph::new(lines).block(
-                Block::bordered()
-                    .title(" Done ")
-                    .border_style(theme.border()),
-            ),
-            area,
-        );
+        frame.render_widget(Paragraph::new(lines).block(theme.panel(" Done ")), area);
     }
 }
