@@ -165,6 +165,9 @@ impl App {
     }
 
     fn apply(&mut self, action: Action) -> Option<Action> {
+        // The wizard and the bench never work on the same port.
+        self.wizard.bench_ports = self.bench.ports_in_use();
+        self.bench.wizard_port = self.wizard.port_in_use().map(str::to_owned);
         match action {
             Action::Key(key) => self.key(key),
             Action::Tick => {

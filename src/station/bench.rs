@@ -130,6 +130,8 @@ pub struct Bench {
     pub failed: u32,
     /// Show the console log of the selected slot in full.
     pub show_log: bool,
+    /// The port the wizard is working on: a slot leaves it alone.
+    pub wizard_port: Option<String>,
     next_job: Job,
 }
 
@@ -144,6 +146,7 @@ impl Bench {
             done: 0,
             failed: 0,
             show_log: false,
+            wizard_port: None,
             next_job: 1,
         }
     }
@@ -158,6 +161,16 @@ impl Bench {
             .filter_map(|(_, v)| v.as_i64())
             .sum();
         Some((done, b.quantity))
+    }
+
+    /// Slots (and their ports) that hold a board the bench is working on or waiting to start.
+    pub fn ports_in_use(&self) -> Vec<(usize, String)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.busy() || s.state == SlotState::Ready)
+            .filter_map(|(i, s)| Some((i, s.port.clone()?)))
+            .collect()
     }
 
     fn log(&mut self, cx: &Cx, mark: Mark, text: String) {
@@ -186,6 +199,14 @@ impl Bench {
                 SlotState::Blocked("no batch: press b to choose one, n to create one".into());
             return;
         };
+        if self.wizard_port.as_deref() == Some(port.as_str()) {
+            self.slots[slot].state = SlotState::Failed {
+                stage: Stage::Claim,
+                reason: "the wizard is working on the board in this slot: press r when it is done"
+                    .into(),
+            };
+            return;
+        }
         let job = self.new_job(slot);
         let s = &mut self.slots[slot];
         s.started = Some(cx.now);
@@ -348,6 +369,18 @@ impl Bench {
                 }
             }
         }
+    }
+
+    /// A notice once the last device of the batch is provisioned.
+    fn batch_finished(&self) -> Option<Action> {
+        let (done, total) = self.progress()?;
+        let batch = self.batch.as_ref()?;
+        (total > 0 && done == total).then(|| {
+            Action::Notice(format!(
+                "batch {} is done: {done}/{total} provisioned",
+                batch.batch_id
+            ))
+        })
     }
 
     fn verified(&mut self, slot: usize, device: Device, cx: &mut Cx) {
@@ -564,6 +597,7 @@ impl Component for Bench {
             Action::Verified { owner, job, device } => {
                 let slot = self.current(*owner, *job)?;
                 self.verified(slot, device.clone(), cx);
+                return self.batch_finished();
             }
             Action::VerifyFailed { owner, job, reason } => {
                 let slot = self.current(*owner, *job)?;

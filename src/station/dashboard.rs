@@ -161,16 +161,15 @@ fn draw_today(stats: &Stats, frame: &mut Frame, area: Rect, theme: Theme) {
         .iter()
         .map(|n| (*n).max(0) as u64)
         .collect();
+    let today = stats.provisioned_today;
+    let title = if area.width >= 44 {
+        format!(" Today: {today} provisioned (per hour, UTC) ")
+    } else {
+        format!(" Today: {today} provisioned ")
+    };
     frame.render_widget(
         Sparkline::default()
-            .block(
-                Block::bordered()
-                    .title(format!(
-                        " Today: {} provisioned (per hour, UTC) ",
-                        stats.provisioned_today
-                    ))
-                    .border_style(theme.border()),
-            )
+            .block(theme.panel(title))
             .data(&data)
             .style(theme.mark(Mark::Done)),
         spark,

@@ -111,11 +111,20 @@ impl SlotWatcher {
     }
 }
 
-/// Ports for the wizard's picker: USB serial adapters first, then the bench slots' ports.
+/// Ports for the wizard's picker: USB serial adapters first, then the bench slots' ports. An
+/// adapter that is a slot's port is listed once, by the slot's name, so the wizard and the
+/// bench call one board by one name.
 pub fn wizard_ports(configured: &[PathBuf]) -> Vec<String> {
+    let slot_targets: Vec<PathBuf> = configured
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
     let mut ports: Vec<String> = list_ports()
         .into_iter()
         .filter(|p| p.kind.is_candidate())
+        .filter(|p| {
+            std::fs::canonicalize(&p.path).map_or(true, |real| !slot_targets.contains(&real))
+        })
         .map(|p| p.path)
         .collect();
     for path in configured.iter().filter(|p| Path::exists(p)) {

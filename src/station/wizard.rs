@@ -87,6 +87,8 @@ pub struct Wizard {
     pub board: String,
     pub boards: Vec<String>,
     pub error: Option<String>,
+    /// Bench slots working on a board, and its port: the wizard leaves those ports alone.
+    pub bench_ports: Vec<(usize, String)>,
 }
 
 impl Wizard {
@@ -114,7 +116,20 @@ impl Wizard {
             board: boards.first().cloned().unwrap_or_default(),
             boards,
             error: None,
+            bench_ports: Vec::new(),
         }
+    }
+
+    /// The port the wizard has open or is about to open (flashing, or reading the boot log).
+    pub fn port_in_use(&self) -> Option<&str> {
+        let using = match self.step {
+            Step::Flash => matches!(self.phase, FlashPhase::Claiming | FlashPhase::Flashing(_)),
+            Step::Verify => true,
+            Step::Select | Step::Done => false,
+        };
+        using
+            .then(|| self.ports.get(self.port).map(String::as_str))
+            .flatten()
     }
 
     fn search(&mut self, cx: &mut Cx) {
@@ -181,10 +196,17 @@ impl Wizard {
 
     /// Claims the device for this station and flashes it on the chosen port.
     fn start_flash(&mut self, cx: &mut Cx) {
-        let (Some(device), Some(_)) = (&self.device, self.ports.get(self.port)) else {
+        let (Some(device), Some(port)) = (&self.device, self.ports.get(self.port)) else {
             self.error = Some("no port: plug the board in (r refreshes the list)".into());
             return;
         };
+        if let Some((slot, _)) = self.bench_ports.iter().find(|(_, p)| p == port) {
+            self.error = Some(format!(
+                "slot {} of the bench is working on the board on this port: choose another",
+                slot + 1
+            ));
+            return;
+        }
         self.error = None;
         self.job += 1;
         self.phase = FlashPhase::Claiming;

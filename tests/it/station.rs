@@ -12,6 +12,7 @@ use serde_json::json;
 use vesper::flashing::FlashEvent;
 use vesper::registry::{AuditEntry, Batch, BatchSummary, Device, DevicePage, Stats, Status};
 use vesper::station::bench::{SlotState, Stage};
+use vesper::station::theme::Mark;
 use vesper::station::wizard::{FlashPhase, Step};
 use vesper::station::{Action, App, AppSettings, Owner, Screen, Task, Theme};
 
@@ -177,6 +178,11 @@ fn a_plugged_board_is_claimed_flashed_verified_and_done_without_a_key() {
     assert_eq!(app.bench.done, 1);
     assert_eq!(app.bench.progress(), Some((1, 15)));
     assert!(
+        !app.status
+            .as_ref()
+            .is_some_and(|(_, t)| t.contains("is done"))
+    );
+    assert!(
         app.bench.recent[0]
             .text
             .contains("provisioned (slot 1, 31 s)")
@@ -186,6 +192,28 @@ fn a_plugged_board_is_claimed_flashed_verified_and_done_without_a_key() {
     assert_eq!(app.bench.slots[0].state, SlotState::Empty);
     plug(&mut app, 0);
     assert!(claim_job(&app.take_tasks(), 0) > job);
+}
+
+#[test]
+fn the_last_board_of_a_batch_says_the_batch_is_done() {
+    let (mut app, _) = app(Screen::Bench);
+    app.update(Action::UseBatch(batch_summary(1, 0)));
+    plug(&mut app, 0);
+    let job = claim_job(&app.take_tasks(), 0);
+    app.update(Action::Claimed {
+        owner: Owner::Slot(0),
+        job,
+        device: device(SNS[0], Status::Manufactured, None),
+    });
+    app.update(Action::Verified {
+        owner: Owner::Slot(0),
+        job,
+        device: device(SNS[0], Status::Provisioned, Some("24:0A:C4:12:34:56")),
+    });
+    assert_eq!(app.bench.progress(), Some((1, 1)));
+    let (mark, text) = app.status.clone().expect("a status line");
+    assert_eq!(mark, Mark::Done);
+    assert_eq!(text, "batch B-0042 is done: 1/1 provisioned");
 }
 
 #[test]
@@ -363,6 +391,67 @@ fn two_slots_claim_separately_and_reports_reach_only_their_slot() {
         }
     ));
     assert!(matches!(app.bench.slots[1].state, SlotState::Flashing(_)));
+}
+
+/// Takes `sn` into the wizard's flash step with `ports` to pick from.
+fn wizard_at_flash_step(app: &mut App, sn: &str, ports: &[&str]) {
+    app.update(Action::Go(Screen::Wizard));
+    typed(app, sn);
+    app.update(key(KeyCode::Enter));
+    app.update(Action::DeviceLoaded(device(sn, Status::Manufactured, None)));
+    assert_eq!(app.wizard.step, Step::Flash);
+    app.update(Action::Ports(ports.iter().map(|p| p.to_string()).collect()));
+    app.take_tasks();
+}
+
+#[test]
+fn the_wizard_and_the_bench_never_work_on_the_same_port() {
+    // The bench is flashing the board on /dev/ttyUSB0: the wizard refuses that port.
+    let (mut app, _) = app(Screen::Bench);
+    flashing_slot(&mut app);
+    wizard_at_flash_step(&mut app, SNS[2], &["/dev/ttyUSB0", "/dev/ttyUSB1"]);
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.take_tasks(), vec![]);
+    let error = app.wizard.error.clone().expect("an explanation");
+    assert!(error.contains("slot 1 of the bench"), "{error}");
+    // Another port is fine.
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Enter));
+    assert!(matches!(
+        &app.take_tasks()[..],
+        [Task::Claim {
+            owner: Owner::Wizard,
+            ..
+        }]
+    ));
+
+    // The wizard is flashing /dev/ttyUSB1 when a board shows up in the slot on that port: the
+    // slot waits, and r starts it once the wizard is done.
+    let wizard_job = app.wizard.job;
+    app.update(Action::Go(Screen::Bench));
+    app.update(Action::Plugged {
+        slot: 1,
+        port: "/dev/ttyUSB1".into(),
+    });
+    assert!(
+        matches!(&app.bench.slots[1].state, SlotState::Failed { reason, .. } if reason.contains("wizard")),
+        "{:?}",
+        app.bench.slots[1].state
+    );
+    assert!(app.take_tasks().is_empty());
+    app.update(Action::ClaimRefused {
+        owner: Owner::Wizard,
+        job: wizard_job,
+        reason: "taken elsewhere".into(),
+        batch_done: false,
+    });
+    app.update(Action::Go(Screen::Wizard));
+    app.update(key(KeyCode::Backspace));
+    app.update(Action::Go(Screen::Bench));
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Char('r')));
+    claim_job(&app.take_tasks(), 1);
+    assert_eq!(app.bench.slots[1].state, SlotState::Claiming);
 }
 
 #[test]
