@@ -20,7 +20,9 @@ use clap::{Parser, Subcommand};
 /// Vesper Station: the manufacturing workstation and sync backend for ESP32-based devices.
 #[derive(Parser)]
 #[command(name = "vesper", version, about, long_about = None)]
-#[command(after_help = "Start with `vesper init` in an empty folder, then `vesper config check`.")]
+#[command(
+    after_help = "Try the whole flow without hardware: `vesper demo`. For a real bench, start with `vesper init`\nin an empty folder, then `vesper config check`, then `vesper` (the station)."
+)]
 pub struct Cli {
     /// Configuration file (default: $VESPER_CONFIG, ./config.toml, ~/.config/vesper/config.toml).
     #[arg(long, global = true, value_name = "FILE")]

@@ -5,7 +5,7 @@ use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Paragraph, Sparkline};
+use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Paragraph, Sparkline, Wrap};
 
 use super::action::{Action, Task};
 use super::theme::{Mark, Theme};
@@ -76,8 +76,21 @@ impl Component for Dashboard {
     fn draw(&self, frame: &mut Frame, area: Rect, view: &View) {
         let theme = view.theme;
         let Some(stats) = &self.stats else {
+            let text = match &self.health {
+                Some(Err(reason)) => vec![
+                    Line::styled(format!("✗ {reason}"), theme.mark(Mark::Failed)),
+                    Line::raw(""),
+                    Line::raw(
+                        "Check backend.url in the configuration and that `vesper serve` is running there.",
+                    ),
+                    Line::raw("The station tries again every 5 seconds; r tries now."),
+                ],
+                _ => vec![Line::raw("◌ loading figures from the backend…")],
+            };
             frame.render_widget(
-                Paragraph::new("◌ loading figures from the backend…").block(Block::bordered()),
+                Paragraph::new(text)
+                    .wrap(Wrap { trim: false })
+                    .block(Block::bordered()),
                 area,
             );
             return;

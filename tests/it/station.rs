@@ -814,6 +814,11 @@ fn snapshot_of_the_help_overlay() {
 fn snapshots_of_the_dashboard() {
     let (mut app, _) = app(Screen::Dashboard);
     snapshot("dashboard_loading", &app);
+    let (mut down, _) = self::app(Screen::Dashboard);
+    down.update(Action::Health(Err(
+        "cannot reach the backend at http://10.0.0.5:8080/healthz: connection refused".into(),
+    )));
+    snapshot("dashboard_backend_down", &down);
     app.update(Action::Stats(stats()));
     app.update(health());
     snapshot("dashboard", &app);
