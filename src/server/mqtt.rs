@@ -3,6 +3,7 @@
 //! registry cannot be read. Passwords and tokens are never logged.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -37,10 +38,10 @@ struct ModeQuery {
     response_mode: Option<String>,
 }
 
-fn mode(
-    state: &SharedState,
-    query: &Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
-) -> ResponseMode {
+/// The override as it arrived; a malformed query string only loses the override.
+type ModeOverride = Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>;
+
+fn mode(state: &SharedState, query: &ModeOverride) -> ResponseMode {
     query
         .as_ref()
         .ok()
@@ -97,22 +98,35 @@ async fn metrics(State(state): State<SharedState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+/// What every go-auth route does around its decision: count the question, read its parameters
+/// (json or form), let `decide` judge them, log the verdict and answer in the broker's mode.
+async fn answer<F: Future<Output = Verdict>>(
+    state: &SharedState,
+    route: &'static str,
+    counter: &AtomicU64,
+    (query, headers, body): (&ModeOverride, &HeaderMap, &[u8]),
+    decide: impl FnOnce(AuthParams) -> F,
+) -> Response {
+    counter.fetch_add(1, Ordering::Relaxed);
+    let verdict = match params(headers, body) {
+        Ok(p) => decide(p).await,
+        Err(v) => v,
+    };
+    log_verdict(route, &verdict);
+    respond(mode(state, query), &verdict)
+}
+
 async fn user(
     State(state): State<SharedState>,
-    query: Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
+    query: ModeOverride,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state
-        .metrics
-        .user
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let verdict = match params(&headers, &body) {
-        Ok(p) => login(&state, p).await,
-        Err(v) => v,
-    };
-    log_verdict("user", &verdict);
-    respond(mode(&state, &query), &verdict)
+    let question = (&query, &headers, &body[..]);
+    answer(&state, "user", &state.metrics.user, question, |p| {
+        login(&state, p)
+    })
+    .await
 }
 
 async fn login(state: &SharedState, p: AuthParams) -> Verdict {
@@ -159,41 +173,39 @@ async fn login(state: &SharedState, p: AuthParams) -> Verdict {
 
 async fn superuser(
     State(state): State<SharedState>,
-    query: Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
+    query: ModeOverride,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state
-        .metrics
-        .superuser
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let verdict = match params(&headers, &body) {
-        Ok(p) if p.username.as_deref() == Some(state.config.serve.service_account.as_str()) => {
-            Verdict::Allow
-        }
-        Ok(_) => deny("not a superuser"),
-        Err(v) => v,
-    };
-    log_verdict("superuser", &verdict);
-    respond(mode(&state, &query), &verdict)
+    let service_account = state.config.serve.service_account.as_str();
+    let question = (&query, &headers, &body[..]);
+    answer(
+        &state,
+        "superuser",
+        &state.metrics.superuser,
+        question,
+        |p| {
+            std::future::ready(if p.username.as_deref() == Some(service_account) {
+                Verdict::Allow
+            } else {
+                deny("not a superuser")
+            })
+        },
+    )
+    .await
 }
 
 async fn acl_check(
     State(state): State<SharedState>,
-    query: Result<Query<ModeQuery>, axum::extract::rejection::QueryRejection>,
+    query: ModeOverride,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state
-        .metrics
-        .acl
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let verdict = match params(&headers, &body) {
-        Ok(p) => acl_verdict(&state, p).await,
-        Err(v) => v,
-    };
-    log_verdict("acl", &verdict);
-    respond(mode(&state, &query), &verdict)
+    let question = (&query, &headers, &body[..]);
+    answer(&state, "acl", &state.metrics.acl, question, |p| {
+        acl_verdict(&state, p)
+    })
+    .await
 }
 
 async fn acl_verdict(state: &SharedState, p: AuthParams) -> Verdict {
