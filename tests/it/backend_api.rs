@@ -797,23 +797,7 @@ async fn events_stream_and_long_poll_follow_a_device() {
         "{seen}"
     );
 
-    let poll = {
-        let (http, api, token, sn) = (
-            app.client.clone(),
-            app.api.clone(),
-            app.viewer.clone(),
-            sn.clone(),
-        );
-        tokio::spawn(async move {
-            http.get(format!(
-                "{api}/manufacturing/devices/{sn}?wait=flashed&timeout=20"
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-        })
-    };
+    let poll = app.wait_in_background(&sn, "flashed");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let report = json!({ "chip": "ESP32", "mac": "24:0A:C4:00:00:42", "firmware_version": "1.0.0", "station": "bench-1" });
     assert_eq!(

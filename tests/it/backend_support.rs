@@ -208,6 +208,19 @@ impl App {
             .unwrap()
     }
 
+    /// Starts a long poll (as the viewer) for `sn` to reach `status` within 20 s, in the
+    /// background, so the test can cause the change meanwhile.
+    pub fn wait_in_background(&self, sn: &str, status: &str) -> tokio::task::JoinHandle<Response> {
+        let request = self
+            .client
+            .get(format!(
+                "{}/manufacturing/devices/{sn}?wait={status}&timeout=20",
+                self.api
+            ))
+            .bearer_auth(&self.viewer);
+        tokio::spawn(async move { request.send().await.unwrap() })
+    }
+
     /// Creates a batch as the technician and returns its serial numbers.
     pub async fn batch(&self, quantity: u32) -> (String, Vec<String>) {
         let r = self

@@ -282,23 +282,7 @@ async fn a_heartbeat_provisions_the_device_and_bad_logins_are_refused() {
     let (client, mut eventloop) = connect(broker.port, "dev-a", a, &device_password(a))
         .await
         .expect("the right password connects");
-    let wait = {
-        let (http, api, token, a) = (
-            app.client.clone(),
-            app.api.clone(),
-            app.viewer.clone(),
-            a.clone(),
-        );
-        tokio::spawn(async move {
-            http.get(format!(
-                "{api}/manufacturing/devices/{a}?wait=provisioned&timeout=20"
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-        })
-    };
+    let wait = app.wait_in_background(a, "provisioned");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ack = publish(
         &client,

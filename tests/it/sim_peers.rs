@@ -11,6 +11,7 @@ use serde_json::json;
 use vesper::flashing::{self, Bundle, FlashPlan};
 use vesper::sim::{SimBoard, SimConfig, SimEvent};
 
+use crate::backend_support::App;
 use crate::broker::backend_and_broker;
 use crate::flashing::{fixture, pty_options};
 use crate::support;
@@ -293,12 +294,9 @@ fn plans_refuse_what_would_brick_a_board() {
     assert!(FlashPlan::new(board, &tampered, nvs).is_ok());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_flashed_simulator_boots_and_its_heartbeat_provisions_it() {
-    let (app, broker) = backend_and_broker(30).await;
-    let (_, sns) = app.batch(1).await;
-    let sn = sns[0].clone();
-    // The image the station would fetch from the backend.
+/// The plan a station would flash for `sn`: the backend's `nvs.bin` and a bundle whose app is
+/// `app_len` bytes.
+async fn station_plan(app: &App, sn: &str, app_len: usize) -> FlashPlan {
     let nvs = app
         .get(
             &format!("/manufacturing/devices/{sn}/nvs.bin"),
@@ -309,8 +307,17 @@ async fn a_flashed_simulator_boots_and_its_heartbeat_provisions_it() {
         .await
         .unwrap()
         .to_vec();
-    let f = fixture(60_000);
-    let plan = FlashPlan::new(f.config.board("bellcore-v2").unwrap(), &f.bundle, nvs).unwrap();
+    let f = fixture(app_len);
+    FlashPlan::new(f.config.board("bellcore-v2").unwrap(), &f.bundle, nvs).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flashed_simulator_boots_and_its_heartbeat_provisions_it() {
+    let (app, broker) = backend_and_broker(30).await;
+    let (_, sns) = app.batch(1).await;
+    let sn = sns[0].clone();
+    // The image the station would fetch from the backend.
+    let plan = station_plan(&app, &sn, 60_000).await;
     let board = SimBoard::spawn(SimConfig {
         broker: Some(("127.0.0.1".into(), broker.port)),
         heartbeat_every: Duration::from_millis(300),
@@ -367,18 +374,7 @@ async fn a_board_with_a_wrong_password_or_no_heartbeat_never_provisions() {
         vesper::sim::Fault::WrongPassword,
         vesper::sim::Fault::NoHeartbeat,
     ]) {
-        let nvs = app
-            .get(
-                &format!("/manufacturing/devices/{sn}/nvs.bin"),
-                &app.technician,
-            )
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec();
-        let f = fixture(40_000);
-        let plan = FlashPlan::new(f.config.board("bellcore-v2").unwrap(), &f.bundle, nvs).unwrap();
+        let plan = station_plan(&app, sn, 40_000).await;
         let board = SimBoard::spawn(SimConfig {
             broker: Some(("127.0.0.1".into(), broker.port)),
             heartbeat_every: Duration::from_millis(200),
