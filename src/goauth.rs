@@ -128,19 +128,19 @@ pub fn parse_params(content_type: Option<&str>, body: &[u8]) -> Result<AuthParam
 
 /// Encodes request parameters the way go-auth sends them.
 pub fn encode_params(mode: ParamsMode, params: &AuthParams) -> (&'static str, Vec<u8>) {
+    // The text fields that are present, in go-auth's order; `acc` is a number in JSON.
+    let texts = [
+        ("username", &params.username),
+        ("password", &params.password),
+        ("clientid", &params.clientid),
+        ("topic", &params.topic),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v.clone()?)));
     match mode {
         ParamsMode::Json => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in [
-                ("username", &params.username),
-                ("password", &params.password),
-                ("clientid", &params.clientid),
-                ("topic", &params.topic),
-            ] {
-                if let Some(v) = v {
-                    map.insert(k.into(), v.clone().into());
-                }
-            }
+            let mut map: serde_json::Map<String, serde_json::Value> =
+                texts.map(|(k, v)| (k.to_owned(), v.into())).collect();
             if let Some(acc) = params.acc {
                 map.insert("acc".into(), acc.into());
             }
@@ -150,17 +150,7 @@ pub fn encode_params(mode: ParamsMode, params: &AuthParams) -> (&'static str, Ve
             )
         }
         ParamsMode::Form => {
-            let mut pairs: Vec<(&str, String)> = Vec::new();
-            for (k, v) in [
-                ("username", &params.username),
-                ("password", &params.password),
-                ("clientid", &params.clientid),
-                ("topic", &params.topic),
-            ] {
-                if let Some(v) = v {
-                    pairs.push((k, v.clone()));
-                }
-            }
+            let mut pairs: Vec<(&str, String)> = texts.collect();
             if let Some(acc) = params.acc {
                 pairs.push(("acc", acc.to_string()));
             }
