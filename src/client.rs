@@ -19,13 +19,33 @@ pub enum ClientError {
     #[error("cannot reach the backend at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("the backend answered {status}: {message}")]
-    Status { status: u16, message: String },
+    Status {
+        status: u16,
+        message: String,
+        /// The conflict's `code` (409 answers), e.g. `batch_done`.
+        code: Option<String>,
+    },
     #[error(
         "no API token: set {TOKEN_ENV} or backend.token (create one with `vesper token create NAME --role technician`)"
     )]
     NoToken,
     #[error("the backend sent something unexpected: {0}")]
     Body(String),
+}
+
+impl ClientError {
+    /// What went wrong in words for the operator: the backend's own message when it answered.
+    pub fn reason(&self) -> String {
+        match self {
+            ClientError::Status { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The backend refused because it has the conflict `code` (see the API's error `code`).
+    pub fn is_conflict(&self, code: &str) -> bool {
+        matches!(self, ClientError::Status { code: Some(c), .. } if c == code)
+    }
 }
 
 /// The backend's API.
@@ -76,7 +96,12 @@ impl ApiClient {
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         let message = body["error"].as_str().unwrap_or("no details").to_owned();
-        Err(ClientError::Status { status, message })
+        let code = body["code"].as_str().map(str::to_owned);
+        Err(ClientError::Status {
+            status,
+            message,
+            code,
+        })
     }
 
     /// GET a JSON document.

@@ -566,9 +566,10 @@ fn board_named<'a>(state: &'a SharedState, name: &str) -> Result<&'a Board, ApiE
             board = name,
             "a device's board is missing from the configuration"
         );
-        ApiError::Conflict(format!(
-            "board `{name}` is not in the backend's configuration"
-        ))
+        ApiError::Conflict {
+            code: "unknown_board",
+            message: format!("board `{name}` is not in the backend's configuration"),
+        }
     })
 }
 
@@ -584,7 +585,10 @@ async fn nvs_image(
         db(&state, move |r| r.device(sn.as_str())).await?
     };
     if record.status == Status::Revoked {
-        return Err(ApiError::Conflict(format!("device {sn} is revoked")));
+        return Err(ApiError::Conflict {
+            code: "revoked",
+            message: format!("device {sn} is revoked"),
+        });
     }
     let board = board_named(&state, &record.board)?;
     let password = state.secret.device_password(&sn);

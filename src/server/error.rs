@@ -21,8 +21,9 @@ pub enum ApiError {
     Forbidden(Role),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    /// The request clashes with the record's state; `code` names the clash for programs.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("the registry is unavailable")]
@@ -37,7 +38,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -48,17 +49,32 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = (
-            status,
-            Json(json!({ "error": self.to_string(), "status": status.as_u16() })),
-        )
-            .into_response();
+        let mut body = json!({ "error": self.to_string(), "status": status.as_u16() });
+        if let ApiError::Conflict { code, .. } = &self {
+            body["code"] = json!(code);
+        }
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert("www-authenticate", "Bearer".parse().expect("header value"));
         }
         response
+    }
+}
+
+/// The `code` of a registry conflict in an API answer (the station tells a finished batch
+/// from a refused claim by it, not by the wording of the message).
+fn conflict_code(e: &RegistryError) -> &'static str {
+    match e {
+        RegistryError::IllegalTransition { .. } => "illegal_transition",
+        RegistryError::Revoked(_) => "revoked",
+        RegistryError::MacInUse { .. } => "mac_in_use",
+        RegistryError::TokenExists(_) => "token_exists",
+        RegistryError::BatchDone { .. } => "batch_done",
+        RegistryError::AlreadyFlashed { .. } => "already_flashed",
+        RegistryError::ClaimedElsewhere { .. } => "claimed_elsewhere",
+        _ => "conflict",
     }
 }
 
@@ -74,7 +90,10 @@ impl From<RegistryError> for ApiError {
             | RegistryError::TokenExists(_)
             | RegistryError::BatchDone { .. }
             | RegistryError::AlreadyFlashed { .. }
-            | RegistryError::ClaimedElsewhere { .. } => ApiError::Conflict(e.to_string()),
+            | RegistryError::ClaimedElsewhere { .. } => ApiError::Conflict {
+                code: conflict_code(&e),
+                message: e.to_string(),
+            },
             RegistryError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             RegistryError::Sqlite(_)
             | RegistryError::DataDir { .. }

@@ -171,19 +171,12 @@ impl Runner {
     fn claimed(&self, owner: Owner, job: Job, result: Result<Device, ClientError>) {
         match result {
             Ok(device) => self.send(Action::Claimed { owner, job, device }),
-            Err(e) => {
-                let batch_done = matches!(&e, ClientError::Status { status: 409, message } if message.contains("no device left"));
-                let reason = match &e {
-                    ClientError::Status { message, .. } => message.clone(),
-                    other => other.to_string(),
-                };
-                self.send(Action::ClaimRefused {
-                    owner,
-                    job,
-                    reason,
-                    batch_done,
-                });
-            }
+            Err(e) => self.send(Action::ClaimRefused {
+                owner,
+                job,
+                reason: e.reason(),
+                batch_done: e.is_conflict("batch_done"),
+            }),
         }
     }
 
@@ -377,14 +370,10 @@ impl Runner {
     /// Reports the flash, then waits for the first heartbeat while showing the boot log.
     async fn verify(&self, owner: Owner, job: Job, sn: &str, port: &str, report: FlashReport) {
         if let Err(e) = self.client.flashed(sn, &report).await {
-            let reason = match e {
-                ClientError::Status { message, .. } => message,
-                other => other.to_string(),
-            };
             return self.send(Action::VerifyFailed {
                 owner,
                 job,
-                reason: format!("the backend did not record the flash: {reason}"),
+                reason: format!("the backend did not record the flash: {}", e.reason()),
             });
         }
         let stop = Arc::new(AtomicBool::new(false));

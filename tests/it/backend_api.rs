@@ -884,12 +884,9 @@ async fn bench_slots_claim_distinct_devices_and_a_done_batch_is_a_conflict() {
     assert_eq!(taken.len(), sns.len());
     let r = claim("bench-1/slot-3").await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    assert!(
-        json_of(r).await["error"]
-            .as_str()
-            .unwrap()
-            .contains("no device left")
-    );
+    let body = json_of(r).await;
+    assert!(body["error"].as_str().unwrap().contains("no device left"));
+    assert_eq!(body["code"], "batch_done");
     // The wizard of another station cannot take a held device; its holder gives it back.
     let held = &sns[0];
     let holder = json_of(
@@ -908,6 +905,7 @@ async fn bench_slots_claim_distinct_devices_and_a_done_batch_is_a_conflict() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(json_of(r).await["code"], "claimed_elsewhere");
     let r = app
         .post(
             &format!("/manufacturing/devices/{held}/release"),
@@ -1021,4 +1019,47 @@ async fn one_identity_one_board_and_a_heartbeat_before_the_report_provisions() {
     let d = json_of(flashed(&sns[1], report("24:0A:C4:00:00:03", false)).await).await;
     assert_eq!(d["status"], "provisioned");
     assert!(d["provisioned_at"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_typed_client_tells_a_finished_batch_from_other_refusals() {
+    let app = App::start().await;
+    let (batch, sns) = app.batch(1).await;
+    let client = vesper::client::ApiClient::new(&app.api, &app.technician);
+    let device = client.claim_next(&batch, "bench-1/slot-1").await.unwrap();
+    assert_eq!(device.serial_number, sns[0]);
+    let done = client
+        .claim_next(&batch, "bench-1/slot-2")
+        .await
+        .unwrap_err();
+    assert!(done.is_conflict("batch_done"), "{done:?}");
+    assert!(
+        done.reason().contains("no device left"),
+        "{}",
+        done.reason()
+    );
+    let held = client.claim(&sns[0], "bench-2/wizard").await.unwrap_err();
+    assert!(held.is_conflict("claimed_elsewhere"), "{held:?}");
+    assert!(!held.is_conflict("batch_done"));
+    let missing = client
+        .claim_next("B-9999", "bench-1/slot-2")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &missing,
+            vesper::client::ClientError::Status {
+                status: 404,
+                code: None,
+                ..
+            }
+        ),
+        "{missing:?}"
+    );
+    let unreachable = vesper::client::ApiClient::new("http://127.0.0.1:9", &app.technician)
+        .claim_next(&batch, "bench-1/slot-2")
+        .await
+        .unwrap_err();
+    assert!(unreachable.reason().contains("cannot reach the backend"));
+    app.stop().await;
 }
