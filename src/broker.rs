@@ -31,7 +31,7 @@ use crate::acl::Access;
 const MAX_PACKET: usize = 256 * 1024;
 /// Time a new connection has to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages queued for a slow subscriber before it is disconnected.
+/// Messages queued for a slow subscriber; beyond this, messages to it are dropped.
 const QUEUE: usize = 1024;
 
 /// A boxed future, for the object-safe [`Gate`].
@@ -124,11 +124,8 @@ impl Router {
                     .filter(|sub| mqttbytes::matches(topic, &sub.filter))
                     .map(|sub| sub.qos)
                     .max_by_key(|q| *q as u8)?;
-                let qos = if (best as u8) < (qos as u8) {
-                    best
-                } else {
-                    qos
-                };
+                // Delivered at the lower of the subscription's and the message's QoS.
+                let qos = std::cmp::min_by_key(best, qos, |q| *q as u8);
                 Some((s.username.clone(), qos, s.outbox.clone()))
             })
             .collect()
