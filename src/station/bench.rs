@@ -41,6 +41,9 @@ pub enum SlotState {
     Ready,
     /// A board is in but cannot start (no batch chosen, the batch is done, set aside).
     Blocked(String),
+    /// The operator set this board aside (its serial number went back): it is not started
+    /// again until another board is plugged in.
+    SetAside,
     Claiming,
     Flashing(FlashProgress),
     Verifying {
@@ -446,7 +449,7 @@ impl Bench {
         }
         s.attempts = 0;
         s.state = if s.port.is_some() {
-            SlotState::Blocked("set aside: unplug this board, plug in the next".into())
+            SlotState::SetAside
         } else {
             SlotState::Empty
         };
@@ -468,9 +471,11 @@ impl Bench {
                     });
                 }
             }
+            // Boards waiting for a batch start; a finished or set-aside board is never written
+            // again because the batch changed.
             let waiting = matches!(
                 self.slots[slot].state,
-                SlotState::Blocked(_) | SlotState::Ready | SlotState::Done { .. }
+                SlotState::Blocked(_) | SlotState::Ready
             ) || (changed
                 && matches!(self.slots[slot].state, SlotState::Failed { .. }));
             if waiting && self.slots[slot].port.is_some() {
@@ -777,6 +782,12 @@ fn draw_slot(bench: &Bench, index: usize, slot: &Slot, frame: &mut Frame, area: 
             lines.push(Line::from(vec![
                 Span::styled(Mark::Waiting.symbol(), theme.mark(Mark::Waiting)),
                 Span::raw(format!(" {reason}")),
+            ]));
+        }
+        SlotState::SetAside => {
+            lines.push(Line::from(vec![
+                Span::styled(Mark::Waiting.symbol(), theme.mark(Mark::Waiting)),
+                Span::raw(" set aside: unplug this board, plug in the next"),
             ]));
         }
         SlotState::Claiming => lines.push(Line::from(vec![

@@ -288,8 +288,53 @@ fn skip_gives_the_serial_number_back_and_a_verify_timeout_is_explained() {
             owner: Owner::Slot(0)
         }]
     );
-    assert!(matches!(app.bench.slots[0].state, SlotState::Blocked(_)));
+    assert_eq!(app.bench.slots[0].state, SlotState::SetAside);
     assert!(app.bench.slots[0].device.is_none());
+}
+
+#[test]
+fn another_batch_starts_waiting_boards_but_never_a_finished_or_set_aside_one() {
+    let (mut app, _) = app(Screen::Bench);
+    // Slot 0: a provisioned board still plugged in.
+    let job = flashing_slot(&mut app);
+    app.update(Action::Verified {
+        owner: Owner::Slot(0),
+        job,
+        device: device(SNS[0], Status::Provisioned, Some("24:0A:C4:12:34:56")),
+    });
+    // Slot 1: a board set aside after a failure.
+    plug(&mut app, 1);
+    let job = claim_job(&app.take_tasks(), 1);
+    app.update(Action::ClaimRefused {
+        owner: Owner::Slot(1),
+        job,
+        reason: "the backend answered 503".into(),
+        batch_done: false,
+    });
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Char('s')));
+    assert_eq!(app.bench.slots[1].state, SlotState::SetAside);
+    // Slot 2: a new board that found the batch finished.
+    plug(&mut app, 2);
+    let job = claim_job(&app.take_tasks(), 2);
+    app.update(Action::ClaimRefused {
+        owner: Owner::Slot(2),
+        job,
+        reason: "no device left".into(),
+        batch_done: true,
+    });
+    app.take_tasks();
+
+    let mut next = batch_summary(10, 0);
+    next.batch_id = "B-0043".into();
+    app.update(Action::UseBatch(next));
+    let tasks = app.take_tasks();
+    assert!(
+        matches!(&tasks[..], [Task::ClaimNext { owner: Owner::Slot(2), batch, .. }] if batch == "B-0043"),
+        "only the waiting board starts: {tasks:?}"
+    );
+    assert!(matches!(app.bench.slots[0].state, SlotState::Done { .. }));
+    assert_eq!(app.bench.slots[1].state, SlotState::SetAside);
 }
 
 #[test]
