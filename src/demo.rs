@@ -335,7 +335,9 @@ impl Feeder {
     ) -> Result<Feeder, DemoError> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(FeederStats::default()));
-        let mut next_mac = 1u16;
+        // A random start: boards of a kept demo's earlier runs keep their MACs in the registry,
+        // and the station refuses a board whose MAC already belongs to another serial number.
+        let mut next_mac = rand::random::<u32>() & 0x00FF_FFFF;
         let mut plugged = Vec::new();
         for slot in slots {
             plugged.push(Some(plug(slot, &template, &mut next_mac, &stats)?));
@@ -384,12 +386,12 @@ impl Drop for Feeder {
 fn plug(
     slot: &Path,
     template: &SimConfig,
-    next_mac: &mut u16,
+    next_mac: &mut u32,
     stats: &Mutex<FeederStats>,
 ) -> Result<Plugged, DemoError> {
     let mut config = template.clone();
-    config.mac[4..6].copy_from_slice(&next_mac.to_be_bytes());
-    *next_mac = next_mac.wrapping_add(1);
+    config.mac[3..6].copy_from_slice(&next_mac.to_be_bytes()[1..]);
+    *next_mac = next_mac.wrapping_add(1) & 0x00FF_FFFF;
     let board = SimBoard::spawn(config).map_err(DemoError::Sim)?;
     let _ = std::fs::remove_file(slot);
     std::os::unix::fs::symlink(board.path(), slot).map_err(io(slot))?;
@@ -410,7 +412,7 @@ fn feed(
     swap_after: Duration,
     stop: &AtomicBool,
     stats: &Mutex<FeederStats>,
-    mut next_mac: u16,
+    mut next_mac: u32,
 ) {
     // When an empty slot gets its next board.
     let mut refill: Vec<Option<Instant>> = vec![None; slots.len()];

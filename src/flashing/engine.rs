@@ -123,6 +123,9 @@ pub enum FlashError {
     VerifyMismatch,
     #[error("the board was unplugged (the port vanished)")]
     PortVanished,
+    /// The board was identified and must not be written (it already carries another identity).
+    #[error("{0}")]
+    Refused(String),
     #[error("port busy: another program has {0} open; close it")]
     PortBusy(String),
     #[error("cannot open {port}: {reason}")]
@@ -307,12 +310,16 @@ fn open(port: &str, reset: bool) -> Result<Connection, FlashError> {
     Ok(Connection::new(serial, usb, after, before, 115_200))
 }
 
-/// One attempt: connect, identify, write every part with verification.
+/// Decides, from the MAC read off a connected board, whether it may be written.
+pub type BoardCheck<'a> = &'a (dyn Fn(&str) -> Result<(), String> + Sync);
+
+/// One attempt: connect, identify, ask `check`, write every part with verification.
 fn attempt(
     port: &str,
     plan: &FlashPlan,
     options: &FlashOptions,
     tx: &Sender<FlashEvent>,
+    check: BoardCheck,
 ) -> Result<FlashOutcome, FlashError> {
     let connection = open(port, options.reset)?;
     let baud = (options.baud != 115_200).then_some(options.baud);
@@ -338,6 +345,7 @@ fn attempt(
         mac: mac.clone(),
         flash_size: info.flash_size.to_string(),
     });
+    check(&mac).map_err(FlashError::Refused)?;
     let segments: Vec<Segment> = plan
         .parts
         .iter()
@@ -367,6 +375,18 @@ pub fn flash(
     options: &FlashOptions,
     tx: &Sender<FlashEvent>,
 ) -> Result<FlashOutcome, FlashError> {
+    flash_checked(port, plan, options, tx, &|_| Ok(()))
+}
+
+/// [`flash`], but once the board is connected and its MAC read, `check` may refuse it before a
+/// byte is written (the station refuses a board that already carries another serial number).
+pub fn flash_checked(
+    port: &str,
+    plan: &FlashPlan,
+    options: &FlashOptions,
+    tx: &Sender<FlashEvent>,
+    check: BoardCheck,
+) -> Result<FlashOutcome, FlashError> {
     let start = Instant::now();
     let mut attempt_no = 1;
     loop {
@@ -374,7 +394,7 @@ pub fn flash(
             port: port.into(),
             attempt: attempt_no,
         });
-        match attempt(port, plan, options, tx) {
+        match attempt(port, plan, options, tx, check) {
             Ok(mut outcome) => {
                 outcome.attempts = attempt_no;
                 let _ = tx.send(FlashEvent::Done {

@@ -5,6 +5,9 @@ mod engine;
 mod plan;
 mod ports;
 
-pub use engine::{FlashError, FlashEvent, FlashOptions, FlashOutcome, espflash_chip, flash};
+pub use engine::{
+    BoardCheck, FlashError, FlashEvent, FlashOptions, FlashOutcome, espflash_chip, flash,
+    flash_checked,
+};
 pub use plan::{Bundle, FlashPlan, PlanError, PlannedPart};
 pub use ports::{PortChange, PortInfo, PortKind, list_ports, watch_ports};

@@ -352,11 +352,17 @@ impl Runner {
                 .collect(),
         });
         let tx = self.tx.clone();
+        let (client, sn, runtime) = (
+            self.client.clone(),
+            device.serial_number.clone(),
+            tokio::runtime::Handle::current(),
+        );
         let _ = tokio::task::spawn_blocking(move || {
+            let check = |mac: &str| runtime.block_on(board_is_free(&client, mac, &sn));
             let (events, rx) = std::sync::mpsc::channel();
             std::thread::scope(|s| {
                 s.spawn(|| {
-                    let _ = flashing::flash(&port, &plan, &options, &events);
+                    let _ = flashing::flash_checked(&port, &plan, &options, &events, &check);
                     drop(events);
                 });
                 for event in rx {
@@ -414,6 +420,38 @@ impl Runner {
                 reason: format!("cannot ask the backend: {e}"),
             }),
         }
+    }
+}
+
+/// Refuses a board whose MAC the registry already binds to another serial number: writing it
+/// would overwrite an identity in use (a finished board plugged in again by mistake). When the
+/// backend cannot say, the board is refused too.
+async fn board_is_free(client: &ApiClient, mac: &str, sn: &str) -> Result<(), String> {
+    let filter = DeviceFilter {
+        text: Some(mac.to_owned()),
+        limit: Some(10),
+        ..Default::default()
+    };
+    let page = client.devices(&filter).await.map_err(|e| {
+        format!(
+            "cannot ask the backend whether this board already has a serial number: {}",
+            e.reason()
+        )
+    })?;
+    let owner = page.devices.iter().find(|d| {
+        d.serial_number != sn
+            && d.mac
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+    });
+    match owner {
+        Some(d) => Err(format!(
+            "this board (MAC {mac}) is already {} ({}): nothing was written; set it aside and \
+             plug in a new board",
+            d.serial_number,
+            d.status.as_str()
+        )),
+        None => Ok(()),
     }
 }
 

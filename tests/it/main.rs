@@ -20,3 +20,4 @@ mod partitions;
 mod sim_peers;
 mod station;
 mod station_e2e;
+mod station_tasks;
