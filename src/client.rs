@@ -135,11 +135,6 @@ impl ApiClient {
             .map_err(|e| ClientError::Body(e.to_string()))
     }
 
-    /// A batch with its devices.
-    pub async fn batch(&self, id: &str) -> Result<Value, ClientError> {
-        self.get_json(&format!("/manufacturing/batch/{id}")).await
-    }
-
     /// GET a JSON document as a typed value.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         typed(self.get_json(path).await?)
@@ -351,30 +346,6 @@ fn segment(text: &str) -> String {
             } else {
                 format!("%{b:02X}")
             }
-        })
-        .collect()
-}
-
-/// The label data of a batch answer (`GET /manufacturing/batch/{id}`).
-pub fn batch_labels(batch: &Value) -> Result<Vec<crate::labels::LabelData>, ClientError> {
-    let id = batch["batch_id"].as_str().map(str::to_owned);
-    batch["devices"]
-        .as_array()
-        .ok_or_else(|| ClientError::Body("no devices in the batch".into()))?
-        .iter()
-        .map(|d| {
-            let text = |k: &str| {
-                d[k].as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ClientError::Body(format!("device without {k}")))
-            };
-            Ok(crate::labels::LabelData {
-                serial_number: text("serial_number")?,
-                hw_type: text("hw_type")?,
-                hw_version: text("hw_version")?,
-                batch: id.clone(),
-                date: text("created_at")?.chars().take(10).collect(),
-            })
         })
         .collect()
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 
-use vesper::client::{ApiClient, batch_labels};
+use vesper::client::ApiClient;
 use vesper::config::Config;
 use vesper::files::write_atomic;
 use vesper::labels::{self, Format, Stock};
@@ -56,7 +56,7 @@ pub fn run(args: LabelsArgs, config_path: Option<&Path>) -> anyhow::Result<Outco
         .or_else(|| config.as_ref().map(|c| c.labels.stock.clone()))
         .unwrap_or_else(|| "a4-l7160".into());
     let stock = Stock::find(&stock_name, &custom)?;
-    let data = match &args.batch {
+    let data: Vec<labels::LabelData> = match &args.batch {
         Some(id) => {
             let config = config
                 .as_ref()
@@ -65,8 +65,8 @@ pub fn run(args: LabelsArgs, config_path: Option<&Path>) -> anyhow::Result<Outco
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let batch = runtime.block_on(client.batch(id))?;
-            batch_labels(&batch)?
+            let batch = runtime.block_on(client.batch_record(id))?;
+            batch.devices.iter().map(labels::from_device).collect()
         }
         None => args
             .sn

@@ -78,6 +78,17 @@ pub fn render(
     }
 }
 
+/// The label of a registry device: its batch, and the day it was made.
+pub fn from_device(device: &crate::registry::Device) -> LabelData {
+    LabelData {
+        serial_number: device.serial_number.clone(),
+        hw_type: device.hw_type.clone(),
+        hw_version: device.hw_version.clone(),
+        batch: Some(device.batch_id.clone()),
+        date: device.created_at.chars().take(10).collect(),
+    }
+}
+
 /// The label of a serial number alone (type, revision and date come from the number itself).
 pub fn from_serial(sn: &crate::serial::SerialNumber, batch: Option<&str>) -> LabelData {
     LabelData {

@@ -222,16 +222,10 @@ async fn batch_labels(
         .parse()
         .map_err(ApiError::BadRequest)?;
     let batch = db(&state, move |r| r.batch(&id)).await?;
-    let data: Vec<crate::labels::LabelData> = batch
+    let data: Vec<_> = batch
         .devices
         .iter()
-        .map(|d| crate::labels::LabelData {
-            serial_number: d.serial_number.clone(),
-            hw_type: d.hw_type.clone(),
-            hw_version: d.hw_version.clone(),
-            batch: Some(batch.summary.batch_id.clone()),
-            date: d.created_at.chars().take(10).collect(),
-        })
+        .map(crate::labels::from_device)
         .collect();
     let skip = q.skip.unwrap_or(0).min(10_000);
     let (bytes, media) =

@@ -18,7 +18,7 @@ use crate::client::{ApiClient, ClientError};
 use crate::config::{Board, Config};
 use crate::files::write_atomic;
 use crate::flashing::{self, Bundle, FlashEvent, FlashOptions, FlashPlan};
-use crate::labels::{self, Format, LabelData, Stock};
+use crate::labels::{self, Format, Stock};
 use crate::registry::{Device, DeviceFilter, FlashReport, Status};
 
 /// Matches shown by the wizard's search.
@@ -191,13 +191,7 @@ impl Runner {
 
     fn device_label(&self, device: &Device) {
         let labels_config = &self.config.labels;
-        let data = LabelData {
-            serial_number: device.serial_number.clone(),
-            hw_type: device.hw_type.clone(),
-            hw_version: device.hw_version.clone(),
-            batch: Some(device.batch_id.clone()),
-            date: device.created_at.chars().take(10).collect(),
-        };
+        let data = labels::from_device(device);
         let result = Stock::find(&labels_config.stock, &labels_config.stocks)
             .map_err(|e| e.to_string())
             .and_then(|stock| {
