@@ -11,6 +11,10 @@ use crate::serial;
 
 /// Largest batch accepted in one request.
 pub const MAX_QUANTITY: u32 = 10_000;
+/// The subscription plan of a batch when the order names none.
+pub const DEFAULT_PLAN: &str = "standard";
+/// The outputs of a batch's devices when the order names none.
+pub const DEFAULT_OUTPUTS: i64 = 8;
 
 /// What a new batch is made of.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use audit::{AuditEntry, AuditQuery};
-pub use batches::{Batch, BatchSummary, NewBatch};
+pub use batches::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY, NewBatch};
 pub use devices::{
     Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FlashReport, Sighting,
     Stats, Status, UserAccess,

@@ -128,11 +128,11 @@ struct BatchRequest {
 }
 
 fn default_plan() -> String {
-    "standard".into()
+    crate::registry::DEFAULT_PLAN.into()
 }
 
 fn default_outputs() -> i64 {
-    8
+    crate::registry::DEFAULT_OUTPUTS
 }
 
 fn board_of<'a>(state: &'a SharedState, req: &BatchRequest) -> Result<&'a Board, ApiError> {

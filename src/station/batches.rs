@@ -16,10 +16,7 @@ use super::devices::{centered, status_badge};
 use super::theme::{Mark, Theme};
 use super::{Component, Cx, View};
 use crate::client::BatchOrder;
-use crate::registry::{Batch, BatchSummary};
-
-/// Most devices in one batch from the station (the backend allows more from scripts).
-pub const MAX_QUANTITY: u32 = 10_000;
+use crate::registry::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY};
 
 /// The new-batch form.
 #[derive(Debug, Clone)]
@@ -41,8 +38,8 @@ impl BatchForm {
             boards,
             board: 0,
             quantity: Input::default(),
-            plan: Input::new("standard".into()),
-            outputs: Input::new("8".into()),
+            plan: Input::new(DEFAULT_PLAN.into()),
+            outputs: Input::new(DEFAULT_OUTPUTS.to_string()),
             focus: 1,
             error: None,
             sending: false,

@@ -148,23 +148,25 @@ impl Wizard {
     /// Enter on the select step: a full serial number (typed or scanned) wins over the list.
     fn choose(&mut self, cx: &mut Cx) {
         let text = self.input.value().trim().to_ascii_uppercase();
-        if let Ok(sn) = text.parse::<SerialNumber>() {
-            if let Some(d) = self.matches.iter().find(|d| d.serial_number == sn.as_str()) {
-                let d = d.clone();
-                self.pick(d, cx);
-            } else {
-                self.looking_up = Some(sn.as_str().to_owned());
-                cx.tasks.push(Task::Device(sn.as_str().to_owned()));
+        match text.parse::<SerialNumber>() {
+            Ok(sn) => {
+                if let Some(d) = self.matches.iter().find(|d| d.serial_number == sn.as_str()) {
+                    let d = d.clone();
+                    self.pick(d, cx);
+                } else {
+                    self.looking_up = Some(sn.as_str().to_owned());
+                    cx.tasks.push(Task::Device(sn.as_str().to_owned()));
+                }
             }
-            return;
-        }
-        if let Some(d) = self.matches.get(self.selected).cloned() {
-            self.pick(d, cx);
-        } else if !text.is_empty() {
-            self.error = Some(match text.parse::<SerialNumber>() {
-                Err(e) => format!("`{text}` matches no device and is not a serial number: {e}"),
-                Ok(_) => format!("no device matches `{text}`"),
-            });
+            Err(e) => {
+                if let Some(d) = self.matches.get(self.selected).cloned() {
+                    self.pick(d, cx);
+                } else if !text.is_empty() {
+                    self.error = Some(format!(
+                        "`{text}` matches no device and is not a serial number: {e}"
+                    ));
+                }
+            }
         }
     }
 
@@ -189,8 +191,8 @@ impl Wizard {
         cx.tasks.push(Task::CreateBatch(BatchOrder {
             board: self.board.clone(),
             quantity: 1,
-            subscription_plan: "standard".into(),
-            available_outputs: 8,
+            subscription_plan: crate::registry::DEFAULT_PLAN.into(),
+            available_outputs: crate::registry::DEFAULT_OUTPUTS,
         }));
     }
 
