@@ -53,6 +53,10 @@ pub enum Action {
         request: u64,
         page: DevicePage,
     },
+    /// The device list request `request` failed (the reason comes as [`Action::Failed`]).
+    DevicePageFailed {
+        request: u64,
+    },
     DeviceLoaded(Device),
     /// A device changed through the station (status, assignment).
     DeviceChanged(Device),

@@ -73,7 +73,7 @@ impl Devices {
         self.loading = true;
         let offset = (self.selected as u32 / PAGE) * PAGE;
         self.filter.offset = Some(offset);
-        self.filter.text = Some(self.input.value().trim().to_owned()).filter(|t| !t.is_empty());
+        apply_query(&mut self.filter, self.input.value());
         cx.tasks.push(Task::Devices {
             request: self.request,
             filter: self.filter.clone(),
@@ -271,6 +271,9 @@ impl Component for Devices {
 
     fn update(&mut self, action: &Action, _cx: &mut Cx) -> Option<Action> {
         match action {
+            Action::DevicePageFailed { request } if *request == self.request => {
+                self.loading = false;
+            }
             Action::DevicePage { request, page } if *request == self.request => {
                 self.loading = false;
                 self.page = Some(page.clone());
@@ -336,10 +339,8 @@ impl Component for Devices {
     fn keys(&self) -> Vec<(&'static str, &'static str)> {
         vec![
             ("↑/↓ PgUp/PgDn", "move; Home/End: first/last"),
-            (
-                "/",
-                "filter by text (serial number, MAC, e-mail, owner, station)",
-            ),
+            ("/", "filter by serial number, MAC, e-mail, owner, station"),
+            ("", "and by board:NAME batch:B-0042 from:DATE to:DATE"),
             ("f", "cycle the status filter"),
             ("o / O", "cycle the sort column / reverse it"),
             ("Enter", "details and history"),
@@ -478,6 +479,31 @@ impl Devices {
 }
 
 /// `✓ provisioned`: the symbol carries the meaning without color.
+/// Reads the filter line: `board:`, `batch:`, `from:` and `to:` words set those filters, the
+/// other words are searched for as one text.
+pub fn apply_query(filter: &mut DeviceFilter, query: &str) {
+    filter.board = None;
+    filter.batch = None;
+    filter.created_from = None;
+    filter.created_to = None;
+    let mut words = Vec::new();
+    for word in query.split_whitespace() {
+        let field = match word.split_once(':') {
+            Some(("board", v)) => Some((&mut filter.board, v)),
+            Some(("batch", v)) => Some((&mut filter.batch, v)),
+            Some(("from", v)) => Some((&mut filter.created_from, v)),
+            Some(("to", v)) => Some((&mut filter.created_to, v)),
+            _ => None,
+        };
+        match field {
+            Some((field, value)) if !value.is_empty() => *field = Some(value.to_owned()),
+            // Anything else (a MAC has colons too) is text.
+            _ => words.push(word),
+        }
+    }
+    filter.text = Some(words.join(" ")).filter(|t| !t.is_empty());
+}
+
 pub fn status_badge(status: Status, theme: Theme) -> Span<'static> {
     let mark = Mark::of(status);
     Span::styled(

@@ -88,7 +88,10 @@ impl Runner {
             },
             Task::Devices { request, filter } => match c.devices(&filter).await {
                 Ok(page) => self.send(Action::DevicePage { request, page }),
-                Err(e) => self.failed("cannot list devices", e),
+                Err(e) => {
+                    self.send(Action::DevicePageFailed { request });
+                    self.failed("cannot list devices", e)
+                }
             },
             Task::Device(sn) => match c.device(&sn).await {
                 Ok(d) => self.send(Action::DeviceLoaded(d)),

@@ -892,6 +892,53 @@ fn devices_page(total: i64) -> DevicePage {
 }
 
 #[test]
+fn the_devices_filter_line_sets_board_batch_and_dates_and_a_failed_query_stops_loading() {
+    let (mut app, _) = app(Screen::Devices);
+    app.take_tasks();
+    app.update(key(KeyCode::Char('/')));
+    typed(
+        &mut app,
+        "board:bellcore-v1 24:0A:C4 batch:B-0042 from:2026-11-01 to:2026-11-30 to: bench",
+    );
+    let tasks = app.take_tasks();
+    let Some(Task::Devices { request, filter }) = tasks.last() else {
+        panic!("{tasks:?}");
+    };
+    assert_eq!(filter.board.as_deref(), Some("bellcore-v1"));
+    assert_eq!(filter.batch.as_deref(), Some("B-0042"));
+    assert_eq!(filter.created_from.as_deref(), Some("2026-11-01"));
+    assert_eq!(filter.created_to.as_deref(), Some("2026-11-30"));
+    // A MAC keeps its colons, and an empty `to:` is just text.
+    assert_eq!(filter.text.as_deref(), Some("24:0A:C4 to: bench"));
+    assert_eq!(filter.offset, Some(0));
+    assert!(app.devices.loading);
+    // The backend refuses (say, a bad date): the screen stops waiting and says why.
+    app.update(Action::DevicePageFailed { request: *request });
+    app.update(Action::Failed(
+        "cannot list devices: `yesterday` is not a date".into(),
+    ));
+    assert!(!app.devices.loading);
+    assert!(app.status.as_ref().unwrap().1.contains("not a date"));
+    // Clearing the line clears the field filters too.
+    for _ in 0..80 {
+        app.update(key(KeyCode::Backspace));
+    }
+    let tasks = app.take_tasks();
+    let Some(Task::Devices { filter, .. }) = tasks.last() else {
+        panic!("{tasks:?}");
+    };
+    assert_eq!(
+        (
+            &filter.board,
+            &filter.batch,
+            &filter.created_from,
+            &filter.text
+        ),
+        (&None, &None, &None, &None)
+    );
+}
+
+#[test]
 fn snapshots_of_the_devices_screen() {
     let (mut app, _) = app(Screen::Dashboard);
     app.update(health());
