@@ -120,9 +120,20 @@ pub fn publish_demo_firmware(
     app_size: usize,
 ) -> Result<(), DemoError> {
     let ota = &config.serve.ota_root;
-    if !firmware::versions(ota, &board.name).is_empty() {
-        return Ok(());
+    if firmware::versions(ota, &board.name).is_empty() {
+        publish_release(ota, board, DEMO_VERSION, app_image(app_size, DEMO_VERSION))?;
     }
+    Ok(())
+}
+
+/// Publishes `version` of `board` built around `app` as an ESP-IDF build lays it out: a
+/// bootloader, the board's partition table, `boot_app0` and the app.
+pub fn publish_release(
+    ota: &Path,
+    board: &Board,
+    version: &str,
+    app: Vec<u8>,
+) -> Result<firmware::Manifest, DemoError> {
     let build = tempfile::tempdir().map_err(io(Path::new("build")))?;
     let mut bootloader = app_image(0x4200, "bootloader");
     bootloader[32..36].fill(0);
@@ -134,7 +145,7 @@ pub fn publish_demo_firmware(
         ("bootloader.bin", bootloader),
         ("partitions.bin", table),
         ("boot_app0.bin", vec![0xFF; 0x2000]),
-        ("firmware.bin", app_image(app_size, DEMO_VERSION)),
+        ("firmware.bin", app),
     ];
     let mut specs = Vec::new();
     for (name, bytes) in files {
@@ -142,8 +153,7 @@ pub fn publish_demo_firmware(
         std::fs::write(&path, bytes).map_err(io(&path))?;
         specs.push(PartSpec { path, offset: None });
     }
-    firmware::publish(ota, board, DEMO_VERSION, &specs)?;
-    Ok(())
+    Ok(firmware::publish(ota, board, version, &specs)?)
 }
 
 /// The demo's configuration: demo station and slots, loopback backend and broker, and the

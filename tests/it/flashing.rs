@@ -6,22 +6,12 @@ use std::time::Duration;
 
 use vesper::config::Config;
 use vesper::credentials::MasterSecret;
-use vesper::firmware::{self, PartSpec};
+use vesper::demo::app_image;
 use vesper::flashing::{self, Bundle, FlashError, FlashEvent, FlashOptions, FlashPlan};
 use vesper::nvs::{self, DeviceNvs};
 use vesper::sim::{Fault, SimBoard, SimConfig, SimEvent};
 
 pub const SECRET: &str = "vesper-test-secret";
-
-/// A fake ESP32 app image: magic, a first segment header, an app descriptor with `version`.
-pub fn app_image(len: usize, version: &str) -> Vec<u8> {
-    let mut image: Vec<u8> = (0..len).map(|i| ((i * 7919) % 251) as u8).collect();
-    image[0] = firmware::IMAGE_MAGIC;
-    image[32..36].copy_from_slice(&0xABCD_5432u32.to_le_bytes());
-    image[48..80].fill(0);
-    image[48..48 + version.len()].copy_from_slice(version.as_bytes());
-    image
-}
 
 /// A configuration folder, a published release for bellcore-v2, and its bundle.
 pub struct Fixture {
@@ -39,27 +29,13 @@ pub fn fixture(app_len: usize) -> Fixture {
     std::fs::write(dir.path().join("config.toml"), vesper::config::EXAMPLE).unwrap();
     let config = Config::load(&dir.path().join("config.toml")).unwrap();
     let board = config.board("bellcore-v2").unwrap();
-    let build = dir.path().join("build");
-    std::fs::create_dir(&build).unwrap();
-    let mut bootloader = app_image(0x4200, "bootloader");
-    bootloader[32..36].fill(0);
-    let files = [
-        ("bootloader.bin", bootloader),
-        ("partitions.bin", board.table.to_bin().unwrap()),
-        ("boot_app0.bin", vec![0xFF; 0x2000]),
-        ("firmware.bin", app_image(app_len, "1.0.1")),
-    ];
-    let specs: Vec<PartSpec> = files
-        .into_iter()
-        .map(|(name, bytes)| {
-            std::fs::write(build.join(name), bytes).unwrap();
-            PartSpec {
-                path: build.join(name),
-                offset: None,
-            }
-        })
-        .collect();
-    firmware::publish(&config.serve.ota_root, board, "1.0.1", &specs).unwrap();
+    vesper::demo::publish_release(
+        &config.serve.ota_root,
+        board,
+        "1.0.1",
+        app_image(app_len, "1.0.1"),
+    )
+    .unwrap();
     let bundle = Bundle::load(&config.serve.ota_root.join("bellcore-v2/v1.0.1")).unwrap();
     Fixture {
         _dir: dir,
