@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | device SN | data, status of SN | control of SN |
 //! | owner user | control of SN | data, status of SN |
-//! | service account | nothing | data, status of every device (`+` allowed in the SN level) |
+//! | service account | `$CONTROL/vesper/v1` | data, status of every device (`+` allowed in the SN level, also as `$share/GROUP/...`) |
 //!
 //! A subscribe filter is allowed only if every topic it can match is allowed: a device or user
 //! filter with `+` or `#` can always match a topic outside its grant, so it is denied. Everything
@@ -18,6 +18,10 @@ use crate::serial::SerialNumber;
 
 /// The placeholder for the serial number in a topic template.
 pub const SN_PLACEHOLDER: &str = "{sn}";
+
+/// The topic on which the service account tells the broker plugin to kick or forget a login
+/// (DESIGN.md section 3, revocation). Only the service account may publish there.
+pub const CONTROL_TOPIC: &str = "$CONTROL/vesper/v1";
 
 /// Longest topic or filter considered; anything longer is denied before it is parsed.
 pub const MAX_TOPIC_LEN: usize = 1024;
@@ -204,6 +208,9 @@ struct Grant<'a> {
 pub fn authorize(topics: &Topics, subject: &Subject, topic: &str, access: Access) -> Decision {
     if topic.is_empty() || topic.len() > MAX_TOPIC_LEN || topic.contains('\0') {
         return Decision::Deny;
+    }
+    if topic == CONTROL_TOPIC {
+        return Decision::from_bool(matches!(subject, Subject::Service) && access == Access::Write);
     }
     let filter = match access {
         Access::Subscribe => strip_shared_prefix(topic),

@@ -163,8 +163,11 @@ pub struct Serve {
     pub ota_root: PathBuf,
     /// A file holding the MQTT master secret (else the `MQTT_SECRET` environment variable).
     pub secret_file: Option<PathBuf>,
-    /// MQTT username of the backend's own service account (the broker's superuser).
+    /// MQTT username of the backend's own service account: it reads every device's data and
+    /// status and publishes only on `$CONTROL/vesper/v1`. Not a superuser.
     pub service_account: String,
+    /// Usernames the superuser route grants (they skip every ACL check). Empty by default.
+    pub superusers: Vec<String>,
     /// Answer format of the MQTT auth routes; must match the broker's `http_response_mode`.
     pub auth_response_mode: ResponseMode,
     /// How phone-app users' ID tokens are checked; `None`: user logins are refused.
@@ -262,6 +265,8 @@ struct RawServe {
     ota_root: Option<PathBuf>,
     secret_file: Option<PathBuf>,
     service_account: Option<String>,
+    #[serde(default)]
+    superusers: Vec<String>,
     auth_response_mode: Option<ResponseMode>,
     users: Option<RawUsers>,
     broker: Option<RawBroker>,
@@ -621,6 +626,16 @@ fn validate_serve(raw: RawServe, base: &Path) -> Result<Serve, Invalid> {
             ),
         ));
     }
+    if let Some(bad) = raw
+        .superusers
+        .iter()
+        .find(|u| u.is_empty() || u.len() > 64 || u.contains(['+', '#', '\0']))
+    {
+        return Err((
+            "serve.superusers".into(),
+            format!("`{bad}` must be 1..64 bytes without `+`, `#` or NUL"),
+        ));
+    }
     let users = match raw.users {
         None => None,
         Some(u) => {
@@ -678,6 +693,7 @@ fn validate_serve(raw: RawServe, base: &Path) -> Result<Serve, Invalid> {
         ota_root,
         secret_file: raw.secret_file.map(|p| base.join(p)),
         service_account,
+        superusers: raw.superusers,
         auth_response_mode: raw.auth_response_mode.unwrap_or_default(),
         users,
     })
@@ -818,7 +834,8 @@ fn check_device_image_fits(board: &Board, mqtt: &Mqtt) -> Result<(), String> {
         &mut rand::rng(),
     )
     .map_err(|e| e.to_string())?;
-    let password = crate::credentials::MasterSecret::new("sample", "sample")
+    // Only the password's length matters here; any secret gives a full-length one.
+    let password = crate::credentials::MasterSecret::new([0u8; 32], "sample")
         .map_err(|e| e.to_string())?
         .device_password(&sn);
     let device = nvs::DeviceNvs {

@@ -19,6 +19,10 @@ pub const SECRET_ENV: &str = "MQTT_SECRET";
 /// Length of a device password in hex characters.
 pub const PASSWORD_LEN: usize = 32;
 
+/// Shortest master secret accepted, in bytes. Any device's NVS holds a (serial number, HMAC)
+/// pair, so a short or guessable secret could be found offline, and with it every password.
+pub const MIN_SECRET_LEN: usize = 32;
+
 /// Errors loading the master secret.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -28,6 +32,11 @@ pub enum SecretError {
     Missing,
     #[error("the MQTT master secret in {0} is empty")]
     Empty(String),
+    #[error(
+        "the MQTT master secret in {origin} is {len} bytes; it must be at least {MIN_SECRET_LEN} bytes of random data. \
+         Make one with `vesper mqtt secret new > mqtt_secret && chmod 600 mqtt_secret` and name that file in serve.secret_file"
+    )]
+    Weak { origin: String, len: usize },
     #[error("cannot read the MQTT master secret file {path}: {source}")]
     File {
         path: String,
@@ -46,13 +55,30 @@ impl fmt::Debug for MasterSecret {
 }
 
 impl MasterSecret {
-    /// Wraps secret bytes; an empty secret is refused because every password would be public.
+    /// Wraps secret bytes; an empty or short secret (under [`MIN_SECRET_LEN`] bytes) is refused,
+    /// because every device password could then be guessed offline.
     pub fn new(bytes: impl Into<Vec<u8>>, origin: &str) -> Result<Self, SecretError> {
         let bytes = bytes.into();
         if bytes.is_empty() {
             return Err(SecretError::Empty(origin.to_owned()));
         }
+        if bytes.len() < MIN_SECRET_LEN {
+            return Err(SecretError::Weak {
+                origin: origin.to_owned(),
+                len: bytes.len(),
+            });
+        }
         Ok(Self(bytes))
+    }
+
+    /// A new secret: 32 bytes from the operating system's random source, as 64 hex characters
+    /// (what `vesper mqtt secret new` prints).
+    pub fn generate_hex() -> String {
+        use rand::Rng;
+        // `rand::rng()` is a CSPRNG seeded from the operating system.
+        let mut bytes = [0u8; MIN_SECRET_LEN];
+        rand::rng().fill(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Reads the secret from the `MQTT_SECRET` environment variable.
@@ -143,6 +169,9 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A 32-byte test secret (the design's vectors use shorter ones; see `design_vectors`).
+    const TEST_SECRET: &str = "vesper-test-secret-0123456789abcdef";
+
     fn secret(s: &str) -> MasterSecret {
         MasterSecret::new(s, "test").unwrap()
     }
@@ -166,35 +195,38 @@ mod tests {
                 "0dd8ca578abc919d983e8dbba9b13fd9",
             ),
         ];
+        // The design's vector secrets are shorter than a usable secret, so the derivation is
+        // checked directly.
         for (key, serial, password) in cases {
-            assert_eq!(secret(key).device_password(&sn(serial)).expose(), password);
+            assert_eq!(derive(key.as_bytes(), serial).expose(), password);
         }
     }
 
     #[test]
     fn verify_accepts_only_the_exact_password() {
-        let s = secret("vesper-test-secret");
+        let s = secret(TEST_SECRET);
         let user = "PV-26A18-BC02R-X7KQA";
-        assert!(s.verify(user, "25fd3d9acfa670d8cb7a309e440d2ef1"));
-        assert!(!s.verify(user, "25FD3D9ACFA670D8CB7A309E440D2EF1"));
-        assert!(!s.verify(user, "25fd3d9acfa670d8cb7a309e440d2ef"));
-        assert!(!s.verify(user, "25fd3d9acfa670d8cb7a309e440d2ef10"));
+        let right = s.device_password(&sn(user)).expose().to_owned();
+        assert!(s.verify(user, &right));
+        assert!(!s.verify(user, &right.to_uppercase()));
+        assert!(!s.verify(user, &right[..31]));
+        assert!(!s.verify(user, &format!("{right}0")));
         assert!(!s.verify(user, ""));
-        assert!(!s.verify("PV-26A18-BC02R-X7KQB", "25fd3d9acfa670d8cb7a309e440d2ef1"));
-        assert!(!s.verify("not-a-serial", "25fd3d9acfa670d8cb7a309e440d2ef1"));
+        assert!(!s.verify("PV-26A18-BC02R-X7KQB", &right));
+        assert!(!s.verify("not-a-serial", &right));
     }
 
     #[test]
     fn secrets_never_print() {
-        let s = secret("vesper-test-secret");
+        let s = secret(TEST_SECRET);
         assert!(!format!("{s:?}").contains("vesper"));
         let p = s.device_password(&sn("PV-26A18-BC02R-X7KQA"));
-        assert!(!format!("{p:?}").contains("25fd"));
+        assert!(!format!("{p:?}").contains(&p.expose()[..4]));
     }
 
     #[test]
     fn service_password_differs_from_any_device_password() {
-        let s = secret("vesper-test-secret");
+        let s = secret(TEST_SECRET);
         let service = s.service_password("vesper-backend");
         assert_eq!(service.expose().len(), 32);
         assert_ne!(service, s.service_password("other"));
@@ -205,19 +237,42 @@ mod tests {
     }
 
     #[test]
-    fn empty_secret_is_refused() {
+    fn empty_and_short_secrets_are_refused() {
         assert!(matches!(
             MasterSecret::new("", "MQTT_SECRET"),
             Err(SecretError::Empty(_))
         ));
+        let short = MasterSecret::new("vesper-test-secret", "MQTT_SECRET").unwrap_err();
+        assert!(matches!(short, SecretError::Weak { len: 18, .. }));
+        assert!(
+            short.to_string().contains("vesper mqtt secret new"),
+            "{short}"
+        );
+        assert!(MasterSecret::new(&TEST_SECRET[..31], "t").is_err());
+        assert!(MasterSecret::new(TEST_SECRET, "t").is_ok());
+    }
+
+    #[test]
+    fn generated_secrets_are_64_hex_characters_and_differ() {
+        let (a, b) = (MasterSecret::generate_hex(), MasterSecret::generate_hex());
+        assert_eq!(a.len(), 64);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+        assert!(MasterSecret::new(a, "generated").is_ok());
     }
 
     #[test]
     fn secret_file_drops_one_trailing_newline() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
-        std::fs::write(&path, "vesper-test-secret\n").unwrap();
+        std::fs::write(&path, format!("{TEST_SECRET}\n")).unwrap();
         let s = MasterSecret::from_file(&path).unwrap();
-        assert!(s.verify("PV-26A18-BC02R-X7KQA", "25fd3d9acfa670d8cb7a309e440d2ef1"));
+        assert_eq!(
+            s.device_password(&sn("PV-26A18-BC02R-X7KQA")),
+            derive(TEST_SECRET.as_bytes(), "PV-26A18-BC02R-X7KQA")
+        );
     }
 }

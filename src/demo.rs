@@ -199,9 +199,7 @@ impl Demo {
         let broker_addr = listener.local_addr().map_err(io(&dir))?;
         let secret_path = dir.join("mqtt_secret");
         if !secret_path.exists() {
-            let secret: String = (0..32)
-                .map(|_| format!("{:02x}", rand::random::<u8>()))
-                .collect();
+            let secret = crate::credentials::MasterSecret::generate_hex();
             write_private(&secret_path, secret.as_bytes()).map_err(io(&secret_path))?;
         }
         for (path, text) in crate::config::EXAMPLE_TABLES {

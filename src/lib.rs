@@ -5,6 +5,7 @@
 //! - [`serial`]: serial numbers `PV-YYMDD-BBTTR-XXXXX`;
 //! - [`credentials`]: per-device MQTT passwords derived from the master secret;
 //! - [`acl`]: MQTT topic templates and who may publish or subscribe where;
+//! - [`clientid`]: which MQTT client ids a login may use;
 //! - [`nvs`]: NVS partition images, byte-identical to Espressif's generator;
 //! - [`partitions`]: ESP-IDF partition tables;
 //! - [`config`]: the configuration file.
@@ -12,6 +13,7 @@
 pub mod acl;
 pub mod broker;
 pub mod client;
+pub mod clientid;
 pub mod config;
 pub mod credentials;
 pub mod demo;

@@ -1,11 +1,27 @@
 //! The plugin's logic without FFI: options, the backend client, the cache, and the decisions.
 //! Everything here is safe Rust and unit-tested; `lib.rs` only converts between C and this.
+//!
+//! Everything a client sends is bounded before it costs anything: a field over
+//! [`MAX_FIELD`] bytes is refused without asking the backend or caching; the cache is keyed by a
+//! SHA-256 digest of the question (not the 64 KiB strings a client may send) and holds at most
+//! `cache_size` answers, least recently used first out; identical questions asked at the same
+//! time go to the backend once.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+use vesper::clientid::{self, MAX_ACCOUNT_SUFFIX};
 use vesper::goauth::{self, AuthParams, ParamsMode, ResponseMode};
+
+/// Longest username, password, client id or topic the plugin will ask about, in bytes.
+pub const MAX_FIELD: usize = 1024;
+
+/// Default number of cached answers (`plugin_opt_cache_size`).
+pub const DEFAULT_CACHE_SIZE: usize = 100_000;
 
 /// The answer to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +48,8 @@ pub struct Options {
     pub timeout: Duration,
     pub auth_cache: Duration,
     pub acl_cache: Duration,
+    /// Most answers kept (grants and denials together).
+    pub cache_size: NonZeroUsize,
 }
 
 /// go-auth's `http_method`.
@@ -58,6 +76,7 @@ impl Options {
             timeout: Duration::from_secs(5),
             auth_cache: Duration::from_secs(30),
             acl_cache: Duration::from_secs(30),
+            cache_size: NonZeroUsize::new(DEFAULT_CACHE_SIZE).expect("non-zero"),
         };
         let seconds = |key: &str, v: &str| {
             v.trim()
@@ -91,6 +110,7 @@ impl Options {
                 "http_timeout" => o.timeout = seconds(key, value)?,
                 "auth_cache_seconds" => o.auth_cache = seconds(key, value)?,
                 "acl_cache_seconds" => o.acl_cache = seconds(key, value)?,
+                "cache_size" => o.cache_size = value.trim().parse().map_err(|_| format!("cache_size: `{value}` is not a number of entries above 0"))?,
                 "http_with_tls" if value == "true" => return Err("http_with_tls: TLS to the backend is not supported; keep the backend on loopback".into()),
                 _ => {}
             }
@@ -121,39 +141,144 @@ impl Options {
     }
 }
 
-/// Grants and denials with their expiry. Errors are never stored.
-#[derive(Default)]
+/// The digest a question is cached under.
+type Key = [u8; 32];
+
+/// A digest of the parts of a question, each length-prefixed so that no two questions share one.
+fn digest(parts: &[&[u8]]) -> Key {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+/// One cached answer: the grant, when it expires, and whose it is (for [`Cache::forget`]).
+struct Entry {
+    granted: bool,
+    until: Instant,
+    user: Key,
+}
+
+/// Grants and denials with their expiry, at most `capacity` of them (least recently used out).
+/// Errors are never stored.
 struct Cache {
-    entries: HashMap<String, (bool, Instant)>,
+    entries: LruCache<Key, Entry>,
 }
 
 impl Cache {
-    fn get(&mut self, key: &str) -> Option<bool> {
+    fn new(capacity: NonZeroUsize) -> Self {
+        Self {
+            entries: LruCache::new(capacity),
+        }
+    }
+
+    fn get(&mut self, key: &Key) -> Option<bool> {
         match self.entries.get(key) {
-            Some((granted, until)) if *until > Instant::now() => Some(*granted),
+            Some(entry) if entry.until > Instant::now() => Some(entry.granted),
             Some(_) => {
-                self.entries.remove(key);
+                self.entries.pop(key);
                 None
             }
             None => None,
         }
     }
 
-    fn put(&mut self, key: String, granted: bool, ttl: Duration) {
+    fn put(&mut self, key: Key, user: Key, granted: bool, ttl: Duration) {
         if ttl.is_zero() {
             return;
         }
-        if self.entries.len() > 100_000 {
-            let now = Instant::now();
-            self.entries.retain(|_, (_, until)| *until > now);
+        let until = Instant::now() + ttl;
+        self.entries.put(
+            key,
+            Entry {
+                granted,
+                until,
+                user,
+            },
+        );
+    }
+
+    /// Drops every answer about one username; returns how many.
+    fn forget(&mut self, user: &Key) -> usize {
+        let keys: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| &e.user == user)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &keys {
+            self.entries.pop(key);
         }
-        self.entries.insert(key, (granted, Instant::now() + ttl));
+        keys.len()
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
     }
 }
 
-/// A name a client may carry: no MQTT wildcards, no NUL.
+/// A question on its way to the backend; later askers of the same question wait for its answer.
+#[derive(Default)]
+struct Flight {
+    answer: Mutex<Option<Result<bool, String>>>,
+    done: Condvar,
+}
+
+/// A name a client may carry: bounded, no MQTT wildcards, no NUL.
 fn clean(name: &str) -> bool {
-    !name.contains(['+', '#', '\0'])
+    name.len() <= MAX_FIELD && !name.contains(['+', '#', '\0'])
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn outcome(granted: bool) -> Outcome {
+    if granted {
+        Outcome::Allow
+    } else {
+        Outcome::Deny
+    }
+}
+
+/// A kick/forget command the backend publishes on `$CONTROL/vesper/v1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Drop cached answers for the username and disconnect its clients.
+    Kick(String),
+    /// Drop cached answers for the username only.
+    Forget(String),
+}
+
+impl Command {
+    /// Reads `{"command":"kick"|"forget","username":"..."}`; anything else is `None`.
+    pub fn parse(payload: &[u8]) -> Option<Command> {
+        if payload.len() > 2 * MAX_FIELD {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            command: String,
+            username: String,
+        }
+        let wire: Wire = serde_json::from_slice(payload).ok()?;
+        if wire.username.is_empty() || !clean(&wire.username) {
+            return None;
+        }
+        match wire.command.as_str() {
+            "kick" => Some(Command::Kick(wire.username)),
+            "forget" => Some(Command::Forget(wire.username)),
+            _ => None,
+        }
+    }
+
+    pub fn username(&self) -> &str {
+        match self {
+            Command::Kick(u) | Command::Forget(u) => u,
+        }
+    }
 }
 
 /// The decisions, with the backend behind them.
@@ -161,6 +286,7 @@ pub struct Checker {
     options: Options,
     agent: ureq::Agent,
     cache: Mutex<Cache>,
+    flights: Mutex<HashMap<Key, Arc<Flight>>>,
 }
 
 impl Checker {
@@ -172,14 +298,26 @@ impl Checker {
             .build()
             .into();
         Self {
+            cache: Mutex::new(Cache::new(options.cache_size)),
             options,
             agent,
-            cache: Mutex::new(Cache::default()),
+            flights: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// How many answers are cached now.
+    pub fn cached_answers(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    /// Drops every cached answer about `username` (a revoked device, a user removed from a
+    /// device); returns how many were dropped.
+    pub fn forget(&self, username: &str) -> usize {
+        lock(&self.cache).forget(&digest(&[username.as_bytes()]))
     }
 
     /// Asks the backend one question.
@@ -215,49 +353,55 @@ impl Checker {
         goauth::interpret(self.options.response_mode, status, &answer)
     }
 
-    /// A cached question: the cache answers first; the backend's errors are never cached.
+    /// A cached question about `username`: the cache answers first; identical questions in
+    /// flight are asked once; the backend's errors are never cached.
     fn cached(
         &self,
-        key: String,
+        key: Key,
+        username: &str,
         ttl: Duration,
         ask: impl FnOnce() -> Result<bool, String>,
     ) -> (Outcome, Option<String>) {
-        if let Some(granted) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return (
-                if granted {
-                    Outcome::Allow
-                } else {
-                    Outcome::Deny
-                },
-                None,
-            );
+        if let Some(granted) = lock(&self.cache).get(&key) {
+            return (outcome(granted), None);
         }
-        match ask() {
-            Ok(granted) => {
-                self.cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .put(key, granted, ttl);
-                (
-                    if granted {
-                        Outcome::Allow
-                    } else {
-                        Outcome::Deny
-                    },
-                    None,
-                )
+        let (flight, leader) = {
+            let mut flights = lock(&self.flights);
+            match flights.get(&key) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    flights.insert(key, f.clone());
+                    (f, true)
+                }
             }
+        };
+        let answer = if leader {
+            let answer = ask();
+            if let Ok(granted) = answer {
+                lock(&self.cache).put(key, digest(&[username.as_bytes()]), granted, ttl);
+            }
+            *lock(&flight.answer) = Some(answer.clone());
+            lock(&self.flights).remove(&key);
+            flight.done.notify_all();
+            answer
+        } else {
+            let mut slot = lock(&flight.answer);
+            while slot.is_none() {
+                slot = flight.done.wait(slot).unwrap_or_else(|e| e.into_inner());
+            }
+            slot.clone().expect("answered")
+        };
+        match answer {
+            Ok(granted) => (outcome(granted), None),
             Err(e) => (Outcome::Error, Some(e)),
         }
     }
 
-    /// A login. Anonymous clients, empty passwords and names with wildcards are denied without
-    /// asking. Returns the outcome and, for errors, what went wrong (for the broker's log).
+    /// A login. Anonymous clients, empty passwords, fields over [`MAX_FIELD`] bytes, names
+    /// with wildcards and client ids that are not the username's own (DESIGN.md section 3) are
+    /// denied without asking or caching. Returns the outcome and, for denials and errors, why
+    /// (for the broker's log).
     pub fn login(
         &self,
         username: Option<&str>,
@@ -271,20 +415,34 @@ impl Checker {
             );
         };
         let client_id = client_id.unwrap_or("");
-        if username.is_empty() || password.is_empty() || !clean(username) || !clean(client_id) {
+        if username.is_empty() || password.is_empty() {
+            return (Outcome::Deny, Some("empty username or password".into()));
+        }
+        if password.len() > MAX_FIELD || !clean(username) || !clean(client_id) {
             return (
                 Outcome::Deny,
-                Some("empty credentials or wildcards in the username or client id".into()),
+                Some(format!(
+                    "a field over {MAX_FIELD} bytes, or wildcards in the username or client id"
+                )),
             );
         }
-        let key = format!("u\0{username}\0{password}\0{client_id}");
+        // The longest suffix any login may use; the backend applies the exact rule per login.
+        if let Err(e) = clientid::check_shape(username, client_id, MAX_ACCOUNT_SUFFIX) {
+            return (Outcome::Deny, Some(format!("client id refused: {e}")));
+        }
+        let key = digest(&[
+            b"u",
+            username.as_bytes(),
+            password.as_bytes(),
+            client_id.as_bytes(),
+        ]);
         let params = AuthParams {
             username: Some(username.into()),
             password: Some(password.into()),
             clientid: Some(client_id.into()),
             ..Default::default()
         };
-        self.cached(key, self.options.auth_cache, || {
+        self.cached(key, username, self.options.auth_cache, || {
             self.ask(&self.options.getuser_uri, &params)
         })
     }
@@ -305,12 +463,19 @@ impl Checker {
             return (Outcome::Deny, Some("no username".into()));
         };
         let client_id = client_id.unwrap_or("");
+        if topic.len() > MAX_FIELD || client_id.len() > MAX_FIELD {
+            return (
+                Outcome::Deny,
+                Some(format!("topic or client id over {MAX_FIELD} bytes")),
+            );
+        }
         if let Some(uri) = &self.options.superuser_uri {
             let params = AuthParams {
                 username: Some(username.into()),
                 ..Default::default()
             };
-            match self.cached(format!("s\0{username}"), self.options.acl_cache, || {
+            let key = digest(&[b"s", username.as_bytes()]);
+            match self.cached(key, username, self.options.acl_cache, || {
                 self.ask(uri, &params)
             }) {
                 (Outcome::Allow, _) => return (Outcome::Allow, None),
@@ -318,7 +483,13 @@ impl Checker {
                 (Outcome::Deny, _) => {}
             }
         }
-        let key = format!("a\0{username}\0{client_id}\0{topic}\0{access}");
+        let key = digest(&[
+            b"a",
+            username.as_bytes(),
+            client_id.as_bytes(),
+            topic.as_bytes(),
+            &access.to_le_bytes(),
+        ]);
         let params = AuthParams {
             username: Some(username.into()),
             clientid: Some(client_id.into()),
@@ -326,7 +497,7 @@ impl Checker {
             acc: Some(i64::from(access)),
             ..Default::default()
         };
-        self.cached(key, self.options.acl_cache, || {
+        self.cached(key, username, self.options.acl_cache, || {
             self.ask(&self.options.aclcheck_uri, &params)
         })
     }
@@ -403,41 +574,251 @@ mod tests {
 
     #[test]
     fn bad_clients_are_denied_without_asking() {
+        // Any question that reached the (absent) backend would be an error, not a denial.
         let c = checker_without_backend();
+        let long = "x".repeat(MAX_FIELD + 1);
         for (u, p, id) in [
             (None, Some("p"), Some("c")),
-            (Some("u"), None, Some("c")),
+            (Some("u"), None, Some("u")),
             (Some(""), Some("p"), None),
-            (Some("u"), Some(""), None),
-            (Some("u+"), Some("p"), None),
-            (Some("u"), Some("p"), Some("c#")),
+            (Some("u"), Some(""), Some("u")),
+            (Some("u+"), Some("p"), Some("u+")),
+            (Some("u"), Some("p"), Some("u-#")),
+            (Some("u"), Some(long.as_str()), Some("u")),
+            (Some(long.as_str()), Some("p"), Some(long.as_str())),
+            // client ids that are not the username's own
+            (Some("u"), Some("p"), None),
+            (Some("u"), Some("p"), Some("")),
+            (Some("u"), Some("p"), Some("c")),
+            (Some("u"), Some("p"), Some("PV-26A18-BC02R-X7KQA")),
+            (Some("u"), Some("p"), Some("u-a/b")),
+            (
+                Some("u"),
+                Some("p"),
+                Some(&*format!("u-{}", "x".repeat(41))),
+            ),
         ] {
             assert_eq!(c.login(u, p, id).0, Outcome::Deny, "{u:?} {p:?} {id:?}");
         }
         assert_eq!(c.acl(None, Some("c"), "t", 2).0, Outcome::Deny);
+        assert_eq!(c.acl(Some("u"), Some("u"), &long, 2).0, Outcome::Deny);
         assert_eq!(
             c.acl(Some("u"), None, "t", 8).0,
             Outcome::Allow,
             "unsubscribe is never refused"
         );
+        assert_eq!(c.cached_answers(), 0);
     }
 
     #[test]
     fn a_backend_that_is_down_is_an_error_and_is_not_cached() {
         let c = checker_without_backend();
-        assert_eq!(c.login(Some("u"), Some("p"), Some("c")).0, Outcome::Error);
-        assert_eq!(c.acl(Some("u"), Some("c"), "t", 2).0, Outcome::Error);
-        assert!(c.cache.lock().unwrap().entries.is_empty());
+        assert_eq!(c.login(Some("u"), Some("p"), Some("u")).0, Outcome::Error);
+        assert_eq!(c.acl(Some("u"), Some("u"), "t", 2).0, Outcome::Error);
+        assert_eq!(c.cached_answers(), 0);
     }
 
     #[test]
     fn cache_expires() {
-        let mut cache = Cache::default();
-        cache.put("k".into(), true, Duration::from_millis(30));
-        cache.put("zero".into(), true, Duration::ZERO);
-        assert_eq!(cache.get("k"), Some(true));
-        assert_eq!(cache.get("zero"), None);
+        let mut cache = Cache::new(NonZeroUsize::new(10).unwrap());
+        let (k, zero, user) = (digest(&[b"k"]), digest(&[b"zero"]), digest(&[b"u"]));
+        cache.put(k, user, true, Duration::from_millis(30));
+        cache.put(zero, user, true, Duration::ZERO);
+        assert_eq!(cache.get(&k), Some(true));
+        assert_eq!(cache.get(&zero), None);
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(cache.get("k"), None);
+        assert_eq!(cache.get(&k), None);
+    }
+
+    #[test]
+    fn digests_keep_fields_apart() {
+        assert_ne!(digest(&[b"ab", b"c"]), digest(&[b"a", b"bc"]));
+        assert_ne!(digest(&[b"a", b""]), digest(&[b"a"]));
+    }
+
+    #[test]
+    fn control_commands() {
+        assert_eq!(
+            Command::parse(br#"{"command":"kick","username":"PV-26A18-BC02R-X7KQA"}"#),
+            Some(Command::Kick("PV-26A18-BC02R-X7KQA".into()))
+        );
+        assert_eq!(
+            Command::parse(br#"{"command":"forget","username":"uid-1"}"#),
+            Some(Command::Forget("uid-1".into()))
+        );
+        for bad in [
+            &br#"{"command":"reboot","username":"u"}"#[..],
+            br#"{"command":"kick","username":""}"#,
+            br#"{"command":"kick","username":"a+b"}"#,
+            br#"{"command":"kick"}"#,
+            b"kick u",
+            b"",
+        ] {
+            assert_eq!(Command::parse(bad), None, "{bad:?}");
+        }
+        let huge = format!(
+            r#"{{"command":"kick","username":"{}"}}"#,
+            "u".repeat(4 * MAX_FIELD)
+        );
+        assert_eq!(Command::parse(huge.as_bytes()), None);
+    }
+
+    /// A tiny HTTP/1.1 backend on loopback (keep-alive) that answers every question with
+    /// `status` after `delay`, and counts the questions.
+    struct FakeBackend {
+        port: u16,
+        asked: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl FakeBackend {
+        fn start(status: u16, delay: Duration) -> FakeBackend {
+            use std::io::{BufRead, BufReader, Read, Write};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counter = asked.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { return };
+                    let counter = counter.clone();
+                    std::thread::spawn(move || {
+                        let mut writer = stream.try_clone().unwrap();
+                        let mut reader = BufReader::new(stream);
+                        loop {
+                            let mut length = 0usize;
+                            let mut line = String::new();
+                            loop {
+                                line.clear();
+                                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                let lower = line.to_ascii_lowercase();
+                                if let Some(v) = lower.strip_prefix("content-length:") {
+                                    length = v.trim().parse().unwrap_or(0);
+                                }
+                                if line == "\r\n" {
+                                    break;
+                                }
+                            }
+                            let mut body = vec![0; length];
+                            if reader.read_exact(&mut body).is_err() {
+                                return;
+                            }
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(delay);
+                            let answer =
+                                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                            if writer.write_all(answer.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            FakeBackend { port, asked }
+        }
+
+        fn checker(&self, extra: &[(&str, &str)]) -> Checker {
+            let port = self.port.to_string();
+            let mut options = vec![("http_host", "127.0.0.1"), ("http_port", port.as_str())];
+            options.extend_from_slice(extra);
+            Checker::new(Options::parse(options).unwrap())
+        }
+
+        fn asked(&self) -> usize {
+            self.asked.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn a_flood_of_distinct_bad_logins_leaves_the_cache_at_its_budget() {
+        let backend = FakeBackend::start(403, Duration::ZERO);
+        let c = Arc::new(backend.checker(&[("cache_size", "1000")]));
+        assert_eq!(c.options().cache_size.get(), 1000);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        let user = format!("user-{t}-{i}");
+                        assert_eq!(
+                            c.login(Some(&user), Some("wrong"), Some(&user)).0,
+                            Outcome::Deny
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(backend.asked(), 4000);
+        assert_eq!(c.cached_answers(), 1000, "the cache stays at its budget");
+        // The newest answers are the ones kept.
+        assert_eq!(
+            c.login(Some("user-0-999"), Some("wrong"), Some("user-0-999"))
+                .0,
+            Outcome::Deny
+        );
+        assert!(backend.asked() <= 4001);
+    }
+
+    #[test]
+    fn the_default_budget_holds_under_200000_distinct_bad_logins() {
+        let backend = FakeBackend::start(403, Duration::ZERO);
+        let c = Arc::new(backend.checker(&[]));
+        assert_eq!(c.options().cache_size.get(), DEFAULT_CACHE_SIZE);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50_000 {
+                        let user = format!("flood-{t}-{i}");
+                        c.login(Some(&user), Some("wrong"), Some(&user));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(backend.asked(), 200_000);
+        assert_eq!(c.cached_answers(), DEFAULT_CACHE_SIZE);
+    }
+
+    #[test]
+    fn a_stampede_of_identical_questions_is_asked_once() {
+        let backend = FakeBackend::start(200, Duration::from_millis(300));
+        let c = Arc::new(backend.checker(&[]));
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (c, barrier) = (c.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    c.login(Some("dev"), Some("secret"), Some("dev")).0
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Outcome::Allow);
+        }
+        assert_eq!(backend.asked(), 1, "one question reached the backend");
+    }
+
+    #[test]
+    fn forgetting_a_username_drops_only_its_answers() {
+        let backend = FakeBackend::start(200, Duration::ZERO);
+        let c = backend.checker(&[]);
+        for user in ["a", "b"] {
+            assert_eq!(c.login(Some(user), Some("p"), Some(user)).0, Outcome::Allow);
+            assert_eq!(c.acl(Some(user), Some(user), "t/1", 2).0, Outcome::Allow);
+        }
+        assert_eq!((c.cached_answers(), backend.asked()), (4, 4));
+        assert_eq!(c.forget("a"), 2);
+        assert_eq!(c.cached_answers(), 2);
+        c.login(Some("a"), Some("p"), Some("a"));
+        c.login(Some("b"), Some("p"), Some("b"));
+        assert_eq!(backend.asked(), 5, "a is asked again, b still cached");
     }
 }

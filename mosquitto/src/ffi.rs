@@ -47,6 +47,21 @@ pub struct mosquitto_evt_acl_check {
     pub future2: [*mut c_void; 4],
 }
 
+#[repr(C)]
+pub struct mosquitto_evt_control {
+    pub future: *mut c_void,
+    pub client: *mut mosquitto,
+    pub topic: *const c_char,
+    pub payload: *const c_void,
+    pub properties: *const c_void,
+    pub reason_string: *mut c_char,
+    pub payloadlen: u32,
+    pub qos: u8,
+    pub reason_code: u8,
+    pub retain: bool,
+    pub future2: [*mut c_void; 4],
+}
+
 pub type GenericCallback =
     unsafe extern "C" fn(event: c_int, event_data: *mut c_void, userdata: *mut c_void) -> c_int;
 
@@ -56,6 +71,7 @@ pub const MOSQ_EVT_ACL_CHECK: c_int = 2;
 pub const MOSQ_EVT_BASIC_AUTH: c_int = 3;
 pub const MOSQ_EVT_EXT_AUTH_START: c_int = 4;
 pub const MOSQ_EVT_EXT_AUTH_CONTINUE: c_int = 5;
+pub const MOSQ_EVT_CONTROL: c_int = 6;
 
 pub const MOSQ_ERR_SUCCESS: c_int = 0;
 pub const MOSQ_ERR_INVAL: c_int = 3;
@@ -86,4 +102,5 @@ unsafe extern "C" {
     pub fn mosquitto_client_id(client: *const mosquitto) -> *const c_char;
     pub fn mosquitto_client_username(client: *const mosquitto) -> *const c_char;
     pub fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
+    pub fn mosquitto_kick_client_by_username(username: *const c_char, with_will: bool) -> c_int;
 }

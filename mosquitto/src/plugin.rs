@@ -4,7 +4,7 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::checker::{Checker, Options, Outcome};
+use crate::checker::{Checker, Command, Options, Outcome};
 use crate::ffi::*;
 
 /// What the plugin keeps between calls; its pointer is the callbacks' `userdata`.
@@ -42,6 +42,29 @@ fn guarded(on_panic: c_int, body: impl FnOnce() -> c_int) -> c_int {
         on_panic
     })
 }
+
+/// The control topic the backend's service account publishes kick/forget commands on.
+const CONTROL_TOPIC: &CStr = c"$CONTROL/vesper/v1";
+
+fn no_event_data() -> *const c_void {
+    std::ptr::null()
+}
+
+fn control_topic() -> *const c_void {
+    CONTROL_TOPIC.as_ptr().cast()
+}
+
+/// Gives the event data a callback is registered with.
+type EventData = fn() -> *const c_void;
+
+/// The events the plugin handles: (event, callback, its event data).
+const EVENTS: [(c_int, GenericCallback, EventData); 5] = [
+    (MOSQ_EVT_BASIC_AUTH, on_basic_auth, no_event_data),
+    (MOSQ_EVT_ACL_CHECK, on_acl_check, no_event_data),
+    (MOSQ_EVT_EXT_AUTH_START, on_extended_auth, no_event_data),
+    (MOSQ_EVT_EXT_AUTH_CONTINUE, on_extended_auth, no_event_data),
+    (MOSQ_EVT_CONTROL, on_control, control_topic),
+];
 
 #[unsafe(no_mangle)]
 pub extern "C" fn mosquitto_plugin_version(count: c_int, versions: *const c_int) -> c_int {
@@ -93,7 +116,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         log(
             MOSQ_LOG_INFO,
             &format!(
-                "backend http://{}:{} ({}, {} params, {} answers), auth cache {}s, acl cache {}s",
+                "backend http://{}:{} ({}, {} params, {} answers), auth cache {}s, acl cache {}s, at most {} answers cached",
                 options.host,
                 options.port,
                 options.getuser_uri,
@@ -104,23 +127,19 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 },
                 options.response_mode,
                 options.auth_cache.as_secs(),
-                options.acl_cache.as_secs()
+                options.acl_cache.as_secs(),
+                options.cache_size
             ),
         );
         let state = Box::into_raw(Box::new(State {
             id,
             checker: Checker::new(options),
         }));
-        let events: [(c_int, GenericCallback); 4] = [
-            (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
-            (MOSQ_EVT_ACL_CHECK, on_acl_check),
-            (MOSQ_EVT_EXT_AUTH_START, on_extended_auth),
-            (MOSQ_EVT_EXT_AUTH_CONTINUE, on_extended_auth),
-        ];
-        for (event, callback) in events {
-            // SAFETY: registering with our own id and a pointer that lives until cleanup.
+        for (event, callback, event_data) in EVENTS {
+            // SAFETY: registering with our own id and a pointer that lives until cleanup; the
+            // control event's data is its topic, a static C string.
             let rc = unsafe {
-                mosquitto_callback_register(id, event, callback, std::ptr::null(), state.cast())
+                mosquitto_callback_register(id, event, callback, event_data(), state.cast())
             };
             if rc != MOSQ_ERR_SUCCESS {
                 log(
@@ -152,15 +171,9 @@ pub unsafe extern "C" fn mosquitto_plugin_cleanup(
         }
         // SAFETY: the pointer came from Box::into_raw in init and is released only here.
         let state = unsafe { Box::from_raw(userdata.cast::<State>()) };
-        let events: [(c_int, GenericCallback); 4] = [
-            (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
-            (MOSQ_EVT_ACL_CHECK, on_acl_check),
-            (MOSQ_EVT_EXT_AUTH_START, on_extended_auth),
-            (MOSQ_EVT_EXT_AUTH_CONTINUE, on_extended_auth),
-        ];
-        for (event, callback) in events {
+        for (event, callback, event_data) in EVENTS {
             // SAFETY: unregistering what init registered with the same id.
-            unsafe { mosquitto_callback_unregister(state.id, event, callback, std::ptr::null()) };
+            unsafe { mosquitto_callback_unregister(state.id, event, callback, event_data()) };
         }
         MOSQ_ERR_SUCCESS
     })
@@ -283,5 +296,55 @@ unsafe extern "C" fn on_extended_auth(
             "MQTT 5 extended authentication refused: log in with a username and password",
         );
         MOSQ_ERR_AUTH
+    })
+}
+
+/// A message on `$CONTROL/vesper/v1`. The broker has already asked the ACL whether this client
+/// may publish there (only the backend's service account may), so the command is carried out:
+/// cached answers about the username are dropped, and for `kick` its clients are disconnected.
+unsafe extern "C" fn on_control(_event: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        if data.is_null() || userdata.is_null() {
+            return MOSQ_ERR_SUCCESS;
+        }
+        // SAFETY: mosquitto passes its control event and our userdata.
+        let (event, state) = unsafe {
+            (
+                &*data.cast::<mosquitto_evt_control>(),
+                &*userdata.cast::<State>(),
+            )
+        };
+        let payload = if event.payload.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: the payload holds payloadlen bytes for the duration of the call.
+            unsafe {
+                std::slice::from_raw_parts(event.payload.cast::<u8>(), event.payloadlen as usize)
+            }
+        };
+        let Some(command) = Command::parse(payload) else {
+            log(MOSQ_LOG_NOTICE, "ignored a malformed control command");
+            return MOSQ_ERR_SUCCESS;
+        };
+        let forgotten = state.checker.forget(command.username());
+        if let Command::Kick(username) = &command
+            && let Ok(name) = CString::new(username.as_str())
+        {
+            // SAFETY: a NUL-terminated username, valid for the call. The will is sent, so
+            // subscribers see the device go offline.
+            unsafe { mosquitto_kick_client_by_username(name.as_ptr(), true) };
+        }
+        let done = match command {
+            Command::Kick(_) => "kicked",
+            Command::Forget(_) => "forgot",
+        };
+        log(
+            MOSQ_LOG_NOTICE,
+            &format!(
+                "{done} `{}`: {forgotten} cached answers dropped",
+                command.username()
+            ),
+        );
+        MOSQ_ERR_SUCCESS
     })
 }

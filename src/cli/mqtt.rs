@@ -1,4 +1,4 @@
-//! `vesper mqtt password|topics|acl`.
+//! `vesper mqtt password|secret new|topics|acl`.
 
 use std::path::Path;
 
@@ -24,6 +24,9 @@ pub enum MqttCommand {
         #[arg(long, value_name = "NAME", conflicts_with = "sn")]
         service: Option<String>,
     },
+    /// Make and print a new master secret.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Print a device's topics (from the configuration's templates, or the defaults).
     Topics { sn: SerialNumber },
     /// Ask the access rules a question: may USERNAME do ACC on TOPIC? Prints allow or deny.
@@ -41,6 +44,18 @@ pub enum MqttCommand {
         #[arg(long, value_delimiter = ',', value_name = "SN,...")]
         owns: Vec<SerialNumber>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SecretCommand {
+    /// Print a new master secret: 32 random bytes as 64 hex characters.
+    #[command(
+        after_help = "Keep it in a file only the backend's user can read, and name that file in\n\
+        serve.secret_file (or pass it as MQTT_SECRET):\n\
+        \n    vesper mqtt secret new > /etc/vesper/mqtt_secret && chmod 600 /etc/vesper/mqtt_secret\n\n\
+        Every device password derives from it: changing it changes every device's password."
+    )]
+    New,
 }
 
 fn topics(config: Option<&Path>) -> anyhow::Result<Topics> {
@@ -61,6 +76,9 @@ pub fn run(cmd: MqttCommand, config: Option<&Path>) -> anyhow::Result<Outcome> {
                 (None, None) => unreachable!("clap requires one"),
             };
             println!("{}", password.expose());
+        }
+        MqttCommand::Secret(SecretCommand::New) => {
+            println!("{}", MasterSecret::generate_hex());
         }
         MqttCommand::Topics { sn } => {
             let topics = topics(config)?;

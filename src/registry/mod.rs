@@ -122,6 +122,10 @@ impl Registry {
         })?;
         let path = data_dir.join(DB_FILE);
         let mut writer = open_connection(&path)?;
+        // Writes take the write lock when they begin (BEGIN IMMEDIATE), so a second process
+        // writing at the same time (a CLI on the same data folder) waits for the busy timeout
+        // instead of failing with SQLITE_BUSY halfway through a deferred transaction.
+        writer.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut writer)?;
         Ok(Self {
             path,

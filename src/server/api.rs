@@ -9,7 +9,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower_http::timeout::TimeoutLayer;
 
+use super::control::BrokerCommand;
 use super::{ApiError, Caller, SharedState, db};
 use crate::config::Board;
 use crate::firmware::{self, Manifest};
@@ -22,7 +24,9 @@ use crate::serial::SerialNumber;
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-pub fn routes() -> Router<SharedState> {
+/// The API's routes. Every route but the waiting ones answers within `timeout` (else 503); a
+/// long poll (`?wait=`, up to [`MAX_WAIT`] seconds) and an event stream bound their own time.
+pub fn routes(timeout: std::time::Duration) -> Router<SharedState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
@@ -32,8 +36,6 @@ pub fn routes() -> Router<SharedState> {
         .route("/manufacturing/batch/{id}/claim", post(claim_next))
         .route("/manufacturing/batches", get(batches))
         .route("/manufacturing/devices", get(devices))
-        .route("/manufacturing/devices/{sn}", get(device))
-        .route("/manufacturing/devices/{sn}/events", get(device_events))
         .route("/manufacturing/devices/{sn}/status", post(set_status))
         .route("/manufacturing/devices/{sn}/assign", post(assign))
         .route("/manufacturing/devices/{sn}/claim", post(claim_device))
@@ -53,6 +55,12 @@ pub fn routes() -> Router<SharedState> {
         .route("/manufacturing/stats", get(stats))
         .route("/ota/{board}/{file}", get(ota_file))
         .route("/ota/{board}/{release}/{file}", get(ota_release_file))
+        .route_layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .route("/manufacturing/devices/{sn}", get(device))
+        .route("/manufacturing/devices/{sn}/events", get(device_events))
 }
 
 /// A JSON body whose rejection is an [`ApiError`] (so every error answer has the same shape).
@@ -287,12 +295,12 @@ async fn devices(
 struct WaitQuery {
     /// Answer only once the device has reached this status (or is revoked), or `timeout` passed.
     wait: Option<Status>,
-    /// Seconds to wait (default 30, at most 300).
+    /// Seconds to wait (default 30, at most 600).
     timeout: Option<u64>,
 }
 
-/// Longest long poll.
-const MAX_WAIT: u64 = 300;
+/// Longest long poll, in seconds (a station's verify timeout may be up to 600 s).
+pub const MAX_WAIT: u64 = 600;
 
 fn reached(status: Status, wanted: Status) -> bool {
     status == Status::Revoked || status >= wanted
@@ -425,6 +433,11 @@ async fn set_status(
         r.set_status(sn.as_str(), req.status, &actor)
     })
     .await?;
+    if device.status == Status::Revoked {
+        state
+            .broker_control
+            .send(BrokerCommand::kick(&device.serial_number));
+    }
     announce(&state, "status", &device);
     device_json(&device)
 }
@@ -549,7 +562,21 @@ async fn set_users(
 ) -> Result<Json<Value>, ApiError> {
     let actor = caller.require(Role::Admin)?.to_owned();
     let sn = serial(&sn)?;
-    let device = db(&state, move |r| r.set_users(sn.as_str(), &users, &actor)).await?;
+    let (before, device) = db(&state, move |r| {
+        let before = r.device(sn.as_str())?;
+        Ok((before, r.set_users(sn.as_str(), &users, &actor)?))
+    })
+    .await?;
+    // A user who lost this device loses its cached grants on the broker now.
+    let now_allowed: Vec<&String> = device.owner.iter().chain(&device.users_list).collect();
+    for gone in before
+        .owner
+        .iter()
+        .chain(&before.users_list)
+        .filter(|u| !now_allowed.contains(u))
+    {
+        state.broker_control.send(BrokerCommand::forget(gone));
+    }
     announce(&state, "users", &device);
     device_json(&device)
 }
@@ -567,12 +594,23 @@ fn board_named<'a>(state: &'a SharedState, name: &str) -> Result<&'a Board, ApiE
     })
 }
 
+/// `?reissue=true`: an admin asks for the image of a device already in the field.
+#[derive(Deserialize)]
+struct NvsQuery {
+    #[serde(default)]
+    reissue: bool,
+}
+
+/// A device's NVS image holds its MQTT password, so every download is audited, and once a
+/// device is in a customer's hands (`sold`, `claimed`, `active`) only an admin may have it again,
+/// asking for it on purpose (`?reissue=true`, audited as a reissue).
 async fn nvs_image(
     State(state): State<SharedState>,
     caller: Caller,
     Path(sn): Path<String>,
+    Params(q): Params<NvsQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Technician)?;
+    let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
     let record = {
         let sn = sn.clone();
@@ -583,6 +621,39 @@ async fn nvs_image(
             code: "revoked",
             message: format!("device {sn} is revoked"),
         });
+    }
+    let in_field = matches!(
+        record.status,
+        Status::Sold | Status::Claimed | Status::Active
+    );
+    if in_field && !q.reissue {
+        return Err(ApiError::Conflict {
+            code: "device_in_field",
+            message: format!(
+                "device {sn} is {}: its credentials are in the field; an admin may reissue them with ?reissue=true",
+                record.status.as_str()
+            ),
+        });
+    }
+    if in_field {
+        caller.require(Role::Admin)?;
+    }
+    let action = if in_field {
+        "device.nvs_reissued"
+    } else {
+        "device.nvs_downloaded"
+    };
+    {
+        let (sn, status) = (sn.as_str().to_owned(), record.status.as_str());
+        db(&state, move |r| {
+            r.record(
+                &actor,
+                action,
+                Some(&sn),
+                &serde_json::json!({ "status": status }),
+            )
+        })
+        .await?;
     }
     let board = board_named(&state, &record.board)?;
     let password = state.secret.device_password(&sn);

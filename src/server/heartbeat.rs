@@ -12,7 +12,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use super::SharedState;
-use crate::acl::{TopicTemplate, Topics};
+use super::control::BrokerCommands;
+use crate::acl::{CONTROL_TOPIC, TopicTemplate, Topics};
 use crate::config::Broker;
 use crate::registry::Sighting;
 use crate::serial::SerialNumber;
@@ -86,11 +87,21 @@ fn subscription(template: &TopicTemplate) -> String {
         .replace(crate::acl::SN_PLACEHOLDER, "+")
 }
 
-/// Runs until `stop`: the MQTT connection and the writer.
-pub async fn run(state: SharedState, broker: Broker, stop: watch::Receiver<bool>) {
+/// Largest packet the listener accepts from the broker. Devices may send at most 8 KiB (the
+/// shipped broker configs set `max_packet_size`); a larger message is skipped with a log line.
+pub const MAX_PACKET: usize = 64 * 1024;
+
+/// Runs until `stop`: the MQTT connection (which also publishes the broker control commands)
+/// and the writer.
+pub async fn run(
+    state: SharedState,
+    broker: Broker,
+    commands: BrokerCommands,
+    stop: watch::Receiver<bool>,
+) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let writer = tokio::spawn(write_sightings(state.clone(), rx));
-    listen(&state, &broker, tx, stop).await;
+    listen(&state, &broker, tx, commands, stop).await;
     let _ = writer.await;
 }
 
@@ -98,6 +109,7 @@ async fn listen(
     state: &SharedState,
     broker: &Broker,
     tx: mpsc::Sender<Sighting>,
+    mut commands: BrokerCommands,
     mut stop: watch::Receiver<bool>,
 ) {
     let account = state.config.serve.service_account.clone();
@@ -112,6 +124,7 @@ async fn listen(
     options.set_credentials(account, password.expose().to_owned());
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(false);
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     if broker.tls {
         options.set_transport(Transport::tls_with_default_config());
     }
@@ -121,6 +134,13 @@ async fn listen(
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
+            Some(command) = commands.recv() => {
+                // Queued in the client; sent now, or after a reconnect.
+                if let Err(e) = client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, command.payload()) {
+                    tracing::warn!(error = %e, username = %command.username, "cannot queue a broker control command");
+                }
+                continue;
+            }
             _ = super::stopped(&mut stop) => {
                 let _ = client.disconnect().await;
                 return;
@@ -146,7 +166,7 @@ async fn listen(
                     .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                 {
                     tracing::error!(
-                        "the broker refused the heartbeat subscription; is the service account its superuser?"
+                        "the broker refused the heartbeat subscription; does its auth plugin ask this backend?"
                     );
                 } else {
                     state

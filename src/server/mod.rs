@@ -7,6 +7,7 @@
 
 mod access;
 mod api;
+pub mod control;
 mod error;
 pub mod heartbeat;
 mod mqtt;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Whether the heartbeat listener is connected and subscribed (for health checks).
     pub broker_connected: std::sync::atomic::AtomicBool,
+    /// Kick/forget commands for the broker plugin, published by the heartbeat listener.
+    pub broker_control: control::BrokerControl,
 }
 
 /// How many questions the broker asked, per route (a cache that works shows few).
@@ -114,12 +117,11 @@ impl MakeRequestId for Counter {
     }
 }
 
-/// Request ids, a trace span per request (method, path, id; never bodies), a timeout.
+/// Request ids and a trace span per request (method, path, id; never bodies).
 /// `level` is the span's level: the broker's auth checks are many and short, so their spans are
 /// DEBUG (denials are still logged at INFO with their reason).
-fn layered(router: Router, timeout: Duration, ids: Counter, level: tracing::Level) -> Router {
+fn layered(router: Router, ids: Counter, level: tracing::Level) -> Router {
     router
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             if level == tracing::Level::DEBUG {
@@ -136,10 +138,9 @@ fn layered(router: Router, timeout: Duration, ids: Counter, level: tracing::Leve
 pub fn api_router(state: SharedState) -> Router {
     let ids = Counter::default();
     layered(
-        api::routes()
+        api::routes(Duration::from_secs(60))
             .with_state(state)
             .layer(DefaultBodyLimit::max(256 * 1024)),
-        Duration::from_secs(60),
         ids,
         tracing::Level::INFO,
     )
@@ -150,9 +151,12 @@ pub fn auth_router(state: SharedState) -> Router {
     let ids = Counter::default();
     layered(
         mqtt::routes()
+            .layer(TimeoutLayer::with_status_code(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(5),
+            ))
             .with_state(state)
             .layer(DefaultBodyLimit::max(crate::goauth::MAX_BODY)),
-        Duration::from_secs(5),
         ids,
         tracing::Level::DEBUG,
     )
@@ -214,6 +218,7 @@ pub async fn start(
         .map(|u| Arc::new(UserVerifier::new(u)));
     let (events, _) = tokio::sync::broadcast::channel(4096);
     let (shutdown, signal) = tokio::sync::watch::channel(false);
+    let (broker_control, broker_commands) = control::BrokerControl::channel();
     let state = Arc::new(AppState {
         registry: Arc::new(registry),
         config: Arc::new(config),
@@ -223,6 +228,7 @@ pub async fn start(
         metrics: AuthMetrics::default(),
         stopping: signal.clone(),
         broker_connected: std::sync::atomic::AtomicBool::new(false),
+        broker_control,
     });
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -251,7 +257,7 @@ pub async fn start(
     if let Some(broker) = state.config.serve.broker.clone() {
         let (state, stop) = (state.clone(), signal.clone());
         tasks.push(tokio::spawn(async move {
-            heartbeat::run(state, broker, stop).await;
+            heartbeat::run(state, broker, broker_commands, stop).await;
             Ok(())
         }));
     }

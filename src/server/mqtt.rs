@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::SharedState;
 use crate::acl::{self, Access, Decision, Subject};
+use crate::clientid;
 use crate::goauth::{self, AuthParams, ResponseMode, Verdict};
 use crate::registry::{Registry, RegistryError, Status, UserAccess};
 use crate::serial::SerialNumber;
@@ -139,13 +140,18 @@ async fn login(state: &SharedState, p: AuthParams) -> Verdict {
     else {
         return deny("empty password");
     };
-    if p.clientid
-        .as_deref()
-        .is_some_and(|c| c.len() > MAX_FIELD || c.contains(['\0', '+', '#']))
-    {
-        return deny("bad client id");
+    let client_id = p.clientid.unwrap_or_default();
+    let service = state.config.serve.service_account.as_str();
+    let device = username.parse::<SerialNumber>().ok();
+    let who = match (&device, username == service) {
+        (_, true) => clientid::Login::Service(service),
+        (Some(sn), false) => clientid::Login::Device(sn),
+        (None, false) => clientid::Login::User(&username),
+    };
+    if let Err(e) = clientid::check(who, &client_id, service) {
+        return Verdict::Deny(format!("client id refused: {e}"));
     }
-    if username == state.config.serve.service_account {
+    if username == service {
         let expected = state.secret.service_password(&username);
         return if expected.matches(&password) {
             Verdict::Allow
@@ -153,7 +159,7 @@ async fn login(state: &SharedState, p: AuthParams) -> Verdict {
             deny("bad credentials")
         };
     }
-    if let Ok(sn) = username.parse::<SerialNumber>() {
+    if let Some(sn) = device {
         return match lookup(state, |r| r.device_status(sn.as_str())) {
             Err(e) => registry_error(e),
             Ok(None) => deny("unknown device"),
@@ -177,7 +183,7 @@ async fn superuser(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let service_account = state.config.serve.service_account.as_str();
+    let superusers = &state.config.serve.superusers;
     let question = (&query, &headers, &body[..]);
     answer(
         &state,
@@ -185,7 +191,12 @@ async fn superuser(
         &state.metrics.superuser,
         question,
         |p| {
-            std::future::ready(if p.username.as_deref() == Some(service_account) {
+            // Nobody is a superuser unless the operator names them: a superuser skips every ACL.
+            let named = p
+                .username
+                .as_deref()
+                .is_some_and(|u| superusers.iter().any(|s| s == u));
+            std::future::ready(if named {
                 Verdict::Allow
             } else {
                 deny("not a superuser")

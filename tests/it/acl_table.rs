@@ -74,6 +74,12 @@ fn topics_under_test() -> Vec<String> {
         "",
         "/",
         "vesper//data",
+        "$CONTROL/vesper/v1",
+        "$CONTROL/vesper/v1/x",
+        "$CONTROL/vesper/v2",
+        "$CONTROL/#",
+        "$CONTROL/+/v1",
+        "$share/group/$CONTROL/vesper/v1",
     ] {
         t.push(hostile.to_owned());
     }
@@ -86,6 +92,10 @@ fn topics_under_test() -> Vec<String> {
 /// topic outside a device's or user's grant); the service reads data and status of any device,
 /// with `+` allowed in the SN level when subscribing.
 fn oracle(who: Who, topic: &str, access: Access) -> bool {
+    // Only the service account publishes on the plugin's control topic; nobody reads it.
+    if topic == "$CONTROL/vesper/v1" {
+        return matches!(who, Who::Service) && access == Access::Write;
+    }
     let topic = match access {
         Access::Subscribe => match topic.strip_prefix("$share/") {
             Some(rest) => match rest.split_once('/') {
@@ -213,6 +223,22 @@ fn the_design_table_row_by_row() {
     assert!(ask(&t, Who::Service, &data, Access::Read));
     assert!(!ask(&t, Who::Service, &control, Access::Write));
     assert!(!ask(&t, Who::Service, "vesper/#", Access::Subscribe));
+    assert!(ask(
+        &t,
+        Who::Service,
+        "$share/vesper-backend/vesper/+/status",
+        Access::Subscribe
+    ));
+    // ... and publishes only the plugin's kick/forget commands
+    assert!(ask(&t, Who::Service, "$CONTROL/vesper/v1", Access::Write));
+    assert!(!ask(
+        &t,
+        Who::Service,
+        "$CONTROL/vesper/v1",
+        Access::Subscribe
+    ));
+    assert!(!ask(&t, Who::DeviceA, "$CONTROL/vesper/v1", Access::Write));
+    assert!(!ask(&t, Who::OwnerOfA, "$CONTROL/vesper/v1", Access::Write));
 }
 
 #[test]

@@ -16,11 +16,16 @@ const MODES: [(ParamsMode, ResponseMode); 6] = [
     (ParamsMode::Form, ResponseMode::Text),
 ];
 
+/// A login whose client id is the username (what a device or phone sends by default).
 fn login(username: &str, password: &str) -> AuthParams {
+    login_as(username, password, username)
+}
+
+fn login_as(username: &str, password: &str, client_id: &str) -> AuthParams {
     AuthParams {
         username: Some(username.into()),
         password: Some(password.into()),
-        clientid: Some("client-1".into()),
+        clientid: Some(client_id.into()),
         ..Default::default()
     }
 }
@@ -254,15 +259,191 @@ async fn logins_of_devices_users_and_the_service_account() {
         ),
     ];
     check(&app, "user", &cases).await;
+    app.stop().await;
+}
+
+/// DESIGN.md section 3, "Client ids": a login is bound to its client id, so that nobody can take
+/// over another device's session, or the backend's heartbeat listener's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_is_bound_to_its_client_id() {
+    let app = App::start().await;
+    let f = fleet(&app).await;
+    let (pa, owner) = (
+        device_password(&f.a),
+        user_token("uid-owner", "test-key", json!({})),
+    );
+    let service = service_password();
+    let listener = format!("{SERVICE}-heartbeats");
+    let case = |name: &str, params: AuthParams, allow: bool| (name.to_owned(), params, allow);
+    let cases = vec![
+        case("device, own serial number", login_as(&f.a, &pa, &f.a), true),
+        case(
+            "device, SN-suffix",
+            login_as(&f.a, &pa, &format!("{}-ota_2", f.a)),
+            true,
+        ),
+        case(
+            "device, 23-character suffix",
+            login_as(&f.a, &pa, &format!("{}-{}", f.a, "x".repeat(23))),
+            true,
+        ),
+        case(
+            "device, 24-character suffix",
+            login_as(&f.a, &pa, &format!("{}-{}", f.a, "x".repeat(24))),
+            false,
+        ),
+        case("device A as device B", login_as(&f.a, &pa, &f.b), false),
+        case(
+            "device A as B with a suffix",
+            login_as(&f.a, &pa, &format!("{}-x", f.b)),
+            false,
+        ),
+        case(
+            "device as the heartbeat listener",
+            login_as(&f.a, &pa, &listener),
+            false,
+        ),
+        case(
+            "device as the service account",
+            login_as(&f.a, &pa, SERVICE),
+            false,
+        ),
+        case("device, empty client id", login_as(&f.a, &pa, ""), false),
+        case(
+            "device, no client id",
+            AuthParams {
+                clientid: None,
+                ..login(&f.a, &pa)
+            },
+            false,
+        ),
+        case(
+            "device, wildcard in the suffix",
+            login_as(&f.a, &pa, &format!("{}-+", f.a)),
+            false,
+        ),
+        case(
+            "device, slash in the suffix",
+            login_as(&f.a, &pa, &format!("{}-a/b", f.a)),
+            false,
+        ),
+        case(
+            "device, NUL in the suffix",
+            login_as(&f.a, &pa, &format!("{}-a\0", f.a)),
+            false,
+        ),
+        case(
+            "device, empty suffix",
+            login_as(&f.a, &pa, &format!("{}-", f.a)),
+            false,
+        ),
+        case(
+            "user, own uid",
+            login_as("uid-owner", &owner, "uid-owner"),
+            true,
+        ),
+        case(
+            "user, uid-suffix",
+            login_as("uid-owner", &owner, "uid-owner-phone_7"),
+            true,
+        ),
+        case(
+            "user, 41-character suffix",
+            login_as(
+                "uid-owner",
+                &owner,
+                &format!("uid-owner-{}", "x".repeat(41)),
+            ),
+            false,
+        ),
+        case(
+            "user as the device it owns",
+            login_as("uid-owner", &owner, &f.a),
+            false,
+        ),
+        case(
+            "user as the heartbeat listener",
+            login_as("uid-owner", &owner, &listener),
+            false,
+        ),
+        case(
+            "user, over 64 bytes",
+            login_as(
+                "uid-owner",
+                &owner,
+                &format!("uid-owner-{}", "x".repeat(60)),
+            ),
+            false,
+        ),
+        case(
+            "service, own name",
+            login_as(SERVICE, &service, SERVICE),
+            true,
+        ),
+        case(
+            "service, the heartbeat listener",
+            login_as(SERVICE, &service, &listener),
+            true,
+        ),
+        case(
+            "service as a device",
+            login_as(SERVICE, &service, &f.a),
+            false,
+        ),
+        case(
+            "service, another name",
+            login_as(SERVICE, &service, "watcher"),
+            false,
+        ),
+    ];
+    check(&app, "user", &cases).await;
+    app.stop().await;
+}
+
+/// A user whose uid is a prefix of the service account's name cannot reach the listener's id
+/// through the suffix rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_named_like_a_prefix_cannot_take_reserved_ids() {
+    let app = App::start().await;
+    let (_, sns) = app.batch(1).await;
+    let sn = &sns[0];
+    let prefix = &sn[..14];
+    let token = user_token("vesper", "test-key", json!({}));
+    let device_like = user_token(prefix, "test-key", json!({}));
+    let cases = vec![
+        (
+            "uid vesper, own id".to_owned(),
+            login_as("vesper", &token, "vesper-phone"),
+            true,
+        ),
+        (
+            "uid vesper, the listener's id".to_owned(),
+            login_as("vesper", &token, &format!("{SERVICE}-heartbeats")),
+            false,
+        ),
+        (
+            "uid that prefixes a serial number".to_owned(),
+            login_as(prefix, &device_like, sn),
+            false,
+        ),
+    ];
+    check(&app, "user", &cases).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nobody_is_a_superuser_unless_configured() {
+    let app = App::start().await;
+    let f = fleet(&app).await;
 
     let superuser: Vec<(String, AuthParams, bool)> = vec![
         (
-            "service".into(),
+            "service account (not a superuser)".into(),
             AuthParams {
                 username: Some(SERVICE.into()),
                 ..Default::default()
             },
-            true,
+            false,
         ),
         (
             "device".into(),
@@ -284,6 +465,28 @@ async fn logins_of_devices_users_and_the_service_account() {
     ];
     check(&app, "superuser", &superuser).await;
     app.stop().await;
+
+    let named = App::start_with_serve("superusers = [\"ops-root\"]\n").await;
+    let cases = vec![
+        (
+            "a configured superuser".to_owned(),
+            AuthParams {
+                username: Some("ops-root".into()),
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            "the service account".to_owned(),
+            AuthParams {
+                username: Some(SERVICE.into()),
+                ..Default::default()
+            },
+            false,
+        ),
+    ];
+    check(&named, "superuser", &cases).await;
+    named.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -495,6 +698,42 @@ async fn acl_for_devices_owners_strangers_and_the_service() {
             false,
         ),
         case("$SYS", SERVICE, "$SYS/broker/clients".into(), 4, false),
+        case(
+            "service subscribes a shared data subscription",
+            SERVICE,
+            "$share/vesper-backend/vesper/+/data".into(),
+            4,
+            true,
+        ),
+        case(
+            "service publishes a plugin command",
+            SERVICE,
+            "$CONTROL/vesper/v1".into(),
+            2,
+            true,
+        ),
+        case(
+            "service subscribes the plugin's topic",
+            SERVICE,
+            "$CONTROL/vesper/v1".into(),
+            4,
+            false,
+        ),
+        case(
+            "device publishes a plugin command",
+            &a,
+            "$CONTROL/vesper/v1".into(),
+            2,
+            false,
+        ),
+        case(
+            "owner publishes a plugin command",
+            "uid-owner",
+            "$CONTROL/vesper/v1".into(),
+            2,
+            false,
+        ),
+        case("service subscribes #", SERVICE, "#".into(), 4, false),
     ];
     check(&app, "acl", &cases).await;
     let no_acc: Vec<(String, AuthParams, bool)> = vec![(
@@ -514,9 +753,10 @@ async fn hostile_bodies_are_denied_never_errors() {
     let app = App::start().await;
     let (_, sns) = app.batch(1).await;
     let good = format!(
-        r#"{{"username":"{}","password":"{}","clientid":"c","topic":"vesper/{}/data","acc":2}}"#,
+        r#"{{"username":"{}","password":"{}","clientid":"{}","topic":"vesper/{}/data","acc":2}}"#,
         sns[0],
         device_password(&sns[0]),
+        sns[0],
         sns[0]
     );
     let bodies: Vec<(&str, Option<&str>, Vec<u8>)> = vec![

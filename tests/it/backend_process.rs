@@ -147,6 +147,40 @@ fn serve_refuses_to_start_without_the_master_secret() {
         !dir.path().join("data").exists(),
         "nothing is created before the secret is checked"
     );
+
+    // A secret file with a short secret is refused at start, with how to make a good one.
+    std::fs::write(dir.path().join("weak_secret"), "correct horse battery\n").unwrap();
+    let config = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        config.replace("[serve]\n", "[serve]\nsecret_file = \"weak_secret\"\n"),
+    )
+    .unwrap();
+    let weak = vesper_env(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert!(!weak.status.success());
+    let message = stderr(&weak);
+    assert!(
+        message.contains("weak_secret")
+            && message.contains("21 bytes")
+            && message.contains("at least 32 bytes")
+            && message.contains("vesper mqtt secret new"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("correct horse"),
+        "the secret is not printed"
+    );
+    assert!(!dir.path().join("data").exists());
 }
 
 #[test]

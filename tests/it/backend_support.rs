@@ -13,7 +13,7 @@ use vesper::goauth::{self, AuthParams, ParamsMode, ResponseMode};
 use vesper::registry::Role;
 use vesper::server::{self, Running, ServeOptions};
 
-pub const SECRET: &str = "vesper-test-secret";
+pub const SECRET: &str = "vesper-test-secret-0123456789abcdef";
 pub const ISSUER: &str = "https://securetoken.google.com/vesper-test";
 pub const AUDIENCE: &str = "vesper-test";
 pub const SERVICE: &str = "vesper-backend";
@@ -111,9 +111,34 @@ impl App {
 
     /// A backend whose configuration has `extra` TOML appended.
     pub async fn start_with(extra: &str) -> App {
+        Self::start_configured("", extra).await
+    }
+
+    /// A backend whose `[serve]` table has `serve_lines` added.
+    pub async fn start_with_serve(serve_lines: &str) -> App {
+        Self::start_configured(serve_lines, "").await
+    }
+
+    async fn start_configured(serve_lines: &str, extra: &str) -> App {
         let dir = tempfile::tempdir().unwrap();
         let (jwks_url, jwks) = jwks_server().await;
-        write_config_with(dir.path(), &jwks_url, extra);
+        let path = write_config_with(dir.path(), &jwks_url, extra);
+        // The example's own line for a key given here is dropped, so the key is not doubled.
+        let keys: Vec<String> = serve_lines
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| format!("{} =", k.trim())))
+            .collect();
+        let config: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| !keys.iter().any(|k| l.starts_with(k.as_str())))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(
+            &path,
+            config.replacen("[serve]\n", &format!("[serve]\n{serve_lines}"), 1),
+        )
+        .unwrap();
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let running = serve(dir.path(), any, any).await;
         let registry = running.state.registry.clone();

@@ -279,7 +279,7 @@ async fn a_heartbeat_provisions_the_device_and_bad_logins_are_refused() {
         health["broker"], "connected",
         "the heartbeat listener logs in as the service account and subscribes"
     );
-    let (client, mut eventloop) = connect(broker.port, "dev-a", a, &device_password(a))
+    let (client, mut eventloop) = connect(broker.port, a, a, &device_password(a))
         .await
         .expect("the right password connects");
     let wait = app.wait_in_background(a, "provisioned");
@@ -349,7 +349,7 @@ async fn a_heartbeat_provisions_the_device_and_bad_logins_are_refused() {
     assert!(later > first_seen, "last_seen moves on later messages");
 
     // A device that was never flashed is seen but not provisioned.
-    let (bc, mut bl) = connect(broker.port, "dev-b", b, &device_password(b))
+    let (bc, mut bl) = connect(broker.port, b, b, &device_password(b))
         .await
         .unwrap();
     publish(
@@ -370,17 +370,17 @@ async fn a_heartbeat_provisions_the_device_and_bad_logins_are_refused() {
     for (name, result) in [
         (
             "wrong password",
-            connect(broker.port, "x1", a, &device_password(b)).await,
+            connect(broker.port, a, a, &device_password(b)).await,
         ),
         (
             "revoked device",
-            connect(broker.port, "x2", c, &device_password(c)).await,
+            connect(broker.port, c, c, &device_password(c)).await,
         ),
         (
             "unknown device",
             connect(
                 broker.port,
-                "x3",
+                "PV-26A18-BC02R-ZZZZZ",
                 "PV-26A18-BC02R-ZZZZZ",
                 &device_password("PV-26A18-BC02R-ZZZZZ"),
             )
@@ -392,15 +392,15 @@ async fn a_heartbeat_provisions_the_device_and_bad_logins_are_refused() {
         ),
         (
             "client id with #",
-            connect(broker.port, "bad#id", a, &device_password(a)).await,
+            connect(broker.port, &format!("{a}-bad#id"), a, &device_password(a)).await,
         ),
-        ("empty password", connect(broker.port, "x5", a, "").await),
+        ("empty password", connect(broker.port, a, a, "").await),
     ] {
         let err = result.err().unwrap_or_else(|| panic!("{name}: connected"));
         assert!(err.starts_with("refused"), "{name}: {err}");
     }
     // MQTT 5 extended authentication would skip the password check: refused.
-    let mut ext = options(broker.port, "x6", Some((a, &device_password(b))));
+    let mut ext = options(broker.port, a, Some((a, &device_password(b))));
     ext.set_authentication_method(Some("SCRAM-SHA-256".into()));
     ext.set_authentication_data(Some(bytes::Bytes::from_static(b"client-first")));
     assert!(
@@ -416,11 +416,16 @@ async fn devices_cannot_use_other_devices_topics() {
     let (app, broker) = backend_and_broker(5).await;
     let (_, sns) = app.batch(2).await;
     let (a, b) = (&sns[0], &sns[1]);
-    let (watcher, mut watch_loop) = connect(broker.port, "watcher", SERVICE, &service_password())
-        .await
-        .expect("the service account logs in");
+    let (watcher, mut watch_loop) = connect(
+        broker.port,
+        &format!("{SERVICE}-watcher"),
+        SERVICE,
+        &service_password(),
+    )
+    .await
+    .expect("the service account logs in");
     assert!(subscribe(&watcher, &mut watch_loop, "vesper/+/data").await);
-    let (ac, mut al) = connect(broker.port, "dev-a", a, &device_password(a))
+    let (ac, mut al) = connect(broker.port, a, a, &device_password(a))
         .await
         .unwrap();
 
@@ -466,13 +471,13 @@ async fn owners_receive_data_and_send_control_but_strangers_cannot() {
         json!({ "owner": "uid-owner" }),
     )
     .await;
-    let (dc, mut dl) = connect(broker.port, "dev", a, &device_password(a))
+    let (dc, mut dl) = connect(broker.port, a, a, &device_password(a))
         .await
         .unwrap();
     assert!(subscribe(&dc, &mut dl, &format!("vesper/{a}/control")).await);
     let (oc, mut ol) = connect(
         broker.port,
-        "owner-phone",
+        "uid-owner-phone",
         "uid-owner",
         &user_token("uid-owner", "test-key", json!({})),
     )
@@ -503,7 +508,7 @@ async fn owners_receive_data_and_send_control_but_strangers_cannot() {
 
     let (sc, mut sl) = connect(
         broker.port,
-        "stranger",
+        "uid-stranger",
         "uid-stranger",
         &user_token("uid-stranger", "test-key", json!({})),
     )
@@ -516,7 +521,7 @@ async fn owners_receive_data_and_send_control_but_strangers_cannot() {
     );
     let forged = connect(
         broker.port,
-        "forger",
+        "uid-owner-forger",
         "uid-owner",
         &user_token("uid-owner", "other-key", json!({})),
     )
@@ -530,12 +535,12 @@ async fn the_broker_survives_a_backend_outage_and_recovers() {
     let (mut app, mut broker) = backend_and_broker(0).await;
     let (_, sns) = app.batch(1).await;
     let a = sns[0].clone();
-    let (first, _) = connect(broker.port, "d1", &a, &device_password(&a))
+    let (first, _) = connect(broker.port, &a, &a, &device_password(&a))
         .await
         .expect("login with the backend up");
     drop(first);
     app.pause().await;
-    let down = connect(broker.port, "d2", &a, &device_password(&a)).await;
+    let down = connect(broker.port, &a, &a, &device_password(&a)).await;
     assert!(down.is_err(), "no login while the backend is down");
     assert!(broker.running(), "the broker stays up: {}", broker.log());
     assert!(
@@ -544,7 +549,7 @@ async fn the_broker_survives_a_backend_outage_and_recovers() {
         broker.log()
     );
     app.resume().await;
-    connect(broker.port, "d3", &a, &device_password(&a))
+    connect(broker.port, &a, &a, &device_password(&a))
         .await
         .expect("logins work again when the backend returns (errors are not cached)");
     app.stop().await;
@@ -556,14 +561,14 @@ async fn a_second_login_within_the_cache_time_asks_the_backend_nothing() {
     let (_, sns) = app.batch(1).await;
     let a = sns[0].clone();
     let before = app.user_checks().await;
-    let (c1, l1) = connect(broker.port, "c", &a, &device_password(&a))
+    let (c1, l1) = connect(broker.port, &a, &a, &device_password(&a))
         .await
         .unwrap();
     let after_first = app.user_checks().await;
     assert_eq!(after_first, before + 1);
     c1.disconnect().await.unwrap();
     drop(l1);
-    let _second = connect(broker.port, "c", &a, &device_password(&a))
+    let _second = connect(broker.port, &a, &a, &device_password(&a))
         .await
         .unwrap();
     assert_eq!(
@@ -572,9 +577,9 @@ async fn a_second_login_within_the_cache_time_asks_the_backend_nothing() {
         "the plugin's cache answered"
     );
     // Denials are cached too, but a different password is a different question.
-    assert!(connect(broker.port, "c", &a, "wrong").await.is_err());
+    assert!(connect(broker.port, &a, &a, "wrong").await.is_err());
     assert_eq!(app.user_checks().await, after_first + 1);
-    assert!(connect(broker.port, "c", &a, "wrong").await.is_err());
+    assert!(connect(broker.port, &a, &a, "wrong").await.is_err());
     assert_eq!(app.user_checks().await, after_first + 1);
     app.stop().await;
 }

@@ -124,26 +124,42 @@ fn sn_check_names_the_wrong_part_of_each_bad_number() {
     }
 }
 
+/// HMAC-SHA256(secret, message) as hex, first 32 characters: the design's formula, computed
+/// here with the `hmac` crate directly rather than the product's credentials module.
+fn expected_password(secret: &str, message: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[test]
 fn mqtt_password_uses_the_secret_from_the_environment() {
+    const SECRET: &str = "vesper-test-secret-0123456789abcdef";
     let dir = tempfile::tempdir().unwrap();
     let out = vesper_env(
         dir.path(),
         &["mqtt", "password", "PV-26L31-BP01R-ZZ234"],
-        &[("MQTT_SECRET", "vesper-test-secret")],
+        &[("MQTT_SECRET", SECRET)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "5c9dac448f58bee9cb014ecdaae7e0b7\n");
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n", expected_password(SECRET, "PV-26L31-BP01R-ZZ234"))
+    );
 
     let service = vesper_env(
         dir.path(),
         &["mqtt", "password", "--service", "vesper-backend"],
-        &[("MQTT_SECRET", "vesper-test-secret")],
+        &[("MQTT_SECRET", SECRET)],
     );
-    let expected = vesper::credentials::MasterSecret::new("vesper-test-secret", "t")
-        .unwrap()
-        .service_password("vesper-backend");
-    assert_eq!(stdout(&service).trim(), expected.expose());
+    assert_eq!(
+        stdout(&service).trim(),
+        expected_password(SECRET, "service:vesper-backend")
+    );
 
     let missing = vesper(dir.path(), &["mqtt", "password", "PV-26L31-BP01R-ZZ234"]);
     assert!(!missing.status.success());
@@ -161,13 +177,51 @@ fn mqtt_password_uses_the_secret_from_the_environment() {
     );
     assert!(stderr(&empty).contains("empty"), "{}", stderr(&empty));
 
+    // The design's short vector secret is refused: too short to resist an offline guess.
+    let weak = vesper_env(
+        dir.path(),
+        &["mqtt", "password", "PV-26L31-BP01R-ZZ234"],
+        &[("MQTT_SECRET", "vesper-test-secret")],
+    );
+    assert!(!weak.status.success());
+    assert!(
+        stderr(&weak).contains("at least 32 bytes")
+            && stderr(&weak).contains("vesper mqtt secret new"),
+        "{}",
+        stderr(&weak)
+    );
+    assert!(stdout(&weak).is_empty());
+
     let bad = vesper_env(
         dir.path(),
         &["mqtt", "password", "PV-26L31-BP01R-ZZ23"],
-        &[("MQTT_SECRET", "x")],
+        &[("MQTT_SECRET", SECRET)],
     );
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("length is 19"), "{}", stderr(&bad));
+}
+
+#[test]
+fn mqtt_secret_new_prints_a_usable_random_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = vesper(dir.path(), &["mqtt", "secret", "new"]);
+    let second = vesper(dir.path(), &["mqtt", "secret", "new"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let (a, b) = (stdout(&first), stdout(&second));
+    let a = a.trim_end_matches('\n');
+    assert_eq!(a.len(), 64, "{a:?}");
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a:?}");
+    assert_ne!(a, b.trim_end(), "two secrets are different");
+    let used = vesper_env(
+        dir.path(),
+        &["mqtt", "password", "PV-26L31-BP01R-ZZ234"],
+        &[("MQTT_SECRET", a)],
+    );
+    assert!(used.status.success(), "{}", stderr(&used));
+    assert_eq!(
+        stdout(&used).trim(),
+        expected_password(a, "PV-26L31-BP01R-ZZ234")
+    );
 }
 
 #[test]

@@ -48,13 +48,19 @@ async fn logins_acls_and_delivery_are_the_backends() {
         .unwrap();
     let port = broker.addr().port();
 
-    // A wrong password and an unknown device are refused at CONNECT.
-    for (user, password) in [
-        (sns[0].as_str(), "wrong"),
-        ("PV-26A18-BC02R-X7KQA", "x"),
-        (SERVICE, "nope"),
+    // A wrong password, an unknown device and a client id that is not the login's own (device
+    // B's serial number, the backend's listener id) are refused at CONNECT.
+    let right = device_password(&sns[0]);
+    let listener_id = format!("{SERVICE}-heartbeats");
+    for (id, user, password) in [
+        (sns[0].as_str(), sns[0].as_str(), "wrong"),
+        ("PV-26A18-BC02R-X7KQA", "PV-26A18-BC02R-X7KQA", "x"),
+        (SERVICE, SERVICE, "nope"),
+        (sns[1].as_str(), sns[0].as_str(), right.as_str()),
+        (listener_id.as_str(), sns[0].as_str(), right.as_str()),
+        ("anything", sns[0].as_str(), right.as_str()),
     ] {
-        let (_c, mut events) = client(port, "bad", user, password);
+        let (_c, mut events) = client(port, id, user, password);
         let refused = until(&mut events, |_| None::<()>).await.unwrap_err();
         assert!(
             refused.contains("BadUserNamePassword") || refused.contains("refused"),
@@ -63,7 +69,7 @@ async fn logins_acls_and_delivery_are_the_backends() {
     }
 
     // The service account subscribes to every device's data; a device may not read another's.
-    let (service, mut service_events) = client(port, "svc", SERVICE, &service_password());
+    let (service, mut service_events) = client(port, SERVICE, SERVICE, &service_password());
     until(&mut service_events, |e| {
         matches!(e, Event::Incoming(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success)
             .then_some(())
@@ -181,7 +187,7 @@ async fn garbage_and_silence_do_not_hurt_the_broker() {
         .unwrap();
     assert_eq!(ack, [0x20, 2, 0, 5]);
     // The broker still serves.
-    let (_c, mut events) = client(addr.port(), "svc", SERVICE, &service_password());
+    let (_c, mut events) = client(addr.port(), SERVICE, SERVICE, &service_password());
     until(&mut events, |e| {
         matches!(e, Event::Incoming(Packet::ConnAck(_))).then_some(())
     })

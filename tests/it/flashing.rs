@@ -11,7 +11,7 @@ use vesper::flashing::{self, Bundle, FlashError, FlashEvent, FlashOptions, Flash
 use vesper::nvs::{self, DeviceNvs};
 use vesper::sim::{Fault, SimBoard, SimConfig, SimEvent};
 
-pub const SECRET: &str = "vesper-test-secret";
+pub const SECRET: &str = "vesper-test-secret-0123456789abcdef";
 
 /// A configuration folder, a published release for bellcore-v2, and its bundle.
 pub struct Fixture {

@@ -676,7 +676,9 @@ fn our_generator_matches_espressifs_byte_for_byte() {
 #[test]
 fn device_image_equals_espressifs_output_for_the_same_csv() {
     let sn: vesper::serial::SerialNumber = "PV-26A18-BC02R-X7KQA".parse().unwrap();
-    let secret = vesper::credentials::MasterSecret::new("vesper-test-secret", "test").unwrap();
+    let secret =
+        vesper::credentials::MasterSecret::new("vesper-test-secret-0123456789abcdef", "test")
+            .unwrap();
     let password = secret.device_password(&sn);
     let extra = vec![
         ("psram".to_string(), nvs::Setting::U8(1)),
@@ -696,8 +698,9 @@ fn device_image_equals_espressifs_output_for_the_same_csv() {
     let dir = tempfile::tempdir().unwrap();
     let csv = format!(
         "key,type,encoding,value\nvesper,namespace,,\nserial_number,data,string,{sn}\nhw_type,data,string,BC\n\
-         hw_version,data,string,02\nmqtt_user,data,string,{sn}\nmqtt_pass,data,string,25fd3d9acfa670d8cb7a309e440d2ef1\n\
-         mqtt_host,data,string,mqtt.example.com\nmqtt_port,data,u16,8883\npsram,data,u8,1\nnote,data,string,\"a, \"\"b\"\"\"\n"
+         hw_version,data,string,02\nmqtt_user,data,string,{sn}\nmqtt_pass,data,string,{pw}\n\
+         mqtt_host,data,string,mqtt.example.com\nmqtt_port,data,u16,8883\npsram,data,u8,1\nnote,data,string,\"a, \"\"b\"\"\"\n",
+        pw = password.expose()
     );
     std::fs::write(dir.path().join("case.csv"), csv).unwrap();
     let case = Case {
