@@ -152,6 +152,19 @@ impl Registry {
         })
     }
 
+    /// Whether the token named `name` exists and is not revoked (long-lived answers such as
+    /// event streams check this while they run).
+    pub fn token_active(&self, name: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM tokens WHERE name = ?1 AND revoked_at IS NULL")?
+                    .query_row([name], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
+            )
+        })
+    }
+
     /// Every token, newest first.
     pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
         self.read(|c| {

@@ -354,6 +354,16 @@ async fn device(
 
 /// Server-sent events of one device: its current state first, then every change
 /// (`provisioned`, `seen`, `status`, `flashed`, `assigned`, `users`).
+/// How often a running event stream checks that its token is still valid.
+const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What ends an event stream early.
+enum StreamEnd {
+    Event(Result<DeviceEvent, tokio::sync::broadcast::error::RecvError>),
+    Recheck,
+    Stopping,
+}
+
 async fn device_events(
     State(state): State<SharedState>,
     caller: Caller,
@@ -370,28 +380,44 @@ async fn device_events(
         db(&state, move |r| r.device(sn.as_str())).await?
     };
     let first = sse_event(&DeviceEvent::of("current", &device));
-    let stopping = state.stopping.clone();
-    let changes =
-        futures_util::stream::unfold((events, stopping), move |(mut events, mut stopping)| {
-            let sn = sn.clone();
+    let token = caller.0.name.clone();
+    let recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + TOKEN_RECHECK, TOKEN_RECHECK);
+    let changes = futures_util::stream::unfold(
+        (events, state.stopping.clone(), recheck, state.clone()),
+        move |(mut events, mut stopping, mut recheck, state)| {
+            let (sn, token) = (sn.clone(), token.clone());
             async move {
                 loop {
                     let next = tokio::select! {
-                        event = events.recv() => Some(event),
-                        _ = super::stopped(&mut stopping) => None,
+                        event = events.recv() => StreamEnd::Event(event),
+                        _ = recheck.tick() => StreamEnd::Recheck,
+                        _ = super::stopped(&mut stopping) => StreamEnd::Stopping,
                     };
-                    match next? {
-                        Ok(e) if e.serial_number == sn.as_str() => {
-                            return Some((Ok(sse_event(&e)), (events, stopping)));
+                    match next {
+                        StreamEnd::Event(Ok(e)) if e.serial_number == sn.as_str() => {
+                            return Some((Ok(sse_event(&e)), (events, stopping, recheck, state)));
                         }
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            continue;
+                        StreamEnd::Event(Ok(_))
+                        | StreamEnd::Event(Err(
+                            tokio::sync::broadcast::error::RecvError::Lagged(_),
+                        )) => {}
+                        StreamEnd::Recheck => {
+                            // A revoked token (or an unreadable registry) ends the stream.
+                            let name = token.clone();
+                            if !matches!(db(&state, move |r| r.token_active(&name)).await, Ok(true))
+                            {
+                                tracing::info!(token = %token, "event stream ended: its token is no longer valid");
+                                return None;
+                            }
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                        StreamEnd::Event(Err(tokio::sync::broadcast::error::RecvError::Closed))
+                        | StreamEnd::Stopping => return None,
                     }
                 }
             }
-        });
+        },
+    );
     let stream = futures_util::StreamExt::chain(
         futures_util::stream::once(async move { Ok(first) }),
         changes,
@@ -790,7 +816,16 @@ struct AuditParams {
 
 async fn stats(State(state): State<SharedState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let stats = db(&state, |r| r.stats()).await?;
+    let mut stats = db(&state, |r| r.stats()).await?;
+    if caller.require(Role::Admin).is_err() {
+        // Below admin, recent activity says who did what to which device, and nothing more:
+        // no token rows, and no before/after states (they hold e-mail addresses and user ids).
+        stats.recent.retain(|e| !e.action.starts_with("token."));
+        for entry in &mut stats.recent {
+            entry.before = None;
+            entry.after = None;
+        }
+    }
     Ok(Json(
         serde_json::to_value(stats).map_err(|_| ApiError::Internal)?,
     ))

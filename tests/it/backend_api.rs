@@ -1063,3 +1063,209 @@ async fn the_typed_client_tells_a_finished_batch_from_other_refusals() {
     assert!(unreachable.reason().contains("cannot reach the backend"));
     app.stop().await;
 }
+
+/// A device's NVS image holds its password: every download leaves an audit row, and once the
+/// device is in a customer's hands only an admin gets it again, asking for a reissue.
+#[tokio::test(flavor = "multi_thread")]
+async fn nvs_bin_is_audited_and_refused_for_devices_in_the_field() {
+    let app = App::start().await;
+    let (_, sns) = app.batch(4).await;
+    let nvs = |sn: &str, query: &str| format!("/manufacturing/devices/{sn}/nvs.bin{query}");
+    assert_eq!(
+        app.get(&nvs(&sns[0], ""), &app.technician).await.status(),
+        StatusCode::OK
+    );
+    for (sn, status) in [(&sns[1], "sold"), (&sns[2], "claimed"), (&sns[3], "active")] {
+        let r = app
+            .post(
+                &format!("/manufacturing/devices/{sn}/status"),
+                &app.technician,
+                json!({ "status": status }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{status}");
+        for token in [&app.technician, &app.admin] {
+            let r = app.get(&nvs(sn, ""), token).await;
+            assert_eq!(r.status(), StatusCode::CONFLICT, "{status}");
+            let body = json_of(r).await;
+            assert_eq!(body["code"], "device_in_field", "{body}");
+        }
+        assert_eq!(
+            app.get(&nvs(sn, "?reissue=true"), &app.technician)
+                .await
+                .status(),
+            StatusCode::FORBIDDEN,
+            "only an admin reissues"
+        );
+    }
+    let r = app.get(&nvs(&sns[1], "?reissue=true"), &app.admin).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!r.bytes().await.unwrap().is_empty());
+
+    let rows = |sn: String| {
+        let app = &app;
+        async move {
+            json_of(
+                app.get(&format!("/manufacturing/audit?subject={sn}"), &app.admin)
+                    .await,
+            )
+            .await["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["action"].as_str().unwrap().to_owned(),
+                        e["actor"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = rows(sns[0].clone()).await;
+    assert!(
+        first.contains(&("device.nvs_downloaded".into(), "bench-1".into())),
+        "{first:?}"
+    );
+    let sold = rows(sns[1].clone()).await;
+    assert!(
+        sold.contains(&("device.nvs_reissued".into(), "admin-1".into())),
+        "{sold:?}"
+    );
+    assert!(
+        !sold.iter().any(|(a, _)| a == "device.nvs_downloaded"),
+        "refused downloads leave no download row: {sold:?}"
+    );
+    app.stop().await;
+}
+
+/// The long poll honours its own limit (up to 600 s), not the router's 60 s timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_poll_of_61_seconds_answers_timeout_not_503() {
+    let app = App::start().await;
+    let (_, sns) = app.batch(1).await;
+    let started = std::time::Instant::now();
+    let r = app
+        .client
+        .get(format!(
+            "{}/manufacturing/devices/{}?wait=provisioned&timeout=61",
+            app.api, sns[0]
+        ))
+        .bearer_auth(&app.viewer)
+        .timeout(std::time::Duration::from_secs(90))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-wait-result"], "timeout");
+    assert!(
+        took >= std::time::Duration::from_secs(61),
+        "answered after {took:?}"
+    );
+    assert_eq!(json_of(r).await["status"], "manufactured");
+    // 600 s is accepted (and answered at once when the device is already there).
+    let r = app
+        .get(
+            &format!(
+                "/manufacturing/devices/{}?wait=manufactured&timeout=600",
+                sns[0]
+            ),
+            &app.viewer,
+        )
+        .await;
+    assert_eq!(r.headers()["x-wait-result"], "reached");
+    app.stop().await;
+}
+
+/// The dashboard's recent activity is readable by every token, so below admin it carries no
+/// token rows and no before/after states (which hold e-mail addresses and user ids).
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_for_viewers_hold_no_token_rows_or_email_addresses() {
+    let app = App::start().await;
+    let (_, sns) = app.batch(1).await;
+    let r = app
+        .post(
+            &format!("/manufacturing/devices/{}/assign", sns[0]),
+            &app.technician,
+            json!({ "email": "ana@example.com", "name": "Ana" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    app.running
+        .as_ref()
+        .unwrap()
+        .state
+        .registry
+        .create_token("later-1", vesper::registry::Role::Viewer, "admin-1")
+        .unwrap();
+    for (who, token) in [("viewer", &app.viewer), ("technician", &app.technician)] {
+        let text = app
+            .get("/manufacturing/stats", token)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(!text.contains("ana@example.com"), "{who}: {text}");
+        assert!(!text.contains("\"token."), "{who}: {text}");
+        let stats: Value = serde_json::from_str(&text).unwrap();
+        let actions: Vec<&str> = stats["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert!(
+            actions.iter().any(|a| a.contains("assign")),
+            "{who}: {actions:?}"
+        );
+    }
+    let admin = app
+        .get("/manufacturing/stats", &app.admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(admin.contains("ana@example.com") && admin.contains("\"token.create\""));
+    app.stop().await;
+}
+
+/// A stream outlives the request that opened it: revoking its token (here as `vesper token
+/// revoke` does, straight in the registry) ends it within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_stream_ends_when_its_token_is_revoked() {
+    let app = App::start().await;
+    let (_, sns) = app.batch(1).await;
+    let registry = app.running.as_ref().unwrap().state.registry.clone();
+    let token = registry
+        .create_token("watcher-1", vesper::registry::Role::Viewer, "admin-1")
+        .unwrap();
+    let mut stream = app
+        .get(&format!("/manufacturing/devices/{}/events", sns[0]), &token)
+        .await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let first = stream.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("event: current"));
+    // Still open a while later (only keep-alives or nothing arrive).
+    let open = tokio::time::timeout(std::time::Duration::from_secs(3), stream.chunk()).await;
+    assert!(
+        open.is_err() || matches!(open, Ok(Ok(Some(_)))),
+        "the stream ended on its own: {open:?}"
+    );
+    registry.revoke_token("watcher-1", "admin-1").unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(6), async {
+        while let Some(_chunk) = stream.chunk().await.unwrap() {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream kept flowing after its token was revoked"
+    );
+    assert_eq!(
+        app.get(&format!("/manufacturing/devices/{}/events", sns[0]), &token)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.stop().await;
+}

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::backend_support::{App, SERVICE, device_password, service_password, user_token};
 
 /// The plugin built next to this test binary (`cargo build -p vesper-mosquitto`; scripts/test does it).
-fn plugin() -> PathBuf {
+pub fn plugin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let path = dir.join("libvesper_mosquitto.so");
@@ -34,7 +34,7 @@ pub fn current_user() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -51,13 +51,12 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// A broker with a config written here: the plugin asking `auth_port`, both caches at
+    /// `cache_seconds`, no packet size limit (so the backend's own limits are what is tested).
     pub fn start(port: u16, auth_port: u16, cache_seconds: u32) -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        let log = dir.path().join("mosquitto.log");
-        std::fs::write(
-            &conf,
-            format!(
+        Self::with_config(
+            port,
+            &format!(
                 "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\n\
                  plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {auth_port}\n\
                  plugin_opt_http_getuser_uri /mqtt/auth/user\nplugin_opt_http_aclcheck_uri /mqtt/auth/acl\n\
@@ -68,7 +67,45 @@ impl Mosquitto {
                 plugin().display(),
             ),
         )
-        .unwrap();
+    }
+
+    /// The broker as shipped: `mosquitto/vesper-plugin.conf` as it is in the repository, with
+    /// only the listener, the plugin's path and the backend's port changed for this machine.
+    pub fn shipped(port: u16, auth_port: u16) -> Mosquitto {
+        let shipped =
+            std::fs::read_to_string(crate::support::root().join("mosquitto/vesper-plugin.conf"))
+                .unwrap();
+        let mut replaced = 0;
+        let config: String = shipped
+            .lines()
+            .map(|line| {
+                let new = match line {
+                    "listener 1883" => format!("listener {port} 127.0.0.1"),
+                    "plugin /usr/lib/vesper/libvesper_mosquitto.so" => {
+                        format!("plugin {}", plugin().display())
+                    }
+                    "plugin_opt_http_port 8081" => format!("plugin_opt_http_port {auth_port}"),
+                    other => return format!("{other}\n"),
+                };
+                replaced += 1;
+                format!("{new}\n")
+            })
+            .collect();
+        assert_eq!(replaced, 3, "the shipped config changed shape:\n{shipped}");
+        Self::with_config(
+            port,
+            &format!(
+                "{config}persistence false\nuser {}\nlog_dest stderr\nlog_type all\n",
+                current_user()
+            ),
+        )
+    }
+
+    fn with_config(port: u16, config: &str) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        let log = dir.path().join("mosquitto.log");
+        std::fs::write(&conf, config).unwrap();
         let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().expect(
             "mosquitto is not installed: ./scripts/test installs Debian's mosquitto and mosquitto-clients",
         );
@@ -108,6 +145,17 @@ impl Drop for Mosquitto {
     }
 }
 
+/// A backend with its heartbeat listener pointed at the shipped broker config, then started.
+pub async fn backend_and_shipped_broker() -> (App, Mosquitto) {
+    let port = free_port();
+    let app = App::start_with(&format!(
+        "[serve.broker]\nhost = \"127.0.0.1\"\nport = {port}\n"
+    ))
+    .await;
+    let broker = Mosquitto::shipped(port, app.auth_port());
+    (app, broker)
+}
+
 /// A backend with its heartbeat listener pointed at a broker that is then started.
 pub async fn backend_and_broker(cache_seconds: u32) -> (App, Mosquitto) {
     let port = free_port();
@@ -119,7 +167,7 @@ pub async fn backend_and_broker(cache_seconds: u32) -> (App, Mosquitto) {
     (app, broker)
 }
 
-fn options(port: u16, client_id: &str, credentials: Option<(&str, &str)>) -> MqttOptions {
+pub fn options(port: u16, client_id: &str, credentials: Option<(&str, &str)>) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(30));
     if let Some((user, pass)) = credentials {
@@ -165,7 +213,7 @@ pub async fn connect(
 }
 
 /// Polls until a packet matches, or `None` after `wait`.
-async fn next<T>(
+pub async fn next<T>(
     eventloop: &mut EventLoop,
     wait: Duration,
     mut pick: impl FnMut(Packet) -> Option<T>,
@@ -183,7 +231,7 @@ async fn next<T>(
     .ok()
 }
 
-async fn publish(
+pub async fn publish(
     client: &AsyncClient,
     eventloop: &mut EventLoop,
     topic: &str,
@@ -201,7 +249,7 @@ async fn publish(
     .expect("a PUBACK")
 }
 
-async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str) -> bool {
+pub async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str) -> bool {
     client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
     let codes = next(eventloop, Duration::from_secs(5), |p| match p {
         Packet::SubAck(ack) => Some(ack.return_codes),
@@ -215,7 +263,7 @@ async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str
 }
 
 /// Messages received within `wait`, as (topic, payload).
-async fn received(eventloop: &mut EventLoop, wait: Duration) -> Vec<(String, String)> {
+pub async fn received(eventloop: &mut EventLoop, wait: Duration) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(wait, async {
         loop {
@@ -231,7 +279,7 @@ async fn received(eventloop: &mut EventLoop, wait: Duration) -> Vec<(String, Str
     out
 }
 
-async fn flashed(app: &App, sn: &str, mac: &str) {
+pub async fn flashed(app: &App, sn: &str, mac: &str) {
     let body =
         json!({ "chip": "ESP32", "mac": mac, "firmware_version": "1.0.0", "station": "bench-1" });
     assert!(

@@ -9,6 +9,7 @@ mod backend_firmware;
 mod backend_mqtt;
 mod backend_process;
 mod broker;
+mod broker_hardening;
 mod cli;
 mod config;
 mod embedded_broker;
