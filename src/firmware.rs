@@ -1,16 +1,22 @@
 //! Firmware releases in the customer's OTA layout, each a flashable bundle.
 //!
 //! ```text
-//! {ota_root}/{board}/v{version}.bin          the application image (what OTA downloads)
-//! {ota_root}/{board}/latest.bin              a copy of the newest release's application
+//! {ota_root}/{board}/v{version}/             one release, written whole before it is visible:
 //! {ota_root}/{board}/v{version}/manifest.json   ESP Web Tools manifest of the whole bundle
 //! {ota_root}/{board}/v{version}/*.bin        bootloader, partition table, otadata, app
-//! {ota_root}/{board}/latest.json             a copy of the newest release's manifest
+//! {ota_root}/{board}/v{version}/ota.bin      the application image (a hard link to the app part)
+//! {ota_root}/{board}/v{version}.bin          -> v{version}/ota.bin (what OTA downloads)
+//! {ota_root}/{board}/latest                  -> v{version}: the one pointer to the newest release
+//! {ota_root}/{board}/latest.bin              -> latest/ota.bin
+//! {ota_root}/{board}/latest.json             -> latest/manifest.json
 //! ```
 //!
 //! A blank chip needs every part, not just the app: a release is checked against the board's
 //! partition table when it is published (no overlaps, nothing over the NVS partition, the app in
-//! an app partition and within its size), and written atomically.
+//! an app partition and within its size), and written atomically. `latest.bin` and
+//! `latest.json` both go through the one `latest` symlink, which is swapped with a rename: a
+//! crash leaves the old release or the new one whole, never the app of one and the manifest of
+//! the other. (NGINX serving the folder follows the links.)
 
 use std::path::{Path, PathBuf};
 
@@ -408,6 +414,13 @@ pub fn publish(
     }
     let manifest_path = staging.path().join("manifest.json");
     write_atomic(&manifest_path, &manifest_json).map_err(write_err(&manifest_path))?;
+    let app_name = &placed[app].name;
+    let ota_link = staging.path().join(OTA_FILE);
+    if app_name != OTA_FILE {
+        std::fs::hard_link(staging.path().join(app_name), &ota_link)
+            .map_err(write_err(&ota_link))?;
+    }
+    sync_dir(staging.path()).map_err(write_err(staging.path()))?;
     let staged = staging.keep();
     if let Err(source) = std::fs::rename(&staged, &release) {
         let _ = std::fs::remove_dir_all(&staged);
@@ -416,16 +429,45 @@ pub fn publish(
             source,
         });
     }
-    let app_bytes = &placed[app].bytes;
-    for (name, bytes) in [
-        (format!("v{version}.bin"), app_bytes.as_slice()),
-        ("latest.bin".to_owned(), app_bytes.as_slice()),
-        ("latest.json".to_owned(), manifest_json.as_slice()),
-    ] {
+    let folder = format!("v{version}");
+    let links = [
+        (format!("v{version}.bin"), format!("{folder}/{OTA_FILE}")),
+        ("latest.bin".to_owned(), format!("latest/{OTA_FILE}")),
+        ("latest.json".to_owned(), "latest/manifest.json".to_owned()),
+        // Last: the one pointer that makes the release the latest.
+        ("latest".to_owned(), folder),
+    ];
+    for (name, target) in links {
         let path = dir.join(name);
-        write_atomic(&path, bytes).map_err(write_err(&path))?;
+        swap_symlink(&dir, &path, Path::new(&target)).map_err(write_err(&path))?;
     }
+    sync_dir(&dir).map_err(write_err(&dir))?;
     Ok(manifest)
+}
+
+/// The application image's name inside a release folder (what OTA serves).
+pub const OTA_FILE: &str = "ota.bin";
+
+/// Points `link` at `target` atomically: a new symlink under a temporary name, renamed over
+/// whatever `link` was (a file of an older layout, or a link).
+fn swap_symlink(dir: &Path, link: &Path, target: &Path) -> std::io::Result<()> {
+    let temp = dir.join(format!(
+        ".link-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(target, &temp)?;
+    #[cfg(not(unix))]
+    return Err(std::io::Error::other("releases need a Unix file system"));
+    std::fs::rename(&temp, link).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}
+
+/// Flushes a folder's entries (new names, renames) to disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The manifest of a release (`None`: the latest one).

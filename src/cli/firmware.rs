@@ -15,7 +15,7 @@ use super::serve::{DataDir, local_actor};
 #[derive(Subcommand)]
 pub enum FirmwareCommand {
     /// Publish a release: its parts are checked against the board's partition table and written
-    /// atomically as {ota_root}/{board}/v{VERSION}/ + v{VERSION}.bin + latest.bin.
+    /// atomically as {ota_root}/{board}/v{VERSION}/, then made the latest by swapping one `latest` link.
     #[command(after_help = "\
 Each FILE may carry its offset as FILE@0xOFFSET; without one it is inferred from the name:
   *bootloader*  -> 0x1000 (esp32, esp32s2) or 0x0      *partition*  -> 0x8000

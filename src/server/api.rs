@@ -787,7 +787,12 @@ async fn device_firmware(
     let manifest = firmware::manifest(&state.config.serve.ota_root, &board.name, None)?;
     let path = firmware::board_dir(&state.config.serve.ota_root, &board.name)
         .join(format!("v{}.bin", manifest.version));
-    send_file(&path, &format!("{}-v{}.bin", board.name, manifest.version)).await
+    send_file(
+        &state,
+        &path,
+        &format!("{}-v{}.bin", board.name, manifest.version),
+    )
+    .await
 }
 
 async fn audit(
@@ -848,7 +853,7 @@ async fn ota_file(
         return Err(ApiError::NotFound("no such file".into()));
     }
     let path = firmware::board_dir(&state.config.serve.ota_root, &board).join(&file);
-    send_file(&path, &file).await
+    send_file(&state, &path, &file).await
 }
 
 async fn ota_release_file(
@@ -865,18 +870,54 @@ async fn ota_release_file(
     let path = firmware::board_dir(&state.config.serve.ota_root, &board)
         .join(&release)
         .join(&file);
-    send_file(&path, &file).await
+    send_file(&state, &path, &file).await
 }
 
-async fn send_file(path: &std::path::Path, name: &str) -> Result<Response, ApiError> {
-    match tokio::fs::read(path).await {
-        Ok(bytes) => {
+/// Most firmware downloads served at once; beyond that a client gets 503 with `Retry-After`
+/// (a fleet told to update at once must not exhaust the backend's file handles and memory).
+pub const MAX_DOWNLOADS: usize = 64;
+
+/// Streams a firmware file from disk (never read whole into memory), holding a download slot
+/// until the last byte is sent.
+async fn send_file(
+    state: &SharedState,
+    path: &std::path::Path,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let slot = state
+        .downloads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)?;
+    let opened = async {
+        let file = tokio::fs::File::open(path).await?;
+        let meta = file.metadata().await?;
+        if meta.is_dir() {
+            return Err(std::io::Error::from(std::io::ErrorKind::IsADirectory));
+        }
+        Ok((file, meta.len()))
+    };
+    match opened.await {
+        Ok((file, length)) => {
             let kind = if name.ends_with(".json") {
                 "application/json"
             } else {
                 "application/octet-stream"
             };
-            Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
+            let stream = tokio_util::io::ReaderStream::new(file);
+            let body =
+                axum::body::Body::from_stream(futures_util::StreamExt::map(stream, move |chunk| {
+                    let _held = &slot;
+                    chunk
+                }));
+            Ok((
+                [
+                    (header::CONTENT_TYPE, kind.to_owned()),
+                    (header::CONTENT_LENGTH, length.to_string()),
+                ],
+                body,
+            )
+                .into_response())
         }
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound

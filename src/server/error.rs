@@ -28,6 +28,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the registry is unavailable")]
     Unavailable,
+    /// Too many downloads at once; the client should come back (`Retry-After`).
+    #[error("too many downloads at once; retry in a few seconds")]
+    Busy,
     #[error("internal error")]
     Internal,
 }
@@ -40,7 +43,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -54,6 +57,11 @@ impl IntoResponse for ApiError {
             body["code"] = json!(code);
         }
         let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::Busy) {
+            response
+                .headers_mut()
+                .insert("retry-after", "5".parse().expect("header value"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -31,6 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use access::Caller;
+pub use api::MAX_DOWNLOADS;
 pub use error::ApiError;
 
 use crate::config::Config;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub broker_connected: std::sync::atomic::AtomicBool,
     /// Kick/forget commands for the broker plugin, published by the heartbeat listener.
     pub broker_control: control::BrokerControl,
+    /// Download slots for firmware files (`/ota/...`, `firmware.bin`).
+    pub downloads: Arc<tokio::sync::Semaphore>,
 }
 
 /// How many questions the broker asked, per route (a cache that works shows few).
@@ -146,11 +149,17 @@ pub fn api_router(state: SharedState) -> Router {
     )
 }
 
+/// Most auth questions answered at once on the broker's listener.
+const MAX_AUTH_IN_FLIGHT: usize = 256;
+
 /// The broker-facing MQTT auth router.
 pub fn auth_router(state: SharedState) -> Router {
     let ids = Counter::default();
     layered(
         mqtt::routes()
+            // The broker asks one question per login or topic; a flood waits its turn here
+            // rather than opening unbounded work (and registry reads) at once.
+            .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_AUTH_IN_FLIGHT))
             .layer(TimeoutLayer::with_status_code(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 Duration::from_secs(5),
@@ -229,6 +238,7 @@ pub async fn start(
         stopping: signal.clone(),
         broker_connected: std::sync::atomic::AtomicBool::new(false),
         broker_control,
+        downloads: Arc::new(tokio::sync::Semaphore::new(api::MAX_DOWNLOADS)),
     });
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

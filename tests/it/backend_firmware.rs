@@ -291,3 +291,158 @@ async fn unsafe_releases_are_refused_and_leave_nothing_behind() {
     assert!(matches!(err, FirmwareError::Exists { .. }), "{err}");
     app.stop().await;
 }
+
+/// The SHA-256 of a file, as hex.
+fn sha256_of(path: &std::path::Path) -> String {
+    sha2::Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The release `latest.json` names, checked whole: every part of its manifest is there with its
+/// SHA-256, and `latest.bin` is that release's app. Returns the version.
+fn latest_is_whole(board_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read(board_dir.join("latest.json")).ok()?;
+    let manifest: Value = serde_json::from_slice(&text).expect("latest.json is JSON");
+    let version = manifest["version"].as_str().unwrap().to_owned();
+    let release = board_dir.join(format!("v{version}"));
+    let app = manifest["app"].as_str().unwrap();
+    for part in manifest["builds"][0]["parts"].as_array().unwrap() {
+        let name = part["path"].as_str().unwrap();
+        assert_eq!(
+            sha256_of(&release.join(name)),
+            part["sha256"].as_str().unwrap(),
+            "v{version}/{name} is not whole"
+        );
+        if name == app {
+            assert_eq!(
+                sha256_of(&board_dir.join("latest.bin")),
+                part["sha256"].as_str().unwrap(),
+                "latest.bin is not the app of latest.json (v{version})"
+            );
+        }
+    }
+    Some(version)
+}
+
+/// `vesper firmware publish` killed with SIGKILL at random points: after every kill, the latest
+/// release is the old one or the new one, whole, and `latest.bin` always matches `latest.json`.
+#[test]
+fn a_publish_killed_at_any_point_leaves_one_whole_latest_release() {
+    use rand::Rng;
+    let dir = tempfile::tempdir().unwrap();
+    crate::backend_support::write_config(dir.path(), "http://127.0.0.1:9/unused");
+    let work = dir.path().join("parts");
+    std::fs::create_dir_all(&work).unwrap();
+    let config = vesper::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let board = config.board("bellcore-v2").unwrap();
+    std::fs::write(work.join("bootloader.bin"), image(0x4000, 1)).unwrap();
+    std::fs::write(work.join("partitions.bin"), board.table.to_bin().unwrap()).unwrap();
+    std::fs::write(work.join("boot_app0.bin"), vec![0xFF; 0x2000]).unwrap();
+    let board_dir = config.serve.ota_root.join("bellcore-v2");
+    let publish = |version: &str, seed: u8| {
+        std::fs::write(work.join("firmware.bin"), image(900_000, seed)).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vesper"));
+        cmd.current_dir(dir.path())
+            .env_remove("VESPER_CONFIG")
+            .env("HOME", dir.path())
+            .args(["firmware", "publish", "bellcore-v2", version])
+            .args(
+                [
+                    "bootloader.bin",
+                    "partitions.bin",
+                    "boot_app0.bin",
+                    "firmware.bin",
+                ]
+                .map(|f| work.join(f)),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    // One whole run to time it.
+    let started = std::time::Instant::now();
+    assert!(publish("1.0.0", 0).status().unwrap().success());
+    let full = started.elapsed();
+    assert_eq!(latest_is_whole(&board_dir).as_deref(), Some("1.0.0"));
+
+    let mut rng = rand::rng();
+    let (mut killed, mut old, mut new) = (0, 0, 0);
+    for round in 1..=40u8 {
+        let version = format!("1.0.{round}");
+        let before = latest_is_whole(&board_dir);
+        let mut child = publish(&version, round).spawn().unwrap();
+        let delay = full.mul_f64(rng.random_range(0.0..1.2));
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let after = latest_is_whole(&board_dir);
+        if after.as_deref() == Some(version.as_str()) {
+            new += 1;
+        } else {
+            assert_eq!(
+                after, before,
+                "round {round}: latest is neither the old nor the new release"
+            );
+            old += 1;
+        }
+    }
+    eprintln!(
+        "publish killed in flight {killed} of 40 times; latest stayed old {old}, became new {new}"
+    );
+    assert!(
+        killed >= 20,
+        "most kills must land while publishing ({killed} of 40)"
+    );
+    assert!(old > 0, "some kills must land before the swap");
+}
+
+/// Firmware files are streamed with their length, and at most MAX_DOWNLOADS at once; the next
+/// one is told to come back (503 with Retry-After) instead of piling up.
+#[tokio::test(flavor = "multi_thread")]
+async fn downloads_stream_and_are_limited() {
+    let app = App::start().await;
+    let dir = app.config().serve.ota_root.join("bellcore-v2");
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = vec![0xA5u8; 32 << 20];
+    std::fs::write(dir.join("big.bin"), &big).unwrap();
+    let url = format!("{}/ota/bellcore-v2/big.bin", app.api);
+    let whole = app.client.get(&url).send().await.unwrap();
+    assert_eq!(
+        whole.headers()["content-length"],
+        (32u64 << 20).to_string().as_str()
+    );
+    assert_eq!(whole.bytes().await.unwrap().len(), 32 << 20);
+
+    // Hold every slot with readers that never read.
+    let mut held = Vec::new();
+    for _ in 0..vesper::server::MAX_DOWNLOADS {
+        let r = reqwest::Client::new().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        held.push(r);
+    }
+    let refused = app.client.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    // The API still answers, and a slot frees when a download ends.
+    assert_eq!(
+        app.get("/manufacturing/stats", &app.viewer).await.status(),
+        StatusCode::OK
+    );
+    drop(held.pop());
+    let mut again = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        again = app.client.get(&url).send().await.unwrap().status();
+        if again == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, StatusCode::OK);
+    drop(held);
+    app.stop().await;
+}

@@ -370,3 +370,56 @@ fn firmware_publish_from_the_command_line_is_audited() {
     assert_eq!(rows[0].subject.as_deref(), Some("bellcore-v1/v1.2.0"));
     assert!(rows[0].actor.starts_with("cli:"));
 }
+
+/// Registry writes begin with BEGIN IMMEDIATE and wait for the lock: batches created through
+/// the serving backend while another process (`vesper token create`, on the same data folder)
+/// writes at the same time all succeed; none is answered 503 (SQLITE_BUSY).
+#[test]
+fn a_second_process_writing_while_serving_makes_no_request_fail() {
+    let (dir, token) = setup();
+    let serve = Serve::start(dir.path(), &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (dir, stop) = (dir.path().to_owned(), stop.clone());
+        std::thread::spawn(move || {
+            let mut made = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && made < 200 {
+                let out = vesper_env(
+                    &dir,
+                    &[
+                        "token",
+                        "create",
+                        &format!("cli-{made}"),
+                        "--role",
+                        "viewer",
+                    ],
+                    &[],
+                );
+                assert!(out.status.success(), "{}", stderr(&out));
+                made += 1;
+            }
+            made
+        })
+    };
+    let client = reqwest::blocking::Client::new();
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..150 {
+        let r = client
+            .post(format!("{}/manufacturing/batch", serve.api))
+            .bearer_auth(&token)
+            .json(&json!({ "board": "bellcore-v2", "quantity": 5 }))
+            .send()
+            .unwrap();
+        *codes.entry(r.status().as_u16()).or_insert(0) += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = writer.join().unwrap();
+    assert!(made > 0);
+    assert_eq!(
+        codes,
+        std::collections::BTreeMap::from([(201, 150)]),
+        "answers while another process wrote ({made} tokens): {}",
+        serve.log()
+    );
+    serve.kill();
+}
