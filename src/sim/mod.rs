@@ -8,7 +8,7 @@
 
 mod boot;
 pub mod rom;
-mod slip;
+pub mod slip;
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;

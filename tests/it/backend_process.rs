@@ -423,3 +423,68 @@ fn a_second_process_writing_while_serving_makes_no_request_fail() {
     );
     serve.kill();
 }
+
+/// Schemathesis (a peer that reads only the published OpenAPI document) against the real
+/// process with an admin token and a real batch: a bounded number of generated requests per
+/// operation, no 5xx, and every answer (and every server-sent event) matching its schema.
+#[test]
+fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
+    let (dir, token) = setup();
+    let serve = Serve::start(dir.path(), &[]);
+    let batch: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{}/manufacturing/batch", serve.api))
+        .bearer_auth(&token)
+        .json(&json!({ "board": "bellcore-v2", "quantity": 3 }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[parameters]\nsn = \"{}\"\nid = \"{}\"\nhw_type = \"BC\"\nhw_version = \"02\"\n",
+            batch["serial_numbers"][0].as_str().unwrap(),
+            batch["batch_id"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let schemathesis = crate::support::python()
+        .parent()
+        .unwrap()
+        .join("schemathesis");
+    let log = std::fs::File::create(dir.path().join("schemathesis.log")).unwrap();
+    let mut child = Command::new(&schemathesis)
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", &format!("{}/openapi.json", serve.api)])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "--checks",
+            "not_a_server_error,response_schema_conformance,content_type_conformance",
+            "--max-examples",
+            "10",
+            "--workers",
+            "1",
+            "--suppress-health-check",
+            "all",
+            "--seed",
+            "1",
+        ])
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (./scripts/test installs it)",
+                schemathesis.display()
+            )
+        });
+    let status = wait_with_timeout(&mut child, Duration::from_secs(300));
+    let report = std::fs::read_to_string(dir.path().join("schemathesis.log")).unwrap();
+    assert!(status.success(), "schemathesis found problems:\n{report}");
+    assert!(report.contains("passed"), "{report}");
+    serve.kill();
+}
