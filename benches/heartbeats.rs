@@ -62,7 +62,7 @@ async fn main() {
     .unwrap();
     let config = Config::load(&dir.path().join("config.toml")).unwrap();
     let board = config.board("bellcore-v2").unwrap().clone();
-    let secret = MasterSecret::new("bench-secret", "bench").unwrap();
+    let secret = MasterSecret::new("bench-secret-of-at-least-32-bytes", "bench").unwrap();
     let any = "127.0.0.1:0".parse().unwrap();
     let options = ServeOptions {
         data_dir: dir.path().join("data"),

@@ -36,7 +36,7 @@ fn main() {
         |_| false,
     )
     .expect("serial numbers");
-    let secret = MasterSecret::new("bench-secret", "bench").expect("secret");
+    let secret = MasterSecret::new("bench-secret-of-at-least-32-bytes", "bench").expect("secret");
     let passwords: Vec<_> = serials
         .iter()
         .map(|sn| secret.device_password(sn))

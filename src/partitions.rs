@@ -36,6 +36,12 @@ pub enum PartitionError {
     },
     #[error("partition table {origin} is empty")]
     Empty { origin: String },
+    #[error("partition table {origin}: entry {index} has {what}")]
+    BadEntry {
+        origin: String,
+        index: usize,
+        what: String,
+    },
     #[error("partition table {origin}: CSV is not UTF-8 text")]
     NotUtf8 { origin: String },
     #[error("partition table {origin} has no partition named `{name}`")]
@@ -57,6 +63,54 @@ pub enum PartitionError {
         end: u64,
         flash_size: u64,
     },
+}
+
+/// Size of one binary table entry.
+const ENTRY: usize = 32;
+
+/// Checks what esp-idf-part 0.6 would otherwise panic on in a binary table (found by fuzzing):
+/// an app or data subtype it does not know, or flag bits it does not know.
+fn check_binary_entries(bytes: &[u8], origin: &str) -> Result<(), PartitionError> {
+    use esp_idf_part::{AppType, DataType, Flags};
+    let bad = |index: usize, what: String| PartitionError::BadEntry {
+        origin: origin.to_owned(),
+        index,
+        what,
+    };
+    for (index, entry) in bytes.chunks_exact(ENTRY).enumerate() {
+        if !entry.starts_with(&BINARY_MAGIC) {
+            break;
+        }
+        let (ty, subtype) = (entry[2], entry[3]);
+        let known = match ty {
+            0x00 => AppType::from_repr(usize::from(subtype)).is_some(),
+            0x01 => DataType::from_repr(usize::from(subtype)).is_some(),
+            _ => true,
+        };
+        if !known {
+            return Err(bad(index, format!("an unknown subtype 0x{subtype:02x} for type 0x{ty:02x}")));
+        }
+        let flags = u32::from_le_bytes(entry[28..32].try_into().expect("4 bytes"));
+        if Flags::from_bits(flags).is_none() {
+            return Err(bad(index, format!("unknown flags 0x{flags:08x}")));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the partition table parser, turning a panic inside it into an error: a table is input a
+/// technician or a firmware upload supplies, and must never crash the program.
+fn guarded<T>(
+    origin: &str,
+    parse: impl FnOnce() -> Result<T, esp_idf_part::Error>,
+) -> Result<Result<T, esp_idf_part::Error>, PartitionError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).map_err(|_| {
+        PartitionError::BadEntry {
+            origin: origin.to_owned(),
+            index: 0,
+            what: "a form the parser cannot read".into(),
+        }
+    })
 }
 
 /// Where a partition lives in flash.
@@ -101,12 +155,15 @@ impl PartitionTable {
             return Err(PartitionError::Empty { origin });
         }
         let parsed = if bytes.starts_with(&BINARY_MAGIC) {
-            esp_idf_part::PartitionTable::try_from_bytes(bytes.to_vec())
+            check_binary_entries(bytes, &origin)?;
+            guarded(&origin, || {
+                esp_idf_part::PartitionTable::try_from_bytes(bytes.to_vec())
+            })?
         } else {
             let text = std::str::from_utf8(bytes).map_err(|_| PartitionError::NotUtf8 {
                 origin: origin.clone(),
             })?;
-            esp_idf_part::PartitionTable::try_from_str(text)
+            guarded(&origin, || esp_idf_part::PartitionTable::try_from_str(text))?
         };
         match parsed {
             Ok(table) if table.partitions().is_empty() => Err(PartitionError::Empty { origin }),

@@ -191,3 +191,42 @@ fn broken_tables_are_clear_errors() {
         support::stderr(&out)
     );
 }
+
+/// Found by `scripts/fuzz` (target `partition_table`): esp-idf-part 0.6 panics on a binary table
+/// entry with a data subtype it does not know (here 0x70), or unknown flag bits. Such a table is
+/// refused with an error naming the entry; it never crashes the program.
+#[test]
+fn binary_tables_with_unknown_subtypes_or_flags_are_errors_not_panics() {
+    let good = std::fs::read(support::vectors("partitions").join("pt_4mb_ota.bin")).unwrap();
+    assert!(PartitionTable::parse(&good, "good").is_ok());
+    let entry = |i: usize| i * 32;
+    let mut data_subtype = good.clone();
+    data_subtype[entry(0) + 3] = 0x70;
+    let mut app_subtype = good.clone();
+    let app = (0..good.len() / 32)
+        .find(|&i| good[entry(i)..].starts_with(&[0xAA, 0x50, 0x00]))
+        .expect("an app entry");
+    app_subtype[entry(app) + 3] = 0x7F;
+    let mut flags = good.clone();
+    flags[entry(0) + 28] = 0x80;
+    for (name, bytes) in [
+        ("data subtype", data_subtype),
+        ("app subtype", app_subtype),
+        ("flags", flags),
+    ] {
+        let err = PartitionTable::parse(&bytes, name).expect_err(name);
+        assert!(err.to_string().contains("entry"), "{name}: {err}");
+    }
+    let fuzzed =
+        std::fs::read(support::root().join("fuzz/corpus/partition_table/regression-unknown-data-subtype"))
+            .unwrap();
+    assert!(PartitionTable::parse(&fuzzed, "fuzzed").is_err());
+    // The command line says so too, instead of panicking.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.bin"), &fuzzed).unwrap();
+    let out = vesper(dir.path(), &["partitions", "show", "bad.bin"]);
+    assert!(!out.status.success());
+    let stderr = support::stderr(&out);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("entry 2"), "{stderr}");
+}
