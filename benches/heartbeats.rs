@@ -1,20 +1,35 @@
-//! Benchmark: 1,000 simulated devices connect through mosquitto + the vesper plugin + `vesper
-//! serve`, publish one heartbeat each, and are provisioned in the registry.
+//! Benchmark: the broker path under a reconnect storm, through mosquitto + the vesper plugin +
+//! `vesper serve`, and the same broker with a static password file as the ceiling.
 //!
-//! Run with `scripts/bench-heartbeats` (it builds the plugin in release mode first). Prints the
-//! time until all are provisioned and the rates. Not a timed test.
+//! 1. Storm: `DEVICES` (default 10,000) flashed devices connect at once (as a fleet does after a
+//!    broker restart), each publishes one heartbeat (QoS 1) and stays connected; timed until every
+//!    device is provisioned in the registry. No client may time out.
+//! 2. Under attack: while `BAD_RATE` (default 1,000) bad logins per second arrive from other
+//!    clients, 1,000 legitimate devices log in at 200 per second; their login latency (TCP
+//!    connect to CONNACK) p50 / p99.
+//! 3. Ceiling: the same storm against mosquitto with a static password file (no plugin, no
+//!    backend): what mosquitto itself does on this machine.
+//!
+//! Run with `scripts/bench-heartbeats` (it builds the plugin in release mode and raises the open
+//! file limit). Not a timed test.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::sync::watch;
 
 use vesper::config::Config;
 use vesper::credentials::MasterSecret;
-use vesper::registry::{FlashReport, NewBatch, Status};
+use vesper::registry::{FlashReport, NewBatch, Registry, Status};
 use vesper::server::{self, ServeOptions};
 
-const DEVICES: usize = 1000;
+const DEVICES: usize = 10_000;
+const BAD_RATE: usize = 1_000;
+/// A device gives up on one connection attempt after this long (then it would retry).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -24,6 +39,179 @@ fn free_port() -> u16 {
         .port()
 }
 
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(default)
+}
+
+fn user() -> String {
+    String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_owned()
+}
+
+/// Starts mosquitto with `config` (the listener line is added here) and waits for its port.
+fn mosquitto(dir: &std::path::Path, name: &str, port: u16, config: &str) -> Child {
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\n\
+             max_connections -1\nmax_packet_size 8192\nlog_dest stderr\nlog_type error\n{config}",
+            user()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+        .spawn()
+        .expect("mosquitto (apt-get install mosquitto)");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("mosquitto did not start; see {name}.log");
+}
+
+/// Connects one client; the time from the start of the TCP connect to the CONNACK.
+async fn login(
+    port: u16,
+    id: &str,
+    user: &str,
+    password: &str,
+) -> Result<(Duration, AsyncClient, EventLoop), String> {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_credentials(user, password);
+    o.set_keep_alive(Duration::from_secs(60));
+    let (client, mut eventloop) = AsyncClient::new(o, 4);
+    let start = Instant::now();
+    let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(a))) if a.code == ConnectReturnCode::Success => {
+                    return Ok(());
+                }
+                Ok(Event::Incoming(Packet::ConnAck(a))) => return Err(format!("{:?}", a.code)),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "timed out".to_owned())?;
+    answer.map(|()| (start.elapsed(), client, eventloop))
+}
+
+/// A device: logs in, publishes one heartbeat, waits for its PUBACK, then stays connected
+/// until `stop`. Returns its login latency.
+async fn device(
+    port: u16,
+    sn: String,
+    password: String,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Duration, String> {
+    let (took, client, mut eventloop) = login(port, &sn, &sn, &password).await?;
+    client
+        .publish(
+            format!("vesper/{sn}/data"),
+            QoS::AtLeastOnce,
+            false,
+            r#"{"type":"heartbeat","fw":"1.0.0","uptime":3}"#,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(CLIENT_TIMEOUT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no PUBACK".to_owned())??;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                e = eventloop.poll() => if e.is_err() { return },
+                _ = stop.wait_for(|s| *s) => {
+                    let _ = client.disconnect().await;
+                    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(took)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Connects every device at once; returns (latencies, failures, time until all acknowledged).
+async fn storm(
+    port: u16,
+    devices: &[(String, String)],
+    stop: &watch::Receiver<bool>,
+) -> (Vec<Duration>, Vec<String>, Duration) {
+    let start = Instant::now();
+    let tasks: Vec<_> = devices
+        .iter()
+        .map(|(sn, pw)| tokio::spawn(device(port, sn.clone(), pw.clone(), stop.clone())))
+        .collect();
+    let (mut latencies, mut failures) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(d) => latencies.push(d),
+            Err(e) => failures.push(e),
+        }
+    }
+    latencies.sort();
+    (latencies, failures, start.elapsed())
+}
+
+fn provisioned(registry: &Registry) -> usize {
+    registry.stats().unwrap().by_status[Status::Provisioned.as_str()]
+        .as_i64()
+        .unwrap() as usize
+}
+
+/// Bad logins at `rate` per second (each a distinct username and password) until `stop`.
+fn bad_logins(port: u16, rate: usize, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1) as u64));
+        let mut i = 0usize;
+        while !*stop.borrow() {
+            tick.tick().await;
+            i += 1;
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let user = format!("attacker-{i}");
+                let _ = login(port, &user, &user, &format!("guess-{i}")).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        sent.load(Ordering::Relaxed)
+    })
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -31,10 +219,8 @@ async fn main() {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .init();
     }
-    let devices = std::env::var("DEVICES")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(DEVICES);
+    let count = env_number("DEVICES", DEVICES);
+    let bad_rate = env_number("BAD_RATE", BAD_RATE);
     let plugin = std::env::current_exe()
         .unwrap()
         .parent()
@@ -74,12 +260,13 @@ async fn main() {
         .unwrap();
     let registry = running.state.registry.clone();
 
-    // The batch, flashed (as stations would report it).
+    // The storm's devices and the later legitimate logins, flashed as stations report them.
+    let legit = 1_000;
     let batch = registry
         .create_batch(
             &NewBatch {
                 board: &board,
-                quantity: devices as u32,
+                quantity: (count + legit) as u32,
                 subscription_plan: "standard".into(),
                 available_outputs: 8,
             },
@@ -87,15 +274,14 @@ async fn main() {
         )
         .unwrap();
     for (i, d) in batch.devices.iter().enumerate() {
-        let mac = format!(
-            "24:0A:C4:{:02X}:{:02X}:{:02X}",
-            i >> 16 & 0xff,
-            i >> 8 & 0xff,
-            i & 0xff
-        );
         let report = FlashReport {
             chip: "ESP32".into(),
-            mac,
+            mac: format!(
+                "24:0A:C4:{:02X}:{:02X}:{:02X}",
+                i >> 16 & 0xff,
+                i >> 8 & 0xff,
+                i & 0xff
+            ),
             firmware_version: "1.0.0".into(),
             station: "bench".into(),
             force: false,
@@ -104,34 +290,31 @@ async fn main() {
             .flashed(&d.serial_number, &report, "bench")
             .unwrap();
     }
+    let credentials: Vec<(String, String)> = batch
+        .devices
+        .iter()
+        .map(|d| {
+            let password = secret
+                .device_password(&d.serial_number.parse().unwrap())
+                .expose()
+                .to_owned();
+            (d.serial_number.clone(), password)
+        })
+        .collect();
+    let (storm_devices, later) = credentials.split_at(count);
 
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {mqtt_port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\nmax_connections -1\n\
-             plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {}\n\
-             plugin_opt_http_superuser_uri /mqtt/auth/superuser\nplugin_opt_auth_cache_seconds 60\nplugin_opt_acl_cache_seconds 60\nlog_dest stderr\n",
-            String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout).trim(),
+    let mut broker = mosquitto(
+        dir.path(),
+        "plugin",
+        mqtt_port,
+        &format!(
+            "plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {}\n\
+             plugin_opt_http_superuser_uri /mqtt/auth/superuser\n\
+             plugin_opt_auth_cache_seconds 60\nplugin_opt_acl_cache_seconds 60\n",
             plugin.display(),
             running.auth_addr.port()
         ),
-    )
-    .unwrap();
-    let mut mosquitto = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("mosquitto.log")).unwrap())
-        .spawn()
-        .expect("mosquitto");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", mqtt_port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Heartbeats sent before the listener's first subscription have no one to go to.
+    );
     let waited = Instant::now();
     while !running
         .state
@@ -140,74 +323,130 @@ async fn main() {
     {
         assert!(
             waited.elapsed() < Duration::from_secs(20),
-            "the heartbeat listener did not subscribe: {}",
-            std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default()
+            "the heartbeat listener did not subscribe"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // 1. The storm.
+    let (stop, stopped) = watch::channel(false);
+    let asked_before = running.state.metrics.user.load(Ordering::Relaxed);
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(devices);
-    for d in &batch.devices {
-        let sn = d.serial_number.clone();
-        let password = secret
-            .device_password(&sn.parse().unwrap())
-            .expose()
-            .to_owned();
-        tasks.push(tokio::spawn(async move {
-            let mut o = MqttOptions::new(sn.clone(), "127.0.0.1", mqtt_port);
-            o.set_credentials(sn.clone(), password);
-            o.set_keep_alive(Duration::from_secs(60));
-            let (client, mut eventloop) = AsyncClient::new(o, 4);
-            client
-                .publish(
-                    format!("vesper/{sn}/data"),
-                    QoS::AtLeastOnce,
-                    false,
-                    r#"{"type":"heartbeat","fw":"1.0.0"}"#,
-                )
-                .await
-                .unwrap();
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => break,
-                    Ok(_) => {}
-                    Err(e) => panic!("{sn}: {e}"),
-                }
-            }
-            let _ = client.disconnect().await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let published = start.elapsed();
-    loop {
-        let provisioned = registry.stats().unwrap().by_status[Status::Provisioned.as_str()]
-            .as_i64()
-            .unwrap() as usize;
-        if provisioned == devices {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "only {provisioned} of {devices} provisioned"
-        );
+    let (latencies, failures, acknowledged) = storm(mqtt_port, storm_devices, &stopped).await;
+    while provisioned(&registry) < latencies.len() && start.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let total = start.elapsed();
-    println!("{devices} devices through mosquitto + plugin + vesper serve:");
+    let all_provisioned = start.elapsed();
+    let done = provisioned(&registry);
     println!(
-        "  all connected and heartbeats acknowledged: {:.2} s",
-        published.as_secs_f64()
+        "Reconnect storm: {count} devices at once through mosquitto + vesper plugin + vesper serve"
     );
     println!(
-        "  all provisioned in the registry:           {:.2} s  ({:.0} heartbeats/s)",
-        total.as_secs_f64(),
-        devices as f64 / total.as_secs_f64()
+        "  connected and heartbeat acknowledged: {:.2} s ({:.0} logins/s); {} timed out or failed",
+        acknowledged.as_secs_f64(),
+        latencies.len() as f64 / acknowledged.as_secs_f64(),
+        failures.len()
     );
-    let _ = mosquitto.kill();
-    let _ = mosquitto.wait();
+    println!(
+        "  all provisioned in the registry:      {:.2} s ({done} of {count})",
+        all_provisioned.as_secs_f64()
+    );
+    println!(
+        "  login latency p50 {} p99 {}; backend login questions: {}",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        running.state.metrics.user.load(Ordering::Relaxed) - asked_before
+    );
+    if let Some(f) = failures.first() {
+        println!("  first failure: {f}");
+    }
+    let _ = stop.send(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 2. Legitimate logins while bad logins flood in.
+    let (stop_bad, bad_stopped) = watch::channel(false);
+    let attack = bad_logins(mqtt_port, bad_rate, bad_stopped);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (stop_legit, legit_stopped) = watch::channel(false);
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut tasks = Vec::with_capacity(later.len());
+    let under_attack = Instant::now();
+    for (sn, pw) in later {
+        tick.tick().await;
+        tasks.push(tokio::spawn(device(
+            mqtt_port,
+            sn.clone(),
+            pw.clone(),
+            legit_stopped.clone(),
+        )));
+    }
+    let (mut good, mut bad) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(d) => good.push(d),
+            Err(_) => bad += 1,
+        }
+    }
+    let attack_time = under_attack.elapsed();
+    let _ = stop_bad.send(true);
+    let attackers = attack.await.unwrap();
+    let _ = stop_legit.send(true);
+    good.sort();
+    println!(
+        "Under attack: {} legitimate logins at 200/s while {bad_rate} bad logins/s arrive ({attackers} sent in {:.1} s)",
+        later.len(),
+        attack_time.as_secs_f64()
+    );
+    println!(
+        "  legitimate login latency p50 {} p99 {}; {bad} failed",
+        ms(percentile(&good, 0.5)),
+        ms(percentile(&good, 0.99))
+    );
+    let _ = broker.kill();
+    let _ = broker.wait();
     running.stop().await.unwrap();
+
+    // 3. The ceiling: mosquitto alone, a static password file.
+    let passwords = dir.path().join("passwords");
+    let text: String = storm_devices
+        .iter()
+        .map(|(sn, pw)| format!("{sn}:{pw}\n"))
+        .collect();
+    std::fs::write(&passwords, text).unwrap();
+    let hashed = Command::new("mosquitto_passwd")
+        .arg("-U")
+        .arg(&passwords)
+        .status()
+        .expect("mosquitto_passwd (apt-get install mosquitto)");
+    assert!(hashed.success());
+    let port = free_port();
+    let mut alone = mosquitto(
+        dir.path(),
+        "password-file",
+        port,
+        &format!(
+            "password_file {}\nacl_file {}\n",
+            passwords.display(),
+            {
+                let acl = dir.path().join("acl");
+                std::fs::write(&acl, "pattern write vesper/%u/data\n").unwrap();
+                acl.display().to_string()
+            }
+        ),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let (latencies, failures, acknowledged) = storm(port, storm_devices, &stopped).await;
+    let _ = stop.send(true);
+    println!("Ceiling: the same storm against mosquitto with a static password file (no plugin)");
+    println!(
+        "  connected and heartbeat acknowledged: {:.2} s ({:.0} logins/s); {} failed; login p50 {} p99 {}",
+        acknowledged.as_secs_f64(),
+        latencies.len() as f64 / acknowledged.as_secs_f64(),
+        failures.len(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = alone.kill();
+    let _ = alone.wait();
 }
