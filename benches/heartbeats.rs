@@ -1,9 +1,10 @@
 //! Benchmark: the broker path under a reconnect storm, through mosquitto + the vesper plugin +
 //! `vesper serve`, and the same broker with a static password file as the ceiling.
 //!
-//! 1. Storm: `DEVICES` (default 10,000) flashed devices connect at once (as a fleet does after a
-//!    broker restart), each publishes one heartbeat (QoS 1) and stays connected; timed until every
-//!    device is provisioned in the registry. No client may time out.
+//! 1. Storm: `DEVICES` (default 10,000) flashed devices reconnect (as a fleet does after a broker
+//!    restart), each within a random `JITTER_MS` (default 3,000 ms; the firmware's reconnect
+//!    backoff has jitter; 0 = all in the same instant), publishes one heartbeat (QoS 1) and stays
+//!    connected; timed until every device is provisioned in the registry. No client may time out.
 //! 2. Under attack: while `BAD_RATE` (default 1,000) bad logins per second arrive from other
 //!    clients, 1,000 legitimate devices log in at 200 per second; their login latency (TCP
 //!    connect to CONNACK) p50 / p99.
@@ -27,6 +28,7 @@ use vesper::registry::{FlashReport, NewBatch, Registry, Status};
 use vesper::server::{self, ServeOptions};
 
 const DEVICES: usize = 10_000;
+const JITTER_MS: usize = 3_000;
 const BAD_RATE: usize = 1_000;
 /// A device gives up on one connection attempt after this long (then it would retry).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,12 +61,13 @@ fn mosquitto(dir: &std::path::Path, name: &str, port: u16, config: &str) -> Chil
         &conf,
         format!(
             "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\n\
-             max_connections -1\nmax_packet_size 8192\nlog_dest stderr\nlog_type error\n{config}",
+             max_connections -1\nmax_packet_size 8192\nmax_queued_messages 100000\nmax_inflight_messages 100\n\
+             log_dest stderr\nlog_type error\n{config}",
             user()
         ),
     )
     .unwrap();
-    let child = Command::new("mosquitto")
+    let mut child = Command::new("mosquitto")
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
@@ -77,6 +80,8 @@ fn mosquitto(dir: &std::path::Path, name: &str, port: u16, config: &str) -> Chil
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("mosquitto did not start; see {name}.log");
 }
 
@@ -91,6 +96,11 @@ async fn login(
     o.set_credentials(user, password);
     o.set_keep_alive(Duration::from_secs(60));
     let (client, mut eventloop) = AsyncClient::new(o, 4);
+    // A device waits as long for its TCP connection as for its CONNACK (the broker's listen
+    // backlog is 100, so a storm's SYNs are retransmitted by the kernel).
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_connection_timeout(CLIENT_TIMEOUT.as_secs());
+    eventloop.set_network_options(network);
     let start = Instant::now();
     let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
         loop {
@@ -115,8 +125,10 @@ async fn device(
     port: u16,
     sn: String,
     password: String,
+    delay: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Duration, String> {
+    tokio::time::sleep(delay).await;
     let (took, client, mut eventloop) = login(port, &sn, &sn, &password).await?;
     client
         .publish(
@@ -142,7 +154,7 @@ async fn device(
         loop {
             tokio::select! {
                 e = eventloop.poll() => if e.is_err() { return },
-                _ = stop.wait_for(|s| *s) => {
+                _ = stop.changed() => {
                     let _ = client.disconnect().await;
                     let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
                     return;
@@ -168,12 +180,18 @@ fn ms(d: Duration) -> String {
 async fn storm(
     port: u16,
     devices: &[(String, String)],
+    jitter: Duration,
     stop: &watch::Receiver<bool>,
 ) -> (Vec<Duration>, Vec<String>, Duration) {
+    use rand::Rng;
     let start = Instant::now();
+    let mut rng = rand::rng();
     let tasks: Vec<_> = devices
         .iter()
-        .map(|(sn, pw)| tokio::spawn(device(port, sn.clone(), pw.clone(), stop.clone())))
+        .map(|(sn, pw)| {
+            let delay = jitter.mul_f64(rng.random_range(0.0..1.0));
+            tokio::spawn(device(port, sn.clone(), pw.clone(), delay, stop.clone()))
+        })
         .collect();
     let (mut latencies, mut failures) = (Vec::new(), Vec::new());
     for t in tasks {
@@ -193,7 +211,11 @@ fn provisioned(registry: &Registry) -> usize {
 }
 
 /// Bad logins at `rate` per second (each a distinct username and password) until `stop`.
-fn bad_logins(port: u16, rate: usize, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<usize> {
+fn bad_logins(
+    port: u16,
+    rate: usize,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
         let sent = Arc::new(AtomicUsize::new(0));
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1) as u64));
@@ -221,6 +243,7 @@ async fn main() {
     }
     let count = env_number("DEVICES", DEVICES);
     let bad_rate = env_number("BAD_RATE", BAD_RATE);
+    let jitter = Duration::from_millis(env_number("JITTER_MS", JITTER_MS) as u64);
     let plugin = std::env::current_exe()
         .unwrap()
         .parent()
@@ -262,18 +285,26 @@ async fn main() {
 
     // The storm's devices and the later legitimate logins, flashed as stations report them.
     let legit = 1_000;
-    let batch = registry
-        .create_batch(
-            &NewBatch {
-                board: &board,
-                quantity: (count + legit) as u32,
-                subscription_plan: "standard".into(),
-                available_outputs: 8,
-            },
-            "bench",
-        )
-        .unwrap();
-    for (i, d) in batch.devices.iter().enumerate() {
+    let mut devices = Vec::with_capacity(count + legit);
+    // Batches hold at most 10,000 devices: as many as needed.
+    let mut left = count + legit;
+    while left > 0 {
+        let quantity = left.min(10_000);
+        let batch = registry
+            .create_batch(
+                &NewBatch {
+                    board: &board,
+                    quantity: quantity as u32,
+                    subscription_plan: "standard".into(),
+                    available_outputs: 8,
+                },
+                "bench",
+            )
+            .unwrap();
+        devices.extend(batch.devices);
+        left -= quantity;
+    }
+    for (i, d) in devices.iter().enumerate() {
         let report = FlashReport {
             chip: "ESP32".into(),
             mac: format!(
@@ -290,8 +321,7 @@ async fn main() {
             .flashed(&d.serial_number, &report, "bench")
             .unwrap();
     }
-    let credentials: Vec<(String, String)> = batch
-        .devices
+    let credentials: Vec<(String, String)> = devices
         .iter()
         .map(|d| {
             let password = secret
@@ -309,10 +339,14 @@ async fn main() {
         mqtt_port,
         &format!(
             "plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {}\n\
-             plugin_opt_http_superuser_uri /mqtt/auth/superuser\n\
-             plugin_opt_auth_cache_seconds 60\nplugin_opt_acl_cache_seconds 60\n",
+             plugin_opt_auth_cache_seconds 60\nplugin_opt_acl_cache_seconds 60\n{}",
             plugin.display(),
-            running.auth_addr.port()
+            running.auth_addr.port(),
+            if std::env::var("LOCAL_ACL").as_deref() == Ok("false") {
+                "plugin_opt_local_acl false\n"
+            } else {
+                "plugin_opt_local_acl true\nplugin_opt_service_account vesper-backend\n"
+            }
         ),
     );
     let waited = Instant::now();
@@ -332,14 +366,16 @@ async fn main() {
     let (stop, stopped) = watch::channel(false);
     let asked_before = running.state.metrics.user.load(Ordering::Relaxed);
     let start = Instant::now();
-    let (latencies, failures, acknowledged) = storm(mqtt_port, storm_devices, &stopped).await;
+    let (latencies, failures, acknowledged) =
+        storm(mqtt_port, storm_devices, jitter, &stopped).await;
     while provisioned(&registry) < latencies.len() && start.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let all_provisioned = start.elapsed();
     let done = provisioned(&registry);
     println!(
-        "Reconnect storm: {count} devices at once through mosquitto + vesper plugin + vesper serve"
+        "Reconnect storm: {count} devices within {} ms through mosquitto + vesper plugin + vesper serve",
+        jitter.as_millis()
     );
     println!(
         "  connected and heartbeat acknowledged: {:.2} s ({:.0} logins/s); {} timed out or failed",
@@ -377,6 +413,7 @@ async fn main() {
             mqtt_port,
             sn.clone(),
             pw.clone(),
+            Duration::ZERO,
             legit_stopped.clone(),
         )));
     }
@@ -424,18 +461,14 @@ async fn main() {
         dir.path(),
         "password-file",
         port,
-        &format!(
-            "password_file {}\nacl_file {}\n",
-            passwords.display(),
-            {
-                let acl = dir.path().join("acl");
-                std::fs::write(&acl, "pattern write vesper/%u/data\n").unwrap();
-                acl.display().to_string()
-            }
-        ),
+        &format!("password_file {}\nacl_file {}\n", passwords.display(), {
+            let acl = dir.path().join("acl");
+            std::fs::write(&acl, "pattern write vesper/%u/data\n").unwrap();
+            acl.display().to_string()
+        }),
     );
     let (stop, stopped) = watch::channel(false);
-    let (latencies, failures, acknowledged) = storm(port, storm_devices, &stopped).await;
+    let (latencies, failures, acknowledged) = storm(port, storm_devices, jitter, &stopped).await;
     let _ = stop.send(true);
     println!("Ceiling: the same storm against mosquitto with a static password file (no plugin)");
     println!(

@@ -88,7 +88,10 @@ fn check_binary_entries(bytes: &[u8], origin: &str) -> Result<(), PartitionError
             _ => true,
         };
         if !known {
-            return Err(bad(index, format!("an unknown subtype 0x{subtype:02x} for type 0x{ty:02x}")));
+            return Err(bad(
+                index,
+                format!("an unknown subtype 0x{subtype:02x} for type 0x{ty:02x}"),
+            ));
         }
         let flags = u32::from_le_bytes(entry[28..32].try_into().expect("4 bytes"));
         if Flags::from_bits(flags).is_none() {

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use sha2::{Digest, Sha256};
+use vesper::acl::{self as rules, Access, Decision, Subject, TopicTemplate, Topics};
 use vesper::clientid::{self, MAX_ACCOUNT_SUFFIX};
 use vesper::goauth::{self, AuthParams, ParamsMode, ResponseMode};
+use vesper::serial::SerialNumber;
 
 /// Longest username, password, client id or topic the plugin will ask about, in bytes.
 pub const MAX_FIELD: usize = 1024;
@@ -50,6 +52,21 @@ pub struct Options {
     pub acl_cache: Duration,
     /// Most answers kept (grants and denials together).
     pub cache_size: NonZeroUsize,
+    /// Decide devices' and the service account's topic checks here, with the backend's own
+    /// rules (`vesper::acl`), instead of asking (`plugin_opt_local_acl true`); see [`LocalAcl`].
+    pub local_acl: Option<LocalAcl>,
+}
+
+/// The rules the plugin applies itself when `local_acl` is on: the same `vesper::acl::authorize`
+/// the backend runs, with the same topic templates and service account name (they must equal
+/// the backend's `[mqtt.topics]` and `serve.service_account`). Only devices and the service
+/// account are decided here: their grants depend on nothing but the topic, once the login was
+/// allowed by the backend (a revoked device is kicked, and its cached login dropped, at once).
+/// Users' grants depend on the registry and are always asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAcl {
+    pub topics: Topics,
+    pub service_account: String,
 }
 
 /// go-auth's `http_method`.
@@ -77,6 +94,13 @@ impl Options {
             auth_cache: Duration::from_secs(30),
             acl_cache: Duration::from_secs(30),
             cache_size: NonZeroUsize::new(DEFAULT_CACHE_SIZE).expect("non-zero"),
+            local_acl: None,
+        };
+        let mut local = false;
+        let mut topics = Topics::default();
+        let mut service_account = "vesper-backend".to_owned();
+        let template = |key: &str, v: &str| {
+            TopicTemplate::try_from(v.trim().to_owned()).map_err(|e| format!("{key}: {e}"))
         };
         let seconds = |key: &str, v: &str| {
             v.trim()
@@ -110,6 +134,15 @@ impl Options {
                 "http_timeout" => o.timeout = seconds(key, value)?,
                 "auth_cache_seconds" => o.auth_cache = seconds(key, value)?,
                 "acl_cache_seconds" => o.acl_cache = seconds(key, value)?,
+                "local_acl" => local = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(format!("local_acl: `{other}` is not true or false")),
+                },
+                "service_account" => service_account = value.trim().to_owned(),
+                "topic_data" => topics.data = template(key, value)?,
+                "topic_status" => topics.status = template(key, value)?,
+                "topic_control" => topics.control = template(key, value)?,
                 "cache_size" => o.cache_size = value.trim().parse().map_err(|_| format!("cache_size: `{value}` is not a number of entries above 0"))?,
                 "http_with_tls" if value == "true" => return Err("http_with_tls: TLS to the backend is not supported; keep the backend on loopback".into()),
                 _ => {}
@@ -133,6 +166,16 @@ impl Options {
             return Err(
                 "http_params_mode form needs http_method POST or PUT (as in go-auth)".into(),
             );
+        }
+        if local {
+            topics.validate().map_err(|e| e.to_string())?;
+            if service_account.is_empty() {
+                return Err("service_account must not be empty".into());
+            }
+            o.local_acl = Some(LocalAcl {
+                topics,
+                service_account,
+            });
         }
         if o.timeout.is_zero() {
             return Err("http_timeout must be at least 1 second".into());
@@ -353,6 +396,20 @@ impl Checker {
         goauth::interpret(self.options.response_mode, status, &answer)
     }
 
+    /// With `local_acl`, a device's or the service account's topic check, decided here;
+    /// `None`: ask the backend (users, or local rules off).
+    fn decide_locally(&self, username: &str, topic: &str, access: i32) -> Option<Decision> {
+        let local = self.options.local_acl.as_ref()?;
+        let access = Access::from_acc(i64::from(access))?;
+        let device = username.parse::<SerialNumber>().ok();
+        let subject = match &device {
+            Some(sn) => Subject::Device(sn),
+            None if username == local.service_account => Subject::Service,
+            None => return None,
+        };
+        Some(rules::authorize(&local.topics, &subject, topic, access))
+    }
+
     /// A cached question about `username`: the cache answers first; identical questions in
     /// flight are asked once; the backend's errors are never cached.
     fn cached(
@@ -468,6 +525,12 @@ impl Checker {
                 Outcome::Deny,
                 Some(format!("topic or client id over {MAX_FIELD} bytes")),
             );
+        }
+        if let Some(decision) = self.decide_locally(username, topic, access) {
+            return match decision {
+                Decision::Allow => (Outcome::Allow, None),
+                Decision::Deny => (Outcome::Deny, Some("not allowed (local rules)".into())),
+            };
         }
         if let Some(uri) = &self.options.superuser_uri {
             let params = AuthParams {
@@ -616,6 +679,74 @@ mod tests {
         assert_eq!(c.login(Some("u"), Some("p"), Some("u")).0, Outcome::Error);
         assert_eq!(c.acl(Some("u"), Some("u"), "t", 2).0, Outcome::Error);
         assert_eq!(c.cached_answers(), 0);
+    }
+
+    #[test]
+    fn local_rules_decide_devices_and_the_service_without_asking() {
+        // No backend: anything asked would be an error.
+        let c = Checker::new(
+            Options::parse([
+                ("http_host", "127.0.0.1"),
+                ("http_port", "9"),
+                ("http_timeout", "1"),
+                ("local_acl", "true"),
+                ("service_account", "svc"),
+            ])
+            .unwrap(),
+        );
+        let a = "PV-26A18-BC02R-X7KQA";
+        let b = "PV-26L31-BP01R-ZZ234";
+        let own = format!("vesper/{a}/data");
+        assert_eq!(c.acl(Some(a), Some(a), &own, 2).0, Outcome::Allow);
+        assert_eq!(
+            c.acl(Some(a), Some(a), &format!("vesper/{b}/data"), 2).0,
+            Outcome::Deny
+        );
+        assert_eq!(
+            c.acl(Some(a), Some(a), &format!("vesper/{a}/control"), 4).0,
+            Outcome::Allow
+        );
+        assert_eq!(c.acl(Some(a), Some(a), "vesper/+/data", 4).0, Outcome::Deny);
+        assert_eq!(c.acl(Some("svc"), Some("svc"), &own, 1).0, Outcome::Allow);
+        assert_eq!(
+            c.acl(Some("svc"), Some("svc"), "$CONTROL/vesper/v1", 2).0,
+            Outcome::Allow
+        );
+        assert_eq!(
+            c.acl(Some("svc"), Some("svc"), &format!("vesper/{a}/control"), 2)
+                .0,
+            Outcome::Deny
+        );
+        // Users depend on the registry: asked (here, an error: no backend).
+        assert_eq!(
+            c.acl(Some("uid-1"), Some("uid-1"), &own, 4).0,
+            Outcome::Error
+        );
+        assert_eq!(c.cached_answers(), 0);
+        // Templates are options, checked like the backend's.
+        let seed = Options::parse([
+            ("http_host", "h"),
+            ("http_port", "1"),
+            ("local_acl", "true"),
+            ("topic_data", "/vesper/{sn}/data"),
+        ])
+        .unwrap();
+        assert_eq!(
+            seed.local_acl.unwrap().topics.data.to_string(),
+            "/vesper/{sn}/data"
+        );
+        for bad in [("topic_data", "vesper/data"), ("local_acl", "yes")] {
+            assert!(
+                Options::parse([
+                    ("http_host", "h"),
+                    ("http_port", "1"),
+                    ("local_acl", "true"),
+                    bad
+                ])
+                .is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request};
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -253,14 +254,26 @@ pub async fn start(
     };
     let tasks = vec![
         tokio::spawn(
-            axum::serve(api, api_router(state.clone()))
-                .with_graceful_shutdown(until(signal.clone()))
-                .into_future(),
+            axum::serve(
+                api.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                api_router(state.clone()),
+            )
+            .with_graceful_shutdown(until(signal.clone()))
+            .into_future(),
         ),
         tokio::spawn(
-            axum::serve(auth, auth_router(state.clone()))
-                .with_graceful_shutdown(until(signal.clone()))
-                .into_future(),
+            // Small request, small answer, one at a time per broker connection: Nagle's
+            // algorithm would hold answers back waiting for ACKs.
+            axum::serve(
+                auth.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                auth_router(state.clone()),
+            )
+            .with_graceful_shutdown(until(signal.clone()))
+            .into_future(),
         ),
     ];
     let mut tasks = tasks;

@@ -217,9 +217,10 @@ fn binary_tables_with_unknown_subtypes_or_flags_are_errors_not_panics() {
         let err = PartitionTable::parse(&bytes, name).expect_err(name);
         assert!(err.to_string().contains("entry"), "{name}: {err}");
     }
-    let fuzzed =
-        std::fs::read(support::root().join("fuzz/corpus/partition_table/regression-unknown-data-subtype"))
-            .unwrap();
+    let fuzzed = std::fs::read(
+        support::root().join("fuzz/corpus/partition_table/regression-unknown-data-subtype"),
+    )
+    .unwrap();
     assert!(PartitionTable::parse(&fuzzed, "fuzzed").is_err());
     // The command line says so too, instead of panicking.
     let dir = tempfile::tempdir().unwrap();
