@@ -167,6 +167,29 @@ pub async fn backend_and_broker(cache_seconds: u32) -> (App, Mosquitto) {
     (app, broker)
 }
 
+/// The backend's `/healthz` answer.
+pub async fn health(app: &App) -> serde_json::Value {
+    app.client
+        .get(format!("{}/healthz", app.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the backend's heartbeat listener is logged in and subscribed.
+pub async fn listener_connected(app: &App) {
+    for _ in 0..100 {
+        if health(app).await["broker"] == "connected" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the heartbeat listener did not connect");
+}
+
 pub fn options(port: u16, client_id: &str, credentials: Option<(&str, &str)>) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(30));
@@ -307,26 +330,8 @@ async fn a_heartbeat_provisions_the_device_and_bad_logins_are_refused() {
     )
     .await;
 
-    let mut health = serde_json::Value::Null;
-    for _ in 0..100 {
-        health = app
-            .client
-            .get(format!("{}/healthz", app.api))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if health["broker"] == "connected" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        health["broker"], "connected",
-        "the heartbeat listener logs in as the service account and subscribes"
-    );
+    // The heartbeat listener logs in as the service account and subscribes.
+    listener_connected(&app).await;
     let (client, mut eventloop) = connect(broker.port, a, a, &device_password(a))
         .await
         .expect("the right password connects");

@@ -11,28 +11,9 @@ use serde_json::json;
 
 use crate::backend_support::{App, SERVICE, device_password, service_password};
 use crate::broker::{
-    backend_and_broker, backend_and_shipped_broker, connect, flashed, publish, received, subscribe,
+    backend_and_broker, backend_and_shipped_broker, connect, flashed, health, listener_connected,
+    publish, received, subscribe,
 };
-
-/// Waits until the backend's heartbeat listener is logged in and subscribed.
-async fn listener_connected(app: &App) {
-    for _ in 0..100 {
-        let health: serde_json::Value = app
-            .client
-            .get(format!("{}/healthz", app.api))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if health["broker"] == "connected" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the heartbeat listener did not connect");
-}
 
 /// Polls the connection for `wait`; `true` if the broker ended it (a DISCONNECT or an error).
 async fn cut_off_within(eventloop: &mut EventLoop, wait: Duration) -> bool {
@@ -90,16 +71,7 @@ async fn a_device_cannot_take_another_devices_or_the_listeners_session() {
         PubAckReason::Success | PubAckReason::NoMatchingSubscribers
     ));
     // The listener was not knocked off either.
-    let health: serde_json::Value = app
-        .client
-        .get(format!("{}/healthz", app.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health["broker"], "connected");
+    assert_eq!(health(&app).await["broker"], "connected");
     // A with its own id (and a suffix) is fine.
     connect(broker.port, &format!("{a}-ota"), a, &device_password(a))
         .await
