@@ -583,7 +583,8 @@ fn nvs_dump_output_regenerates_the_image() {
 fn nvs_device_builds_the_image_for_the_board_of_the_serial_number() {
     let dir = tempfile::tempdir().unwrap();
     assert!(vesper(dir.path(), &["init"]).status.success());
-    let secret = [("MQTT_SECRET", "vesper-test-secret")];
+    const SECRET: &str = "vesper-test-secret-0123456789abcdef";
+    let secret = [("MQTT_SECRET", SECRET)];
     let out = vesper_env(
         dir.path(),
         &["nvs", "device", "PV-26A18-BC02R-X7KQA", "-o", "dev.bin"],
@@ -609,7 +610,7 @@ fn nvs_device_builds_the_image_for_the_board_of_the_serial_number() {
     assert_eq!(
         find("mqtt_pass"),
         Some(ItemValue::Str(
-            b"25fd3d9acfa670d8cb7a309e440d2ef1\0".to_vec()
+            format!("{}\0", expected_password(SECRET, "PV-26A18-BC02R-X7KQA")).into_bytes()
         ))
     );
     assert_eq!(
@@ -631,7 +632,7 @@ fn nvs_device_builds_the_image_for_the_board_of_the_serial_number() {
         })
     );
     assert!(
-        !String::from_utf8_lossy(&image).contains("vesper-test-secret"),
+        !String::from_utf8_lossy(&image).contains(SECRET),
         "the master secret never reaches a device"
     );
 
