@@ -111,6 +111,31 @@ pub struct Device {
     pub history: Option<Vec<AuditEntry>>,
 }
 
+/// The fields of a device record that name a person: the customer's e-mail address and name,
+/// and the users who may use the device.
+const PERSONAL_FIELDS: [&str; 4] = ["assigned_email", "assigned_name", "owner", "users_list"];
+
+impl Device {
+    /// The record as a viewer may see it: without the customer's e-mail address and name or the
+    /// users who may use the device, also in the before/after states of its history.
+    pub fn without_personal_data(mut self) -> Self {
+        self.assigned_email = None;
+        self.assigned_name = None;
+        self.owner = None;
+        self.users_list.clear();
+        for entry in self.history.iter_mut().flatten() {
+            for state in [&mut entry.before, &mut entry.after].into_iter().flatten() {
+                if let Value::Object(fields) = state {
+                    for field in PERSONAL_FIELDS {
+                        fields.remove(field);
+                    }
+                }
+            }
+        }
+        self
+    }
+}
+
 /// Device columns, in the order [`device_from_row`] reads them.
 pub(super) const DEVICE_COLUMNS: &str = "d.serial_number, d.hw_type, d.hw_version, d.board, b.name, d.status,
     d.subscription_plan, d.available_outputs, d.created_at, d.assigned_email, d.assigned_name, d.chip, d.mac,
@@ -196,8 +221,13 @@ pub struct DeviceFilter {
     pub created_from: Option<String>,
     /// Created before this date or time (a bare date includes that whole day).
     pub created_to: Option<String>,
-    /// Substring of serial number, MAC, e-mail, owner or station.
+    /// Substring of serial number, MAC, e-mail, owner or station (e-mail and owner only when
+    /// `personal` is set).
     pub text: Option<String>,
+    /// Whether the text may match personal data (e-mail addresses, user ids): set by the caller
+    /// for technicians and admins, never taken from the query.
+    #[serde(skip)]
+    pub personal: bool,
     /// Order: `created` (default), `serial_number`, `status`, `board`, `batch`, `flashed`.
     pub sort: Option<DeviceSort>,
     /// Descending order (the default for `created` and `flashed`).
@@ -441,13 +471,15 @@ impl Registry {
             "ASC"
         };
         let order = format!("{} {direction}, d.serial_number", sort.column());
-        let args = params![status, f.hw_type, f.board, f.batch, from, to, text];
+        let args = params![
+            status, f.hw_type, f.board, f.batch, from, to, text, f.personal
+        ];
         let filter = "FROM devices d JOIN batches b ON b.id = d.batch_id
             WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.hw_type = ?2) AND (?3 IS NULL OR d.board = ?3)
               AND (?4 IS NULL OR b.name = ?4) AND (?5 IS NULL OR d.created_at >= ?5) AND (?6 IS NULL OR d.created_at < ?6)
               AND (?7 IS NULL OR d.serial_number LIKE ?7 ESCAPE '\\' OR d.mac LIKE ?7 ESCAPE '\\'
-                   OR d.assigned_email LIKE ?7 ESCAPE '\\' OR d.station LIKE ?7 ESCAPE '\\'
-                   OR EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id LIKE ?7 ESCAPE '\\'))";
+                   OR (?8 AND d.assigned_email LIKE ?7 ESCAPE '\\') OR d.station LIKE ?7 ESCAPE '\\'
+                   OR (?8 AND EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id LIKE ?7 ESCAPE '\\')))";
         self.read(|c| {
             let total: i64 = c
                 .prepare_cached(&format!("SELECT count(*) {filter}"))?

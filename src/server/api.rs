@@ -196,7 +196,11 @@ async fn batch(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let batch = db(&state, move |r| r.batch(&id)).await?;
+    let mut batch = db(&state, move |r| r.batch(&id)).await?;
+    batch.devices = std::mem::take(&mut batch.devices)
+        .into_iter()
+        .map(|d| visible(&caller, d))
+        .collect();
     let mut body = serde_json::to_value(&batch).map_err(|_| ApiError::Internal)?;
     body["serial_numbers"] = json!(batch.serial_numbers());
     Ok(Json(body))
@@ -279,13 +283,33 @@ async fn batches(
     Ok(Json(json!({ "batches": list })))
 }
 
+/// Whether the caller may see personal data (customers' e-mail addresses, user ids): technicians
+/// assign devices to customers and admins manage users; a viewer sees devices without them.
+fn sees_personal_data(caller: &Caller) -> bool {
+    caller.require(Role::Technician).is_ok()
+}
+
+/// A device as this caller may see it.
+fn visible(caller: &Caller, device: crate::registry::Device) -> crate::registry::Device {
+    if sees_personal_data(caller) {
+        device
+    } else {
+        device.without_personal_data()
+    }
+}
+
 async fn devices(
     State(state): State<SharedState>,
     caller: Caller,
-    Params(filter): Params<DeviceFilter>,
+    Params(mut filter): Params<DeviceFilter>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let page = db(&state, move |r| r.devices(&filter)).await?;
+    filter.personal = sees_personal_data(&caller);
+    let mut page = db(&state, move |r| r.devices(&filter)).await?;
+    page.devices = std::mem::take(&mut page.devices)
+        .into_iter()
+        .map(|d| visible(&caller, d))
+        .collect();
     Ok(Json(
         serde_json::to_value(page).map_err(|_| ApiError::Internal)?,
     ))
@@ -315,7 +339,7 @@ async fn device(
     caller.require(Role::Viewer)?;
     let sn = serial(&sn)?;
     let Some(wanted) = q.wait else {
-        let device = db(&state, move |r| r.device(sn.as_str())).await?;
+        let device = visible(&caller, db(&state, move |r| r.device(sn.as_str())).await?);
         return Ok(
             Json(serde_json::to_value(device).map_err(|_| ApiError::Internal)?).into_response(),
         );
@@ -344,7 +368,7 @@ async fn device(
         s if reached(s, wanted) => "reached",
         _ => "timeout",
     };
-    let body = serde_json::to_value(device).map_err(|_| ApiError::Internal)?;
+    let body = serde_json::to_value(visible(&caller, device)).map_err(|_| ApiError::Internal)?;
     Ok((
         [(header::HeaderName::from_static("x-wait-result"), result)],
         Json(body),

@@ -551,11 +551,12 @@ async fn device_list_filters_and_pages() {
         json!({ "owner": "uid-findme" }),
     )
     .await;
+    // As the technician: the text also searches e-mail addresses and user ids (not for viewers).
     let count = |q: &'static str| {
         let app = &app;
         async move {
             let v = json_of(
-                app.get(&format!("/manufacturing/devices?{q}"), &app.viewer)
+                app.get(&format!("/manufacturing/devices?{q}"), &app.technician)
                     .await,
             )
             .await;
@@ -1227,6 +1228,52 @@ async fn stats_for_viewers_hold_no_token_rows_or_email_addresses() {
         .await
         .unwrap();
     assert!(admin.contains("ana@example.com") && admin.contains("\"token.create\""));
+
+    // Nor in the device answers a viewer reads, nor through the search.
+    app.post(
+        &format!("/manufacturing/devices/{}/users", sns[0]),
+        &app.admin,
+        json!({ "owner": "uid-ana", "users_list": ["uid-bo"] }),
+    )
+    .await;
+    for path in [
+        format!("/manufacturing/devices/{}", sns[0]),
+        format!(
+            "/manufacturing/devices/{}?wait=manufactured&timeout=1",
+            sns[0]
+        ),
+        "/manufacturing/devices".to_owned(),
+        "/manufacturing/batch/B-0001".to_owned(),
+    ] {
+        let viewer = app.get(&path, &app.viewer).await.text().await.unwrap();
+        for personal in ["ana@example.com", "Ana", "uid-ana", "uid-bo"] {
+            assert!(
+                !viewer.contains(personal),
+                "{path} shows {personal} to a viewer: {viewer}"
+            );
+        }
+        let technician = app.get(&path, &app.technician).await.text().await.unwrap();
+        assert!(
+            technician.contains("ana@example.com"),
+            "{path}: {technician}"
+        );
+    }
+    let search = |token: &str, text: &str| {
+        let (app, token, text) = (&app, token.to_owned(), text.to_owned());
+        async move {
+            json_of(
+                app.get(&format!("/manufacturing/devices?text={text}"), &token)
+                    .await,
+            )
+            .await["total"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    assert_eq!(search(&app.viewer, "ana%40example").await, 0);
+    assert_eq!(search(&app.viewer, "uid-bo").await, 0);
+    assert_eq!(search(&app.technician, "ana%40example").await, 1);
+    assert_eq!(search(&app.viewer, &sns[0][15..]).await, 1);
     app.stop().await;
 }
 
