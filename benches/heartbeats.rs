@@ -11,8 +11,11 @@
 //! 3. Ceiling: the same storm against mosquitto with a static password file (no plugin, no
 //!    backend): what mosquitto itself does on this machine.
 //!
-//! Run with `scripts/bench-heartbeats` (it builds the plugin in release mode and raises the open
-//! file limit). Not a timed test.
+//! The backend is the `vesper serve` binary in its own process (as deployed), not a server in
+//! the benchmark's runtime, which also runs the 10,000 simulated devices.
+//!
+//! Run with `scripts/bench-heartbeats` (it builds the binary and the plugin in release mode and
+//! raises the open file limit). Not a timed test.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -25,7 +28,6 @@ use tokio::sync::watch;
 use vesper::config::Config;
 use vesper::credentials::MasterSecret;
 use vesper::registry::{FlashReport, NewBatch, Registry, Status};
-use vesper::server::{self, ServeOptions};
 
 const DEVICES: usize = 10_000;
 const JITTER_MS: usize = 3_000;
@@ -272,16 +274,7 @@ async fn main() {
     let config = Config::load(&dir.path().join("config.toml")).unwrap();
     let board = config.board("bellcore-v2").unwrap().clone();
     let secret = MasterSecret::new("bench-secret-of-at-least-32-bytes", "bench").unwrap();
-    let any = "127.0.0.1:0".parse().unwrap();
-    let options = ServeOptions {
-        data_dir: dir.path().join("data"),
-        listen: any,
-        auth_listen: any,
-    };
-    let running = server::start(config, secret.clone(), &options)
-        .await
-        .unwrap();
-    let registry = running.state.registry.clone();
+    let registry = Registry::open(&dir.path().join("data")).unwrap();
 
     // The storm's devices and the later legitimate logins, flashed as stations report them.
     let legit = 1_000;
@@ -333,15 +326,36 @@ async fn main() {
         .collect();
     let (storm_devices, later) = credentials.split_at(count);
 
+    // The backend as it is deployed: the `vesper serve` binary, its own process and runtime.
+    let (api_port, auth_port) = (free_port(), free_port());
+    let binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("vesper");
+    assert!(binary.exists(), "build it first: cargo build --release");
+    let mut serve = Command::new(&binary)
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{api_port}")])
+        .args(["--auth-listen", &format!("127.0.0.1:{auth_port}")])
+        .env("MQTT_SECRET", "bench-secret-of-at-least-32-bytes")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
     let mut broker = mosquitto(
         dir.path(),
         "plugin",
         mqtt_port,
         &format!(
-            "plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {}\n\
+            "plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {auth_port}\n\
              plugin_opt_auth_cache_seconds 60\nplugin_opt_acl_cache_seconds 60\n{}",
             plugin.display(),
-            running.auth_addr.port(),
             if std::env::var("LOCAL_ACL").as_deref() == Ok("false") {
                 "plugin_opt_local_acl false\n"
             } else {
@@ -350,21 +364,47 @@ async fn main() {
         ),
     );
     let waited = Instant::now();
-    while !running
-        .state
-        .broker_connected
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    loop {
+        let health = http
+            .get(format!("http://127.0.0.1:{api_port}/healthz"))
+            .send()
+            .await;
+        if let Ok(r) = health
+            && r.text()
+                .await
+                .unwrap_or_default()
+                .contains("\"broker\":\"connected\"")
+        {
+            break;
+        }
         assert!(
-            waited.elapsed() < Duration::from_secs(20),
-            "the heartbeat listener did not subscribe"
+            waited.elapsed() < Duration::from_secs(30),
+            "the heartbeat listener did not subscribe: {}",
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let logins_asked = || {
+        let http = http.clone();
+        async move {
+            let text = http
+                .get(format!("http://127.0.0.1:{auth_port}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("vesper_auth_requests_total{route=\"user\"} "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        }
+    };
 
     // 1. The storm.
     let (stop, stopped) = watch::channel(false);
-    let asked_before = running.state.metrics.user.load(Ordering::Relaxed);
+    let asked_before = logins_asked().await;
     let start = Instant::now();
     let (latencies, failures, acknowledged) =
         storm(mqtt_port, storm_devices, jitter, &stopped).await;
@@ -391,7 +431,7 @@ async fn main() {
         "  login latency p50 {} p99 {}; backend login questions: {}",
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99)),
-        running.state.metrics.user.load(Ordering::Relaxed) - asked_before
+        logins_asked().await - asked_before
     );
     if let Some(f) = failures.first() {
         println!("  first failure: {f}");
@@ -441,7 +481,10 @@ async fn main() {
     );
     let _ = broker.kill();
     let _ = broker.wait();
-    running.stop().await.unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let _ = serve.wait();
 
     // 3. The ceiling: mosquitto alone, a static password file.
     let passwords = dir.path().join("passwords");
