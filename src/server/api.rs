@@ -197,10 +197,7 @@ async fn batch(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
     let mut batch = db(&state, move |r| r.batch(&id)).await?;
-    batch.devices = std::mem::take(&mut batch.devices)
-        .into_iter()
-        .map(|d| visible(&caller, d))
-        .collect();
+    batch.devices = all_visible(&caller, std::mem::take(&mut batch.devices));
     let mut body = serde_json::to_value(&batch).map_err(|_| ApiError::Internal)?;
     body["serial_numbers"] = json!(batch.serial_numbers());
     Ok(Json(body))
@@ -298,6 +295,14 @@ fn visible(caller: &Caller, device: crate::registry::Device) -> crate::registry:
     }
 }
 
+/// Devices as this caller may see them.
+fn all_visible(
+    caller: &Caller,
+    devices: Vec<crate::registry::Device>,
+) -> Vec<crate::registry::Device> {
+    devices.into_iter().map(|d| visible(caller, d)).collect()
+}
+
 async fn devices(
     State(state): State<SharedState>,
     caller: Caller,
@@ -306,10 +311,7 @@ async fn devices(
     caller.require(Role::Viewer)?;
     filter.personal = sees_personal_data(&caller);
     let mut page = db(&state, move |r| r.devices(&filter)).await?;
-    page.devices = std::mem::take(&mut page.devices)
-        .into_iter()
-        .map(|d| visible(&caller, d))
-        .collect();
+    page.devices = all_visible(&caller, std::mem::take(&mut page.devices));
     Ok(Json(
         serde_json::to_value(page).map_err(|_| ApiError::Internal)?,
     ))
