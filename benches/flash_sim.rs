@@ -36,7 +36,7 @@ fn app() -> Vec<u8> {
 fn board(dir: &std::path::Path) -> Board {
     let table_path = dir.join("t.csv");
     std::fs::write(&table_path, vesper::config::EXAMPLE_TABLES[0].1).unwrap();
-    let table = vesper::partitions::PartitionTable::load(&table_path).unwrap();
+    let table = vesper::files::partition_table(&table_path).unwrap();
     let nvs = table.nvs("nvs").unwrap();
     Board {
         name: "bench".into(),

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
-use vesper::config::Config;
 use vesper::credentials::MasterSecret;
 use vesper::registry::{FlashReport, NewBatch, Registry, Status};
 
@@ -271,7 +270,7 @@ async fn main() {
         ),
     )
     .unwrap();
-    let config = Config::load(&dir.path().join("config.toml")).unwrap();
+    let config = vesper::config::load(&dir.path().join("config.toml")).unwrap();
     let board = config.board("bellcore-v2").unwrap().clone();
     let secret = MasterSecret::new("bench-secret-of-at-least-32-bytes", "bench").unwrap();
     let registry = Registry::open(&dir.path().join("data")).unwrap();

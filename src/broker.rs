@@ -393,3 +393,23 @@ impl Connection {
         Ok(())
     }
 }
+
+/// The backend's own login and ACL code answers the embedded broker.
+impl Gate for vesper_backend::BackendGate {
+    fn login<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+        client_id: &'a str,
+    ) -> GateFuture<'a> {
+        Box::pin(vesper_backend::BackendGate::login(
+            self, username, password, client_id,
+        ))
+    }
+
+    fn allow<'a>(&'a self, username: &'a str, topic: &'a str, access: Access) -> GateFuture<'a> {
+        Box::pin(vesper_backend::BackendGate::allow(
+            self, username, topic, access,
+        ))
+    }
+}

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use crate::broker::Broker;
 use crate::client::ApiClient;
 use crate::config::{Board, Config, ConfigError};
-use crate::credentials::MasterSecret;
 use crate::files::{write_atomic, write_private};
 use crate::firmware::{self, IMAGE_MAGIC, PartSpec};
 use crate::registry::Role;
@@ -217,12 +216,11 @@ impl Demo {
         .map_err(io(&config_path))?;
         let ports = dir.join("ports");
         std::fs::create_dir_all(&ports).map_err(io(&ports))?;
-        let config = Config::load(&config_path)?;
+        let config = crate::config::load(&config_path)?;
         for board in &config.boards {
             publish_demo_firmware(&config, board, options.app_size)?;
         }
-        let secret = MasterSecret::from_file(&secret_path)
-            .map_err(|e| io(&secret_path)(std::io::Error::other(e.to_string())))?;
+        let secret = server::read_secret_file(&secret_path)?;
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("loopback address");
         let serve = ServeOptions {
             data_dir: config.serve.data_dir.clone(),

@@ -1,7 +1,9 @@
-//! File helpers shared by every command that writes output.
+//! File helpers shared by every command that writes output or reads an input file.
 
 use std::io::Write as _;
 use std::path::Path;
+
+use vesper_core::partitions::PartitionTable;
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
 /// then renamed over the target. A crash or an error never leaves a partial or empty file.
@@ -15,28 +17,41 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".vesper-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    // Temporary files are private (0600); outputs are ordinary files (0644) that a web server
-    // or a colleague may need to read, unless they hold a secret.
+    let mut options = atomic_write_file::OpenOptions::new();
+    // Outputs are ordinary files (0644) that a web server or a colleague may need to read,
+    // unless they hold a secret; an old file's mode is not carried over.
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt as _;
-        temp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        use atomic_write_file::unix::OpenOptionsExt as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.preserve_mode(false).mode(mode);
     }
     #[cfg(not(unix))]
     let _ = mode;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
+/// Reads a partition table (`.csv` or `.bin`, told apart by content) from a file.
+pub fn partition_table(path: &Path) -> Result<PartitionTable, FileError> {
+    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(PartitionTable::parse(&bytes, &path.display().to_string())?)
+}
+
+/// Errors reading an input file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Partition(#[from] vesper_core::partitions::PartitionError),
 }
 
 #[cfg(test)]

@@ -1,32 +1,28 @@
-//! Vesper Station: the manufacturing workstation and sync backend for ESP32-based devices.
+//! The `vesper` binary's library: the command line's edge (finding and reading the config file,
+//! atomic output files), the demo and its embedded broker, and one place that names every crate
+//! of the workspace, so that tests and benchmarks reach any layer as `vesper::...`.
 //!
-//! The library holds every capability; the `vesper` binary only parses arguments and prints.
-//! Modules by domain:
-//! - [`serial`]: serial numbers `PV-YYMDD-BBTTR-XXXXX`;
-//! - [`credentials`]: per-device MQTT passwords derived from the master secret;
-//! - [`acl`]: MQTT topic templates and who may publish or subscribe where;
-//! - [`clientid`]: which MQTT client ids a login may use;
-//! - [`nvs`]: NVS partition images, byte-identical to Espressif's generator;
-//! - [`partitions`]: ESP-IDF partition tables;
-//! - [`config`]: the configuration file.
+//! The layers live in their own crates (README "Layout"): `vesper-core` (model and contracts, no
+//! I/O), `vesper-store`, `vesper-backend`, `vesper-client`, `vesper-flash`, `vesper-sim`,
+//! `vesper-labels` and `vesper-station`. This crate sits on top of all of them.
 
-pub mod acl;
 pub mod broker;
-pub mod client;
-pub mod clientid;
 pub mod config;
-pub mod credentials;
 pub mod demo;
 pub mod files;
-pub mod firmware;
-pub mod flashing;
-pub mod goauth;
-pub mod labels;
-pub mod nvs;
-pub mod partitions;
-pub mod registry;
-pub mod serial;
-pub mod server;
-pub mod sim;
-pub mod station;
-pub mod users;
+
+pub use vesper_backend as server;
+pub use vesper_backend::users;
+pub use vesper_client as client;
+pub use vesper_core::{acl, clientid, credentials, goauth, model, nvs, partitions, serial, wire};
+pub use vesper_flash as flashing;
+pub use vesper_labels as labels;
+pub use vesper_sim as sim;
+pub use vesper_station as station;
+pub use vesper_store as registry;
+
+/// Firmware bundles: the manifest types (core) and the release store of `vesper serve`.
+pub mod firmware {
+    pub use vesper_backend::releases::*;
+    pub use vesper_core::firmware::*;
+}

@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vesper::acl::{Access, CONTROL_TOPIC, Decision, Subject, Topics, authorize};
-use vesper::clientid::{self, Login};
-use vesper::serial::SerialNumber;
+use vesper_core::acl::{Access, CONTROL_TOPIC, Decision, Subject, Topics, authorize};
+use vesper_core::clientid::{self, Login};
+use vesper_core::serial::SerialNumber;
 
 const A: &str = "PV-26A18-BC02R-X7KQA";
 

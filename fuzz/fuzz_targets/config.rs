@@ -1,26 +1,24 @@
-//! The configuration loader on any text: a configuration or an error that names the key, never
-//! a panic. The partition tables it may reference are the repository's, copied once.
+//! The configuration parser on any text: a configuration or an error that names the key, never
+//! a panic. The partition tables it may reference are the repository's, served from memory.
 #![no_main]
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use vesper::config::{Config, EXAMPLE_TABLES};
+use vesper_core::config::{Config, EXAMPLE_TABLES, Machine};
 
-fn folder() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        for (path, text) in EXAMPLE_TABLES {
-            let target = dir.join(path);
-            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-            std::fs::write(target, text).unwrap();
-        }
-        dir
-    })
+fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    EXAMPLE_TABLES
+        .iter()
+        .find(|(name, _)| Path::new("/fuzz").join(name) == path)
+        .map(|(_, text)| text.as_bytes().to_vec())
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
 }
 
 fuzz_target!(|text: &str| {
-    let _ = Config::parse(text, &folder().join("config.toml"));
+    let machine = Machine {
+        station_name: "fuzz".into(),
+        firmware_cache: "/fuzz/cache".into(),
+    };
+    let _ = Config::parse(text, Path::new("/fuzz/config.toml"), &read, &machine);
 });

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vesper::goauth::{ParamsMode, encode_params, parse_params};
+use vesper_core::goauth::{ParamsMode, encode_params, parse_params};
 
 const TYPES: [Option<&str>; 5] = [
     Some("application/json"),
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(params) = parse_params(content_type, body) {
         for mode in [ParamsMode::Json, ParamsMode::Form] {
             let (ct, encoded) = encode_params(mode, &params);
-            if encoded.len() <= vesper::goauth::MAX_BODY {
+            if encoded.len() <= vesper_core::goauth::MAX_BODY {
                 assert_eq!(parse_params(Some(ct), &encoded).as_ref(), Ok(&params), "{mode:?}");
             }
         }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vesper::partitions::PartitionTable;
+use vesper_core::partitions::PartitionTable;
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(table) = PartitionTable::parse(bytes, "fuzz") {

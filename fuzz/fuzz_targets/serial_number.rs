@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vesper::serial::SerialNumber;
+use vesper_core::serial::SerialNumber;
 
 fuzz_target!(|text: &str| {
     if let Ok(sn) = text.parse::<SerialNumber>() {

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vesper::sim::rom::Rom;
-use vesper::sim::slip::Decoder;
+use vesper_sim::rom::Rom;
+use vesper_sim::slip::Decoder;
 
 fuzz_target!(|bytes: &[u8]| {
     let mut rom = Rom::new(256 * 1024, [0x24, 0x0A, 0xC4, 0, 0, 1], Vec::new());

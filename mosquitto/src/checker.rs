@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use sha2::{Digest, Sha256};
-use vesper::acl::{self as rules, Access, Decision, Subject, TopicTemplate, Topics};
-use vesper::clientid::{self, MAX_ACCOUNT_SUFFIX};
-use vesper::goauth::{self, AuthParams, ParamsMode, ResponseMode};
-use vesper::serial::SerialNumber;
+use vesper_core::acl::{self as rules, Access, Decision, Subject, TopicTemplate, Topics};
+use vesper_core::clientid::{self, MAX_ACCOUNT_SUFFIX};
+use vesper_core::goauth::{self, AuthParams, ParamsMode, ResponseMode};
+use vesper_core::serial::SerialNumber;
 
 /// Longest username, password, client id or topic the plugin will ask about, in bytes.
 pub const MAX_FIELD: usize = 1024;
@@ -53,11 +53,11 @@ pub struct Options {
     /// Most answers kept (grants and denials together).
     pub cache_size: NonZeroUsize,
     /// Decide devices' and the service account's topic checks here, with the backend's own
-    /// rules (`vesper::acl`), instead of asking (`plugin_opt_local_acl true`); see [`LocalAcl`].
+    /// rules (`vesper_core::acl`), instead of asking (`plugin_opt_local_acl true`); see [`LocalAcl`].
     pub local_acl: Option<LocalAcl>,
 }
 
-/// The rules the plugin applies itself when `local_acl` is on: the same `vesper::acl::authorize`
+/// The rules the plugin applies itself when `local_acl` is on: the same `vesper_core::acl::authorize`
 /// the backend runs, with the same topic templates and service account name (they must equal
 /// the backend's `[mqtt.topics]` and `serve.service_account`). Only devices and the service
 /// account are decided here: their grants depend on nothing but the topic, once the login was

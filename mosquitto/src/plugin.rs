@@ -120,7 +120,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 options.host,
                 options.port,
                 options.getuser_uri,
-                if options.params_mode == vesper::goauth::ParamsMode::Form {
+                if options.params_mode == vesper_core::goauth::ParamsMode::Form {
                     "form"
                 } else {
                     "json"

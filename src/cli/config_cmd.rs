@@ -60,7 +60,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());
     }
-    let config = Config::load(&files[0].0)?;
+    let config = vesper::config::load(&files[0].0)?;
     println!(
         "{} boards: {}; next: edit mqtt.host, then `vesper config check`",
         config.boards.len(),
@@ -82,7 +82,7 @@ pub fn run(cmd: ConfigCommand, explicit: Option<&Path>) -> anyhow::Result<Outcom
     match cmd {
         ConfigCommand::Example => print!("{}", config::EXAMPLE),
         ConfigCommand::Check => {
-            let config = Config::discover(explicit)?;
+            let config = vesper::config::discover(explicit)?;
             println!("{}: ok", config.path.display());
             println!("station  {}", config.station);
             println!(

@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use vesper::config::Config;
 use vesper::firmware::{self, PartSpec};
 use vesper::registry::Registry;
 
@@ -41,7 +40,7 @@ board's, a version that already exists.")]
 }
 
 pub fn run(cmd: FirmwareCommand, config_path: Option<&Path>) -> anyhow::Result<Outcome> {
-    let config = Config::discover(config_path)?;
+    let config = vesper::config::discover(config_path)?;
     match cmd {
         FirmwareCommand::Publish {
             board,

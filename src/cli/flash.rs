@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use vesper::config::Config;
 use vesper::files::write_atomic;
 use vesper::flashing::{self, Bundle, FlashEvent, FlashOptions, FlashPlan, PortChange};
 use vesper::partitions::parse_size;
@@ -152,7 +151,7 @@ fn print_event(event: &FlashEvent, json: bool, tty: bool) {
 }
 
 pub fn flash(args: FlashArgs, config_path: Option<&Path>) -> anyhow::Result<Outcome> {
-    let config = Config::discover(config_path)?;
+    let config = vesper::config::discover(config_path)?;
     let board = config.board(&args.board)?;
     if args.nvs.len() != args.ports.len() {
         bail!(

@@ -6,7 +6,6 @@ use anyhow::Context as _;
 use clap::Args;
 
 use vesper::client::ApiClient;
-use vesper::config::Config;
 use vesper::files::write_atomic;
 use vesper::labels::{self, Format, Stock};
 use vesper::serial::SerialNumber;
@@ -45,7 +44,7 @@ pub struct LabelsArgs {
 }
 
 pub fn run(args: LabelsArgs, config_path: Option<&Path>) -> anyhow::Result<Outcome> {
-    let config = Config::discover(config_path).ok();
+    let config = vesper::config::discover(config_path).ok();
     let custom = config
         .as_ref()
         .map(|c| c.labels.stocks.clone())

@@ -5,7 +5,6 @@ use std::path::Path;
 use clap::Subcommand;
 
 use vesper::acl::{self, Access, Decision, Subject, Topics};
-use vesper::config::Config;
 use vesper::credentials::MasterSecret;
 use vesper::serial::SerialNumber;
 
@@ -60,8 +59,8 @@ pub enum SecretCommand {
 
 fn topics(config: Option<&Path>) -> anyhow::Result<Topics> {
     // The templates are optional configuration: without a config file, the defaults apply.
-    match Config::locate(config) {
-        Ok(path) => Ok(Config::load(&path)?.mqtt.topics),
+    match vesper::config::locate(config) {
+        Ok(path) => Ok(vesper::config::load(&path)?.mqtt.topics),
         Err(_) => Ok(Topics::default()),
     }
 }
@@ -69,7 +68,8 @@ fn topics(config: Option<&Path>) -> anyhow::Result<Topics> {
 pub fn run(cmd: MqttCommand, config: Option<&Path>) -> anyhow::Result<Outcome> {
     match cmd {
         MqttCommand::Password { sn, service } => {
-            let secret = MasterSecret::from_env()?;
+            let secret =
+                MasterSecret::from_env_value(std::env::var_os(vesper::credentials::SECRET_ENV))?;
             let password = match (sn, service) {
                 (Some(sn), _) => secret.device_password(&sn),
                 (None, Some(name)) => secret.service_password(&name),

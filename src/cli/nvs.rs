@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
-use vesper::config::Config;
 use vesper::credentials::MasterSecret;
 use vesper::files::write_atomic;
 use vesper::nvs::{self, Version, dump};
@@ -87,7 +86,7 @@ fn generate(args: &[String], version: u8) -> anyhow::Result<Outcome> {
         })?;
         let inputs: Vec<PathBuf> = inputs.iter().map(PathBuf::from).collect();
         let version = Version::from_number(version).expect("clap checked 1..=2");
-        let image = nvs::csv::generate_files(&inputs, size, version)?;
+        let image = nvs::csv::generate_files(&inputs, size, version, &|p| std::fs::read(p))?;
         write_atomic(output, &image)
             .with_context(|| format!("cannot write {}", output.display()))?;
         Ok::<_, anyhow::Error>(image.len())
@@ -148,7 +147,7 @@ fn device(
     board: Option<&str>,
     output: &Path,
 ) -> anyhow::Result<Outcome> {
-    let config = Config::discover(config)?;
+    let config = vesper::config::discover(config)?;
     let board = match board {
         Some(name) => config.board(name)?,
         None => config
@@ -172,7 +171,8 @@ fn device(
             board.hw_version
         );
     }
-    let password = MasterSecret::from_env()?.device_password(sn);
+    let password = MasterSecret::from_env_value(std::env::var_os(vesper::credentials::SECRET_ENV))?
+        .device_password(sn);
     let device = nvs::DeviceNvs {
         serial_number: sn,
         hw_type: board.hw_type.as_str(),

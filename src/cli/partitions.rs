@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use vesper::partitions::{self, PartitionTable, TABLE_OFFSET};
+use vesper::partitions::{self, TABLE_OFFSET};
 
 use super::Outcome;
 
@@ -29,7 +29,7 @@ pub fn run(cmd: PartitionsCommand) -> anyhow::Result<Outcome> {
         flash_size,
         nvs,
     } = cmd;
-    let table = PartitionTable::load(&table)?;
+    let table = vesper::files::partition_table(&table)?;
     print!("{}", table.describe());
     println!(
         "table at 0x{TABLE_OFFSET:x}; partitions end at 0x{:x}",

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use vesper::config::Config;
 use vesper::registry::{Registry, Role};
 use vesper::server::{self, ServeOptions};
 
@@ -73,7 +72,7 @@ impl DataDir {
     pub fn resolve(&self, config: Option<&Path>) -> anyhow::Result<PathBuf> {
         match &self.data_dir {
             Some(dir) => Ok(dir.clone()),
-            None => Ok(Config::discover(config)?.serve.data_dir),
+            None => Ok(vesper::config::discover(config)?.serve.data_dir),
         }
     }
 }
@@ -100,7 +99,7 @@ fn init_logging(json: bool) {
 }
 
 pub fn serve(args: ServeArgs, config: Option<&Path>) -> anyhow::Result<Outcome> {
-    let config = Config::discover(config)?;
+    let config = vesper::config::discover(config)?;
     let secret = server::load_secret(&config)?;
     init_logging(args.log_json);
     let options = ServeOptions {

@@ -7,7 +7,6 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use vesper::client::ApiClient;
-use vesper::config::Config;
 use vesper::demo::{Demo, DemoOptions};
 use vesper::station::{self, Screen, StationOptions};
 
@@ -101,7 +100,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn station(args: StationArgs, config_path: Option<&Path>) -> anyhow::Result<Outcome> {
-    let config = Config::discover(config_path)?;
+    let config = vesper::config::discover(config_path)?;
     let client = ApiClient::from_config(&config)?;
     if let Some(path) = &args.log {
         log_to(path)?;

@@ -758,7 +758,8 @@ async fn health_and_openapi_describe_every_route() {
     ] {
         assert!(paths.contains_key(route), "{route} is not documented");
     }
-    let source = std::fs::read_to_string(crate::support::root().join("src/server/api.rs")).unwrap();
+    let source =
+        std::fs::read_to_string(crate::support::root().join("crates/backend/src/api.rs")).unwrap();
     for line in source
         .lines()
         .filter(|l| l.trim_start().starts_with(".route(\""))

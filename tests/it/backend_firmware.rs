@@ -258,7 +258,7 @@ async fn unsafe_releases_are_refused_and_leave_nothing_behind() {
         "{err}"
     );
     let mut wrong_table = specs.clone();
-    let two_mb = vesper::partitions::PartitionTable::load(
+    let two_mb = vesper::files::partition_table(
         &crate::support::vectors("partitions").join("pt_2mb_ota.csv"),
     )
     .unwrap();
@@ -335,7 +335,7 @@ fn a_publish_killed_at_any_point_leaves_one_whole_latest_release() {
     crate::backend_support::write_config(dir.path(), "http://127.0.0.1:9/unused");
     let work = dir.path().join("parts");
     std::fs::create_dir_all(&work).unwrap();
-    let config = vesper::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let config = vesper::config::load(&dir.path().join("config.toml")).unwrap();
     let board = config.board("bellcore-v2").unwrap();
     std::fs::write(work.join("bootloader.bin"), image(0x4000, 1)).unwrap();
     std::fs::write(work.join("partitions.bin"), board.table.to_bin().unwrap()).unwrap();

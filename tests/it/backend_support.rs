@@ -90,7 +90,7 @@ pub struct App {
 }
 
 async fn serve(dir: &Path, listen: SocketAddr, auth_listen: SocketAddr) -> Running {
-    let config = Config::load(&dir.join("config.toml")).unwrap();
+    let config = vesper::config::load(&dir.join("config.toml")).unwrap();
     let options = ServeOptions {
         data_dir: dir.join("data"),
         listen,

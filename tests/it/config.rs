@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use vesper::config::Config;
-
 use crate::support::{self, stderr, stdout, vesper, vesper_env};
 
 #[test]
@@ -45,7 +43,7 @@ fn init_writes_a_folder_that_works_on_its_own() {
 
 #[test]
 fn the_example_config_has_the_seed_boards() {
-    let config = Config::load(&support::root().join("config.toml.example")).unwrap();
+    let config = vesper::config::load(&support::root().join("config.toml.example")).unwrap();
     let v1 = config.board("bellcore-v1").unwrap();
     assert_eq!(
         (v1.hw_type.as_str(), v1.hw_version.as_str(), v1.flash_size),
@@ -144,7 +142,7 @@ fn invalid(edit: impl Fn(&str) -> String) -> (String, String) {
     let path = dir.path().join("config.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, edit(&text)).unwrap();
-    let error = Config::load(&path)
+    let error = vesper::config::load(&path)
         .expect_err("should be invalid")
         .to_string();
     let cli = vesper(dir.path(), &["config", "check"]);
@@ -285,7 +283,7 @@ fn extra_keys_that_overflow_the_partition_are_refused_at_load() {
 fn paths_are_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     assert!(vesper(dir.path(), &["init"]).status.success());
-    let config = Config::load(&dir.path().join("config.toml")).unwrap();
+    let config = vesper::config::load(&dir.path().join("config.toml")).unwrap();
     for b in &config.boards {
         assert!(
             b.partition_table.starts_with(dir.path()),

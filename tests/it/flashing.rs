@@ -27,7 +27,7 @@ pub fn fixture(app_len: usize) -> Fixture {
         std::fs::write(dir.path().join(path), text).unwrap();
     }
     std::fs::write(dir.path().join("config.toml"), vesper::config::EXAMPLE).unwrap();
-    let config = Config::load(&dir.path().join("config.toml")).unwrap();
+    let config = vesper::config::load(&dir.path().join("config.toml")).unwrap();
     let board = config.board("bellcore-v2").unwrap();
     vesper::demo::publish_release(
         &config.serve.ota_root,

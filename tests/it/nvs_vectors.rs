@@ -39,6 +39,7 @@ fn library_output_equals_every_vector() {
             &[dir.join(&row["csv"])],
             size(&row["size"]),
             version(&row["version"]),
+            &|p| std::fs::read(p),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", row["name"]));
         assert_eq!(ours.len(), expected.len(), "{}", row["name"]);

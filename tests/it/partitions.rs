@@ -22,8 +22,8 @@ fn csv_tables_resolve_and_encode_like_gen_esp32part() {
     assert_eq!(rows.len(), 3);
     for row in rows {
         let dir = support::vectors("partitions");
-        let from_csv = PartitionTable::load(&dir.join(&row["csv"])).unwrap();
-        let from_bin = PartitionTable::load(&dir.join(&row["bin"])).unwrap();
+        let from_csv = vesper::files::partition_table(&dir.join(&row["csv"])).unwrap();
+        let from_bin = vesper::files::partition_table(&dir.join(&row["bin"])).unwrap();
         let layout: Vec<(String, u32, u32)> = from_csv
             .partitions()
             .iter()
@@ -49,9 +49,10 @@ fn csv_tables_resolve_and_encode_like_gen_esp32part() {
 
 #[test]
 fn nvs_partition_is_found_by_name_and_type_checked() {
-    let table =
-        PartitionTable::load(&support::vectors("partitions").join("pt_4mb_implicit_offsets.csv"))
-            .unwrap();
+    let table = vesper::files::partition_table(
+        &support::vectors("partitions").join("pt_4mb_implicit_offsets.csv"),
+    )
+    .unwrap();
     let nvs = table.nvs("nvs").unwrap();
     assert_eq!((nvs.offset, nvs.size), (0x9000, 0x6000));
     let mfg = table.nvs("mfg_nvs").unwrap();
@@ -71,7 +72,8 @@ fn nvs_partition_is_found_by_name_and_type_checked() {
             .contains("no partition named `missing`")
     );
     let two_mb =
-        PartitionTable::load(&support::vectors("partitions").join("pt_2mb_ota.csv")).unwrap();
+        vesper::files::partition_table(&support::vectors("partitions").join("pt_2mb_ota.csv"))
+            .unwrap();
     assert_eq!(two_mb.nvs("nvs").unwrap().size, 0x4000);
     assert!(
         two_mb
@@ -92,7 +94,8 @@ fn repository_tables_are_the_seed_tables() {
         let b = std::fs::read(support::vectors("partitions").join(vector)).unwrap();
         assert_eq!(a, b, "partitions/{ours}");
     }
-    let table = PartitionTable::load(&support::root().join("partitions/custom_4mb.csv")).unwrap();
+    let table =
+        vesper::files::partition_table(&support::root().join("partitions/custom_4mb.csv")).unwrap();
     assert_eq!(table.nvs("nvs").unwrap().offset, 0x9000);
     assert_eq!(table.nvs("nvs").unwrap().size, 0x6000);
 }

@@ -1,0 +1,139 @@
+//! One error type for the API; every failure becomes a JSON answer with the right status.
+//! Internal errors are logged and never shown.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::releases::FirmwareError;
+use vesper_store::{RegistryError, Role};
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "missing or invalid bearer token (create one with `vesper token create NAME --role ROLE`)"
+    )]
+    Unauthorized,
+    #[error("this needs the {0} role")]
+    Forbidden(Role),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request clashes with the record's state; `code` names the clash for programs.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the registry is unavailable")]
+    Unavailable,
+    /// Too many downloads at once; the client should come back (`Retry-After`).
+    #[error("too many downloads at once; retry in a few seconds")]
+    Busy,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = json!({ "error": self.to_string(), "status": status.as_u16() });
+        if let ApiError::Conflict { code, .. } = &self {
+            body["code"] = json!(code);
+        }
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::Busy) {
+            response
+                .headers_mut()
+                .insert("retry-after", "5".parse().expect("header value"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert("www-authenticate", "Bearer".parse().expect("header value"));
+        }
+        response
+    }
+}
+
+/// The `code` of a registry conflict in an API answer (the station tells a finished batch
+/// from a refused claim by it, not by the wording of the message).
+fn conflict_code(e: &RegistryError) -> &'static str {
+    match e {
+        RegistryError::IllegalTransition { .. } => "illegal_transition",
+        RegistryError::Revoked(_) => "revoked",
+        RegistryError::MacInUse { .. } => "mac_in_use",
+        RegistryError::TokenExists(_) => "token_exists",
+        RegistryError::BatchDone { .. } => "batch_done",
+        RegistryError::AlreadyFlashed { .. } => "already_flashed",
+        RegistryError::ClaimedElsewhere { .. } => "claimed_elsewhere",
+        _ => "conflict",
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NoDevice(_) | RegistryError::NoBatch(_) | RegistryError::NoToken(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            RegistryError::IllegalTransition { .. }
+            | RegistryError::Revoked(_)
+            | RegistryError::MacInUse { .. }
+            | RegistryError::TokenExists(_)
+            | RegistryError::BatchDone { .. }
+            | RegistryError::AlreadyFlashed { .. }
+            | RegistryError::ClaimedElsewhere { .. } => ApiError::Conflict {
+                code: conflict_code(&e),
+                message: e.to_string(),
+            },
+            RegistryError::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            RegistryError::Sqlite(_)
+            | RegistryError::DataDir { .. }
+            | RegistryError::SchemaTooNew { .. } => {
+                tracing::error!(error = %e, "registry failure");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
+impl From<FirmwareError> for ApiError {
+    fn from(e: FirmwareError) -> Self {
+        match e {
+            FirmwareError::NoRelease { .. } => ApiError::NotFound(e.to_string()),
+            FirmwareError::BadVersion(_) => ApiError::BadRequest(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "firmware store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}

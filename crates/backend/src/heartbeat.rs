@@ -1,0 +1,293 @@
+//! The heartbeat listener: the backend logs in to the broker as its service account, subscribes
+//! to every device's data and status topics, and turns what devices send into registry updates.
+//! A device's first heartbeat moves it `flashed -> provisioned`; every message stamps `last_seen`.
+//!
+//! It reconnects with backoff and never blocks the API: messages go through a bounded queue to
+//! one writer that applies them in batches (one transaction per batch), then tells listeners.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+
+use super::SharedState;
+use super::control::BrokerCommands;
+use vesper_core::acl::{CONTROL_TOPIC, TopicTemplate, Topics};
+use vesper_core::config::Broker;
+use vesper_core::serial::SerialNumber;
+use vesper_store::Sighting;
+
+/// Audit actor of provisioning by heartbeat.
+pub const ACTOR: &str = "mqtt-heartbeat";
+
+/// Most messages queued for the writer; beyond that the oldest are dropped (they only refresh
+/// `last_seen`, and devices repeat heartbeats).
+const QUEUE: usize = 20_000;
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    fw: Option<String>,
+}
+
+/// The serial number in `topic` if it matches `template` (SN level parsed, other levels equal).
+fn device_of(template: &TopicTemplate, topic: &str) -> Option<SerialNumber> {
+    let text = template.to_string();
+    let t: Vec<&str> = text.split('/').collect();
+    let levels: Vec<&str> = topic.split('/').collect();
+    if t.len() != levels.len() {
+        return None;
+    }
+    let mut sn = None;
+    for (pattern, level) in t.iter().zip(&levels) {
+        if *pattern == vesper_core::acl::SN_PLACEHOLDER {
+            sn = Some(level.parse().ok()?);
+        } else if pattern != level {
+            return None;
+        }
+    }
+    sn
+}
+
+/// Reads one message: `Ok(None)` for topics that are not a device's data or status,
+/// `Err` for a malformed payload (logged and ignored by the caller).
+pub fn parse(
+    topics: &Topics,
+    topic: &str,
+    payload: &[u8],
+    at: &str,
+) -> Result<Option<Sighting>, String> {
+    let (sn, is_data) = match (
+        device_of(&topics.data, topic),
+        device_of(&topics.status, topic),
+    ) {
+        (Some(sn), _) => (sn, true),
+        (None, Some(sn)) => (sn, false),
+        (None, None) => return Ok(None),
+    };
+    let body: Payload = serde_json::from_slice(payload)
+        .map_err(|e| format!("{topic}: payload is not a JSON object: {e}"))?;
+    let heartbeat = is_data && body.kind.as_deref() == Some("heartbeat");
+    let firmware = body
+        .fw
+        .filter(|f| !f.is_empty() && f.len() <= 64 && !f.chars().any(char::is_control));
+    Ok(Some(Sighting {
+        serial_number: sn.as_str().to_owned(),
+        at: at.to_owned(),
+        heartbeat,
+        firmware,
+    }))
+}
+
+fn subscription(template: &TopicTemplate) -> String {
+    template
+        .to_string()
+        .replace(vesper_core::acl::SN_PLACEHOLDER, "+")
+}
+
+/// Largest packet the listener accepts from the broker. Devices may send at most 8 KiB (the
+/// shipped broker configs set `max_packet_size`); a larger message is skipped with a log line.
+pub const MAX_PACKET: usize = 64 * 1024;
+
+/// Runs until `stop`: the MQTT connection (which also publishes the broker control commands)
+/// and the writer.
+pub async fn run(
+    state: SharedState,
+    broker: Broker,
+    commands: BrokerCommands,
+    stop: watch::Receiver<bool>,
+) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let writer = tokio::spawn(write_sightings(state.clone(), rx));
+    listen(&state, &broker, tx, commands, stop).await;
+    let _ = writer.await;
+}
+
+async fn listen(
+    state: &SharedState,
+    broker: &Broker,
+    tx: mpsc::Sender<Sighting>,
+    mut commands: BrokerCommands,
+    mut stop: watch::Receiver<bool>,
+) {
+    let account = state.config.serve.service_account.clone();
+    let password = state.secret.service_password(&account);
+    // A stable client id and a persistent session: while the backend restarts, the broker keeps
+    // the QoS 1 heartbeats for it (up to its max_queued_messages) instead of dropping them.
+    let mut options = MqttOptions::new(
+        format!("{account}-heartbeats"),
+        broker.host.clone(),
+        broker.port,
+    );
+    options.set_credentials(account, password.expose().to_owned());
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_clean_session(false);
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    if broker.tls {
+        options.set_transport(Transport::tls_with_default_config());
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let topics = state.config.mqtt.topics.clone();
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            Some(command) = commands.recv() => {
+                // Queued in the client; sent now, or after a reconnect.
+                if let Err(e) = client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, command.payload()) {
+                    tracing::warn!(error = %e, username = %command.username, "cannot queue a broker control command");
+                }
+                continue;
+            }
+            _ = super::stopped(&mut stop) => {
+                let _ = client.disconnect().await;
+                return;
+            }
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(250);
+                tracing::info!(broker = %format!("{}:{}", broker.host, broker.port), "heartbeat listener connected");
+                for template in [&topics.data, &topics.status] {
+                    if let Err(e) = client
+                        .subscribe(subscription(template), QoS::AtLeastOnce)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot subscribe");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    tracing::error!(
+                        "the broker refused the heartbeat subscription; does its auth plugin ask this backend?"
+                    );
+                } else {
+                    state
+                        .broker_connected
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                match parse(&topics, &p.topic, &p.payload, &vesper_store::now()) {
+                    Ok(Some(sighting)) => {
+                        if tx.try_send(sighting).is_err() {
+                            tracing::warn!("heartbeat queue full; a sighting was dropped");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::info!(error = %e, "malformed device message ignored"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                state
+                    .broker_connected
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in = ?backoff, "heartbeat listener disconnected");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = super::stopped(&mut stop) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Applies queued sightings in batches (one transaction each) and announces the changes.
+async fn write_sightings(state: SharedState, mut rx: mpsc::Receiver<Sighting>) {
+    let mut batch = Vec::with_capacity(512);
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let sightings = std::mem::take(&mut batch);
+        let registry = state.registry.clone();
+        let result =
+            tokio::task::spawn_blocking(move || registry.record_sightings(&sightings, ACTOR)).await;
+        match result {
+            Ok(Ok(events)) => {
+                for event in events {
+                    if event.kind == "provisioned" {
+                        tracing::info!(sn = %event.serial_number, "device provisioned by its first heartbeat");
+                    }
+                    let _ = state.events.send(event);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot record heartbeats"),
+            Err(e) => tracing::error!(error = %e, "heartbeat writer failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SN: &str = "PV-26A18-BC02R-X7KQA";
+
+    #[test]
+    fn heartbeats_and_other_messages() {
+        let t = Topics::default();
+        let hb = parse(
+            &t,
+            &format!("vesper/{SN}/data"),
+            br#"{"type":"heartbeat","fw":"1.0.1","rssi":-60}"#,
+            "now",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(hb.heartbeat);
+        assert_eq!(
+            (hb.serial_number.as_str(), hb.firmware.as_deref()),
+            (SN, Some("1.0.1"))
+        );
+        let reading = parse(
+            &t,
+            &format!("vesper/{SN}/data"),
+            br#"{"type":"reading","t":21.5}"#,
+            "now",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!reading.heartbeat);
+        let status = parse(
+            &t,
+            &format!("vesper/{SN}/status"),
+            br#"{"type":"heartbeat"}"#,
+            "now",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!status.heartbeat, "only the data topic provisions");
+        assert_eq!(
+            parse(&t, &format!("vesper/{SN}/control"), b"{}", "now"),
+            Ok(None)
+        );
+        assert_eq!(
+            parse(&t, "vesper/not-a-serial/data", b"{}", "now"),
+            Ok(None)
+        );
+        assert_eq!(
+            parse(&t, &format!("vesper/{SN}/data/extra"), b"{}", "now"),
+            Ok(None)
+        );
+        for bad in [
+            &b"not json"[..],
+            b"[1,2]",
+            b"\"heartbeat\"",
+            b"",
+            br#"{"type":5}"#,
+        ] {
+            assert!(
+                parse(&t, &format!("vesper/{SN}/data"), bad, "now").is_err(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(subscription(&t.data), "vesper/+/data");
+    }
+}

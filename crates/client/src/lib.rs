@@ -1,0 +1,354 @@
+//! A typed client of the backend's API, for the station and the command line.
+//!
+//! Depends on `vesper-core` only (the model and the wire types the server answers with); it
+//! knows nothing of the server's storage or the station's screens.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use vesper_core::config::Config;
+use vesper_core::model::{
+    Batch, BatchSummary, Device, DeviceFilter, DevicePage, FlashReport, Stats, Status,
+};
+
+/// Environment variable holding the bearer token (preferred over the config file).
+pub const TOKEN_ENV: &str = "VESPER_TOKEN";
+
+/// Errors talking to the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the backend at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the backend answered {status}: {message}")]
+    Status {
+        status: u16,
+        message: String,
+        /// The conflict's `code` (409 answers), e.g. `batch_done`.
+        code: Option<String>,
+    },
+    #[error(
+        "no API token: set {TOKEN_ENV} or backend.token (create one with `vesper token create NAME --role technician`)"
+    )]
+    NoToken,
+    #[error("the backend sent something unexpected: {0}")]
+    Body(String),
+}
+
+impl ClientError {
+    /// What went wrong in words for the operator: the backend's own message when it answered.
+    pub fn reason(&self) -> String {
+        match self {
+            ClientError::Status { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The backend refused because it has the conflict `code` (see the API's error `code`).
+    pub fn is_conflict(&self, code: &str) -> bool {
+        matches!(self, ClientError::Status { code: Some(c), .. } if c == code)
+    }
+}
+
+/// The backend's API.
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, token: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client builds");
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http,
+        }
+    }
+
+    /// From the configuration; the token comes from `VESPER_TOKEN`, else `backend.token`.
+    pub fn from_config(config: &Config) -> Result<Self, ClientError> {
+        let token = std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| config.backend.token.clone())
+            .ok_or(ClientError::NoToken)?;
+        Ok(Self::new(&config.backend.url, &token))
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+            ClientError::Unreachable {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let message = body["error"].as_str().unwrap_or("no details").to_owned();
+        let code = body["code"].as_str().map(str::to_owned);
+        Err(ClientError::Status {
+            status,
+            message,
+            code,
+        })
+    }
+
+    /// GET a JSON document.
+    pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self.send(self.http.get(&url), &url).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| ClientError::Body(e.to_string()))
+    }
+
+    /// POST a JSON body, expecting JSON back.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self.send(self.http.post(&url).json(body), &url).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| ClientError::Body(e.to_string()))
+    }
+
+    /// GET raw bytes (NVS images, firmware).
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self.send(self.http.get(&url), &url).await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Body(e.to_string()))
+    }
+
+    /// GET a JSON document as a typed value.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        typed(self.get_json(path).await?)
+    }
+
+    /// POST a JSON body, expecting a typed value back.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        typed(self.post_json(path, body).await?)
+    }
+
+    /// `GET /healthz`: registry and broker state.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("/healthz").await
+    }
+
+    pub async fn stats(&self) -> Result<Stats, ClientError> {
+        self.get("/manufacturing/stats").await
+    }
+
+    /// The newest batches first.
+    pub async fn batches(&self, limit: u32) -> Result<Vec<BatchSummary>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            batches: Vec<BatchSummary>,
+        }
+        let list: List = self
+            .get(&format!("/manufacturing/batches?limit={limit}"))
+            .await?;
+        Ok(list.batches)
+    }
+
+    pub async fn batch_record(&self, id: &str) -> Result<Batch, ClientError> {
+        self.get(&format!("/manufacturing/batch/{}", segment(id)))
+            .await
+    }
+
+    pub async fn create_batch(&self, order: &BatchOrder) -> Result<Batch, ClientError> {
+        self.post("/manufacturing/batch", &json!(order)).await
+    }
+
+    /// One page of the device list.
+    pub async fn devices(&self, filter: &DeviceFilter) -> Result<DevicePage, ClientError> {
+        let query = serde_urlencoded::to_string(filter)
+            .map_err(|e| ClientError::Body(format!("cannot encode the filter: {e}")))?;
+        self.get(&format!("/manufacturing/devices?{query}")).await
+    }
+
+    pub async fn device(&self, sn: &str) -> Result<Device, ClientError> {
+        self.get(&format!("/manufacturing/devices/{}", segment(sn)))
+            .await
+    }
+
+    /// Waits (long poll) until the device reaches `status`, or `timeout` passes; `true` when it did.
+    pub async fn wait_for_status(
+        &self,
+        sn: &str,
+        status: Status,
+        timeout: Duration,
+    ) -> Result<(bool, Device), ClientError> {
+        let url = format!(
+            "{}/manufacturing/devices/{}?wait={}&timeout={}",
+            self.base,
+            segment(sn),
+            status.as_str(),
+            timeout.as_secs().max(1)
+        );
+        let request = self
+            .http
+            .get(&url)
+            .timeout(timeout + Duration::from_secs(15));
+        let device: Device = self
+            .send(request, &url)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Body(e.to_string()))?;
+        Ok((
+            device.status >= status && device.status != Status::Revoked,
+            device,
+        ))
+    }
+
+    /// POSTs `body` to one of a device's action routes.
+    async fn device_post(
+        &self,
+        sn: &str,
+        action: &str,
+        body: Value,
+    ) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/devices/{}/{action}", segment(sn)),
+            &body,
+        )
+        .await
+    }
+
+    /// Takes the batch's next device to flash for `station` (a bench slot).
+    pub async fn claim_next(&self, batch: &str, station: &str) -> Result<Device, ClientError> {
+        self.post(
+            &format!("/manufacturing/batch/{}/claim", segment(batch)),
+            &json!({ "station": station }),
+        )
+        .await
+    }
+
+    /// Takes one device for `station` (the wizard's pick).
+    pub async fn claim(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
+        self.device_post(sn, "claim", json!({ "station": station }))
+            .await
+    }
+
+    /// Gives a claimed device back to its batch.
+    pub async fn release(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
+        self.device_post(sn, "release", json!({ "station": station }))
+            .await
+    }
+
+    /// Records a flash: chip, MAC, firmware, station.
+    pub async fn flashed(&self, sn: &str, report: &FlashReport) -> Result<Device, ClientError> {
+        self.device_post(sn, "flashed", json!(report)).await
+    }
+
+    pub async fn set_status(&self, sn: &str, status: Status) -> Result<Device, ClientError> {
+        self.device_post(sn, "status", json!({ "status": status }))
+            .await
+    }
+
+    pub async fn assign(&self, sn: &str, email: &str) -> Result<Device, ClientError> {
+        self.device_post(sn, "assign", json!({ "email": email }))
+            .await
+    }
+
+    /// The device's NVS image, built by the backend (the master secret never leaves it).
+    pub async fn nvs_image(&self, sn: &str) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!("/manufacturing/devices/{}/nvs.bin", segment(sn)))
+            .await
+    }
+
+    /// The labels of a batch as a PDF.
+    pub async fn labels_pdf(&self, batch: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!(
+            "{}/manufacturing/batch/{}/labels",
+            self.base,
+            segment(batch)
+        );
+        let response = self.send(self.http.post(&url), &url).await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Body(e.to_string()))
+    }
+
+    /// The newest release of a board's firmware, with absolute download URLs.
+    pub async fn firmware(&self, hw_type: &str, hw_version: &str) -> Result<Value, ClientError> {
+        self.get_json(&format!(
+            "/manufacturing/firmware/{}/{}",
+            segment(hw_type),
+            segment(hw_version)
+        ))
+        .await
+    }
+
+    /// Downloads a file by absolute URL (firmware parts).
+    pub async fn download(&self, url: &str) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(self.http.get(url), url).await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Body(e.to_string()))
+    }
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Health {
+    pub status: String,
+    #[serde(default)]
+    pub registry: String,
+    #[serde(default)]
+    pub broker: String,
+}
+
+/// A new batch, as `POST /manufacturing/batch` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchOrder {
+    pub board: String,
+    pub quantity: u32,
+    pub subscription_plan: String,
+    pub available_outputs: i64,
+}
+
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ClientError> {
+    serde_json::from_value(value).map_err(|e| ClientError::Body(e.to_string()))
+}
+
+/// A path segment made safe for a URL (serial numbers and batch names are already safe; this
+/// keeps a scanned or typed oddity from changing the route).
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

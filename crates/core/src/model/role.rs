@@ -1,0 +1,62 @@
+//! Who may do what with the API: roles and the tokens that carry them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What a token may do. Ordered: an admin may do everything a technician may, and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads the registry.
+    Viewer,
+    /// Creates batches, flashes, provisions and assigns devices.
+    Technician,
+    /// Everything, including revocation, device users and the audit log.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Technician => "technician",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "technician" => Ok(Role::Technician),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("role `{other}` is not admin, technician or viewer")),
+        }
+    }
+}
+
+/// Who a valid token belongs to: its name is the audit actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPrincipal {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A token as listed (never the token itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}

@@ -1,0 +1,16 @@
+//! Flashing boards: a checked plan per device, the espflash-based engine (one blocking job per
+//! port, typed events), and the serial ports a bench has.
+//!
+//! Depends on `vesper-core` only (boards, partitions, firmware manifests). It knows nothing of the
+//! backend, the registry or any screen: the station turns its events into whatever it shows.
+
+mod engine;
+mod plan;
+mod ports;
+
+pub use engine::{
+    BoardCheck, FlashError, FlashEvent, FlashOptions, FlashOutcome, espflash_chip, flash,
+    flash_checked,
+};
+pub use plan::{Bundle, FlashPlan, PlanError, PlannedPart};
+pub use ports::{PortChange, PortInfo, PortKind, list_ports, watch_ports};

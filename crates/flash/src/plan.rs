@@ -1,0 +1,254 @@
+//! A flash plan: every byte that goes to one board, checked before anything is sent.
+//!
+//! A blank chip needs the whole bundle (bootloader, partition table, otadata, app) plus the
+//! device's own NVS image at the `nvs` offset of the board's partition table.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use vesper_core::firmware::{self, Manifest};
+use vesper_core::model::Board;
+use vesper_core::partitions::Region;
+
+/// One region to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPart {
+    /// Shown in progress, e.g. `bootloader.bin` or `nvs`.
+    pub name: String,
+    pub offset: u32,
+    pub data: Vec<u8>,
+}
+
+impl PlannedPart {
+    pub fn region(&self) -> Region {
+        Region {
+            offset: self.offset,
+            size: self.data.len() as u32,
+        }
+    }
+}
+
+/// Everything one board receives.
+#[derive(Debug, Clone)]
+pub struct FlashPlan {
+    pub parts: Vec<PlannedPart>,
+    pub board: String,
+    pub firmware_version: String,
+}
+
+/// Why a plan cannot be flashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read the bundle: {0}")]
+    Bundle(String),
+    #[error("bundle part `{name}`: {reason}")]
+    Part { name: String, reason: String },
+    #[error("the bundle is for {bundle}, but board {board} has an {chip} chip")]
+    ChipFamily {
+        bundle: String,
+        board: String,
+        chip: String,
+    },
+    #[error("the NVS image is {len} bytes, but partition `nvs` of board {board} is {size} bytes")]
+    NvsSize {
+        len: usize,
+        size: u32,
+        board: String,
+    },
+    #[error("parts `{0}` and `{1}` overlap")]
+    Overlap(String, String),
+    #[error("part `{name}` ends at 0x{end:x}, beyond the {flash_mb} MB flash")]
+    BeyondFlash {
+        name: String,
+        end: u64,
+        flash_mb: u64,
+    },
+    #[error("part `{0}` overwrites the NVS partition, which holds the device's own data")]
+    OverNvs(String),
+    #[error("the bundle is a release of {bundle}, not of board {board}")]
+    WrongBoard { bundle: String, board: String },
+    #[error(
+        "the bundle's partition table puts `nvs` at 0x{offset:x}+0x{size:x}, but board {board} has it at 0x{board_offset:x}+0x{board_size:x}"
+    )]
+    TableMismatch {
+        offset: u32,
+        size: u32,
+        board: String,
+        board_offset: u32,
+        board_size: u32,
+    },
+}
+
+/// A bundle read from disk: its manifest and the folder its parts are in.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+}
+
+impl Bundle {
+    /// Reads a bundle from a release folder (with `manifest.json`) or a manifest file.
+    pub fn load(path: &Path) -> Result<Bundle, PlanError> {
+        let manifest_path = if path.is_dir() {
+            path.join("manifest.json")
+        } else {
+            path.to_owned()
+        };
+        let text = std::fs::read(&manifest_path)
+            .map_err(|e| PlanError::Bundle(format!("{}: {e}", manifest_path.display())))?;
+        let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+            PlanError::Bundle(format!(
+                "{}: not a bundle manifest: {e}",
+                manifest_path.display()
+            ))
+        })?;
+        let dir = manifest_path.parent().unwrap_or(Path::new(".")).to_owned();
+        Ok(Bundle { manifest, dir })
+    }
+
+    /// The parts' bytes, each checked against its size and SHA-256.
+    pub fn parts(&self) -> Result<Vec<PlannedPart>, PlanError> {
+        let build = self
+            .manifest
+            .builds
+            .first()
+            .ok_or_else(|| PlanError::Bundle("the manifest has no build".into()))?;
+        build
+            .parts
+            .iter()
+            .map(|p| {
+                let bad = |reason: String| PlanError::Part {
+                    name: p.path.clone(),
+                    reason,
+                };
+                if p.path.contains('/') || p.path.contains("..") {
+                    return Err(bad("paths must be plain file names".into()));
+                }
+                let data = std::fs::read(self.dir.join(&p.path)).map_err(|e| bad(e.to_string()))?;
+                if data.len() as u64 != p.size {
+                    return Err(bad(format!(
+                        "is {} bytes, the manifest says {}",
+                        data.len(),
+                        p.size
+                    )));
+                }
+                let digest: String = Sha256::digest(&data)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                if !p.sha256.is_empty() && digest != p.sha256 {
+                    return Err(bad(
+                        "SHA-256 does not match the manifest (corrupt download?)".into(),
+                    ));
+                }
+                Ok(PlannedPart {
+                    name: p.path.clone(),
+                    offset: p.offset,
+                    data,
+                })
+            })
+            .collect()
+    }
+}
+
+impl FlashPlan {
+    /// The bundle plus this device's NVS image, checked against the board.
+    pub fn new(board: &Board, bundle: &Bundle, nvs: Vec<u8>) -> Result<FlashPlan, PlanError> {
+        if bundle.manifest.name != board.name {
+            return Err(PlanError::WrongBoard {
+                bundle: bundle.manifest.name.clone(),
+                board: board.name.clone(),
+            });
+        }
+        let family = bundle
+            .manifest
+            .builds
+            .first()
+            .map(|b| b.chip_family.clone())
+            .unwrap_or_default();
+        if family != firmware::chip_family(board.chip) {
+            return Err(PlanError::ChipFamily {
+                bundle: family,
+                board: board.name.clone(),
+                chip: board.chip.to_string(),
+            });
+        }
+        if nvs.len() != board.nvs.size as usize {
+            return Err(PlanError::NvsSize {
+                len: nvs.len(),
+                size: board.nvs.size,
+                board: board.name.clone(),
+            });
+        }
+        let mut parts = bundle.parts()?;
+        if let Some(table) = parts
+            .iter()
+            .find(|p| p.offset == vesper_core::partitions::TABLE_OFFSET)
+        {
+            let bad = |reason: String| PlanError::Part {
+                name: table.name.clone(),
+                reason,
+            };
+            let parsed = vesper_core::partitions::PartitionTable::parse(&table.data, &table.name)
+                .map_err(|e| bad(e.to_string()))?;
+            let region = parsed
+                .nvs(&board.nvs_name)
+                .map_err(|e| bad(e.to_string()))?;
+            if region != board.nvs {
+                return Err(PlanError::TableMismatch {
+                    offset: region.offset,
+                    size: region.size,
+                    board: board.name.clone(),
+                    board_offset: board.nvs.offset,
+                    board_size: board.nvs.size,
+                });
+            }
+        }
+        for p in &parts {
+            if p.region().overlaps(&board.nvs) {
+                return Err(PlanError::OverNvs(p.name.clone()));
+            }
+        }
+        parts.push(PlannedPart {
+            name: "nvs".into(),
+            offset: board.nvs.offset,
+            data: nvs,
+        });
+        parts.sort_by_key(|p| p.offset);
+        for (i, a) in parts.iter().enumerate() {
+            if a.region().end() > board.flash_size {
+                return Err(PlanError::BeyondFlash {
+                    name: a.name.clone(),
+                    end: a.region().end(),
+                    flash_mb: board.flash_size >> 20,
+                });
+            }
+            if let Some(b) = parts[i + 1..]
+                .iter()
+                .find(|b| a.region().overlaps(&b.region()))
+            {
+                return Err(PlanError::Overlap(a.name.clone(), b.name.clone()));
+            }
+        }
+        Ok(FlashPlan {
+            parts,
+            board: board.name.clone(),
+            firmware_version: bundle.manifest.version.clone(),
+        })
+    }
+
+    /// Bytes to write in all.
+    pub fn total_bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.data.len()).sum()
+    }
+
+    /// The flash image this plan produces on an erased chip of `size` bytes (for checks).
+    pub fn image(&self, size: usize) -> Vec<u8> {
+        let mut image = vec![0xFF; size];
+        for p in &self.parts {
+            image[p.offset as usize..p.offset as usize + p.data.len()].copy_from_slice(&p.data);
+        }
+        image
+    }
+}

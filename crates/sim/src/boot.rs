@@ -1,0 +1,250 @@
+//! What the simulated board does after a reset: read its partition table and NVS from flash,
+//! check the app image, print a console log like a real ESP32, and run the "firmware": log in to
+//! MQTT with the credentials from NVS and send heartbeats.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Fault, SimConfig, SimEvent};
+use crate::readers::{app_image, nvs, partition_table};
+
+/// The NVS namespace the firmware keeps its identity in (DESIGN.md section 3).
+const NAMESPACE: &str = "vesper";
+/// The partition the firmware opens with `nvs_flash_init()`.
+const NVS_PARTITION: &str = "nvs";
+/// Where the serial number goes in a topic template.
+const SN_PLACEHOLDER: &str = "{sn}";
+
+/// The outcome of a boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootReport {
+    /// The app started.
+    pub ok: bool,
+    /// Why it did not.
+    pub error: Option<String>,
+    pub app_offset: Option<u32>,
+    pub firmware_version: Option<String>,
+    /// Keys of the `vesper` NVS namespace and their values (strings and integers as text).
+    pub nvs: BTreeMap<String, String>,
+}
+
+impl BootReport {
+    pub fn serial_number(&self) -> Option<&str> {
+        self.nvs.get("serial_number").map(String::as_str)
+    }
+}
+
+/// Reads the flash as the second-stage bootloader and the firmware would.
+pub fn boot(flash: &[u8], mac: [u8; 6], bad_app: bool) -> (BootReport, String) {
+    let mut log = String::from(
+        "ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n\
+         I (31) boot: ESP-IDF v5.1.2 2nd stage bootloader (vesper sim)\r\n",
+    );
+    let mut report = BootReport {
+        ok: false,
+        error: None,
+        app_offset: None,
+        firmware_version: None,
+        nvs: BTreeMap::new(),
+    };
+    let fail = |mut report: BootReport, mut log: String, reason: String| {
+        log.push_str(&format!("E (60) boot: {reason}\r\n"));
+        report.error = Some(reason);
+        (report, log)
+    };
+    let erased = flash
+        .get(partition_table::OFFSET..partition_table::OFFSET + 32)
+        .is_some_and(|b| b.iter().all(|&b| b == 0xFF));
+    if erased {
+        return fail(
+            report,
+            log,
+            "the partition table at 0x8000 is erased: flash the full bundle".into(),
+        );
+    }
+    let table = match partition_table::read(flash) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                report,
+                log,
+                format!("no valid partition table at 0x8000: {e}"),
+            );
+        }
+    };
+    log.push_str("I (45) boot: Partition Table:\r\n");
+    for (i, p) in table.iter().enumerate() {
+        log.push_str(&format!(
+            "I (52) boot: {i:2} {:<16} {:<6} {:<8} {:08x} {:08x}\r\n",
+            p.name,
+            p.type_name(),
+            p.subtype,
+            p.offset,
+            p.size
+        ));
+    }
+    let Some(app) = table
+        .iter()
+        .filter(|p| p.ty == partition_table::TYPE_APP)
+        .min_by_key(|p| p.offset)
+    else {
+        return fail(report, log, "no app partition".into());
+    };
+    report.app_offset = Some(app.offset);
+    let image = flash
+        .get(app.offset as usize..app.end().min(flash.len()))
+        .unwrap_or_default();
+    let version = match app_image::read_version(image) {
+        Ok(_) if bad_app => Err(app_image::ImageProblem::Magic(0xFF)),
+        other => other,
+    };
+    match version {
+        Ok(version) => report.firmware_version = version,
+        Err(app_image::ImageProblem::Magic(magic)) => {
+            return fail(
+                report,
+                log,
+                format!(
+                    "image at 0x{:x} has invalid magic byte (0x{magic:02x}); nothing to boot",
+                    app.offset
+                ),
+            );
+        }
+    }
+    log.push_str(&format!(
+        "I (120) boot: Loaded app from partition at offset 0x{:x}\r\n",
+        app.offset
+    ));
+    log.push_str(&format!(
+        "I (200) cpu_start: Application information: version {}\r\nI (210) wifi: mac {}\r\n",
+        report.firmware_version.as_deref().unwrap_or("unknown"),
+        mac.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    ));
+    let nvs_partition = table.iter().find(|p| {
+        p.name == NVS_PARTITION
+            && p.ty == partition_table::TYPE_DATA
+            && p.subtype == partition_table::SUBTYPE_NVS
+    });
+    if let Some(part) = nvs_partition
+        && let Some(bytes) = flash.get(part.offset as usize..part.end())
+    {
+        report.nvs = nvs::read_namespace(bytes, NAMESPACE);
+    }
+    match report.serial_number() {
+        Some(sn) if sn.parse::<vesper_core::serial::SerialNumber>().is_err() => {
+            let reason = format!("NVS serial_number `{sn}` is not a serial number");
+            return fail(report, log, reason);
+        }
+        Some(sn) => log.push_str(&format!("I (230) vesper: serial number {sn}\r\n")),
+        None => {
+            return fail(
+                report,
+                log,
+                "NVS namespace `vesper` has no serial_number: the device is not provisioned".into(),
+            );
+        }
+    }
+    report.ok = true;
+    (report, log)
+}
+
+/// The running "firmware": an MQTT client that sends heartbeats.
+pub struct Firmware {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Firmware {
+    /// Starts the firmware of a good boot, if a broker is configured.
+    pub fn start(
+        report: &BootReport,
+        config: &SimConfig,
+        faults: Vec<Fault>,
+        events: Arc<Mutex<Vec<(Instant, SimEvent)>>>,
+    ) -> Option<Firmware> {
+        if !report.ok {
+            return None;
+        }
+        let (host, port) = config.broker.clone()?;
+        let sn = report.serial_number()?.to_owned();
+        let user = report
+            .nvs
+            .get("mqtt_user")
+            .cloned()
+            .unwrap_or_else(|| sn.clone());
+        let mut password = report.nvs.get("mqtt_pass").cloned().unwrap_or_default();
+        if faults.contains(&Fault::WrongPassword) {
+            password = "0".repeat(32);
+        }
+        let topic = config.data_topic.replace(SN_PLACEHOLDER, &sn);
+        let every = config.heartbeat_every;
+        let version = report
+            .firmware_version
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        let silent = faults.contains(&Fault::NoHeartbeat);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut options = rumqttc::MqttOptions::new(sn.clone(), host, port);
+            options.set_credentials(user, password);
+            options.set_keep_alive(Duration::from_secs(30));
+            let (client, mut connection) = rumqttc::Client::new(options, 16);
+            let started = Instant::now();
+            let mut next = Instant::now();
+            let record = |e: SimEvent| {
+                events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((Instant::now(), e))
+            };
+            let mut connected = false;
+            while !flag.load(Ordering::Relaxed) {
+                match connection.recv_timeout(Duration::from_millis(50)) {
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
+                        connected = true
+                    }
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => {
+                        record(SimEvent::MqttRefused {
+                            serial_number: sn.clone(),
+                            reason: format!("{code:?}"),
+                        });
+                        return;
+                    }
+                    Ok(Err(_)) => {
+                        connected = false;
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+                if connected && !silent && Instant::now() >= next {
+                    let payload = format!(
+                        r#"{{"type":"heartbeat","fw":"{version}","uptime":{}}}"#,
+                        started.elapsed().as_secs()
+                    );
+                    if client
+                        .try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, payload)
+                        .is_ok()
+                    {
+                        record(SimEvent::HeartbeatSent {
+                            serial_number: sn.clone(),
+                        });
+                    }
+                    next = Instant::now() + every;
+                }
+            }
+            let _ = client.disconnect();
+        });
+        Some(Firmware { stop, thread })
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
