@@ -206,9 +206,7 @@ async fn storm(
 }
 
 fn provisioned(registry: &Registry) -> usize {
-    registry.stats().unwrap().by_status[Status::Provisioned.as_str()]
-        .as_i64()
-        .unwrap() as usize
+    registry.stats().unwrap().by_status.get(Status::Provisioned) as usize
 }
 
 /// Bad logins at `rate` per second (each a distinct username and password) until `stop`.

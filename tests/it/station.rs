@@ -997,6 +997,67 @@ fn snapshots_of_the_batches_screens() {
 }
 
 #[test]
+fn the_batch_detail_follows_its_boards_and_reloads_when_entered() {
+    let (mut app, _) = app(Screen::Batches);
+    app.update(health());
+    app.update(Action::Batches(vec![batch_summary(4, 0)]));
+    let devices: Vec<Device> = SNS
+        .iter()
+        .map(|sn| device(sn, Status::Manufactured, None))
+        .collect();
+    app.update(Action::BatchLoaded(Batch {
+        summary: batch_summary(4, 0),
+        devices: devices.clone(),
+    }));
+    assert!(render(&app, 120, 40).contains("0/4 done"));
+    // The bench verifies two boards of the batch while the detail is open.
+    for (job, sn) in SNS[..2].iter().enumerate() {
+        let mut provisioned = device(sn, Status::Provisioned, Some("24:0A:C4:00:00:01"));
+        provisioned.provisioned_at = Some("2026-01-18T09:12:00.000Z".into());
+        app.update(Action::Verified {
+            owner: Owner::Slot(job),
+            job: job as u64 + 1,
+            device: provisioned,
+        });
+    }
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("2/4 done"), "{screen}");
+    let rows: Vec<&str> = screen
+        .lines()
+        .filter(|l| SNS.iter().any(|sn| l.contains(sn)))
+        .collect();
+    assert_eq!(rows.len(), 4, "{screen}");
+    assert!(
+        rows[0].contains("provisioned") && rows[1].contains("provisioned"),
+        "{screen}"
+    );
+    assert!(
+        rows[2].contains("manufactured") && rows[3].contains("manufactured"),
+        "{screen}"
+    );
+    // A device of another batch changes nothing here.
+    let mut other = device("PV-26A18-BC02R-ZZZZA", Status::Provisioned, None);
+    other.batch_id = "B-0007".into();
+    app.update(Action::DeviceChanged(other));
+    assert!(render(&app, 120, 40).contains("2/4 done"));
+    // Entering the screen again asks the backend for the list and the open batch.
+    app.update(Action::Go(Screen::Dashboard));
+    app.take_tasks();
+    app.update(Action::Go(Screen::Batches));
+    let tasks = app.take_tasks();
+    assert!(
+        tasks.iter().any(|t| matches!(t, Task::Batches)),
+        "{tasks:?}"
+    );
+    assert!(
+        tasks
+            .iter()
+            .any(|t| matches!(t, Task::Batch(id) if id == "B-0042")),
+        "{tasks:?}"
+    );
+}
+
+#[test]
 fn snapshots_of_the_wizard_steps() {
     let (mut app, t0) = app(Screen::Wizard);
     app.update(health());

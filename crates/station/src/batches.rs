@@ -16,7 +16,9 @@ use super::devices::{centered, status_badge};
 use super::theme::{Mark, Theme};
 use super::{Component, Cx, View};
 use vesper_client::BatchOrder;
-use vesper_core::model::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY};
+use vesper_core::model::{
+    Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, Device, MAX_QUANTITY, StatusCounts,
+};
 
 /// The new-batch form.
 #[derive(Debug, Clone)]
@@ -171,6 +173,9 @@ impl Batches {
 impl Component for Batches {
     fn enter(&mut self, cx: &mut Cx) {
         cx.tasks.push(Task::Batches);
+        if let Some(detail) = &self.detail {
+            cx.tasks.push(Task::Batch(detail.summary.batch_id.clone()));
+        }
     }
 
     fn handle_key(&mut self, key: KeyEvent, cx: &mut Cx) -> Option<Action> {
@@ -248,6 +253,9 @@ impl Component for Batches {
                     batch.devices.len()
                 )));
             }
+            Action::Verified { device, .. }
+            | Action::DeviceChanged(device)
+            | Action::DeviceLoaded(device) => self.device_changed(device),
             Action::Failed(reason) => {
                 if let Some(form) = &mut self.form
                     && form.sending
@@ -311,21 +319,38 @@ impl Component for Batches {
     }
 }
 
-fn done_count(b: &BatchSummary) -> i64 {
-    b.status_counts
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "manufactured" | "flashed" | "revoked"))
-        .filter_map(|(_, v)| v.as_i64())
-        .sum()
-}
-
 impl Batches {
+    /// Keeps the open batch and its line in the list true to a device's new state.
+    fn device_changed(&mut self, device: &Device) {
+        let Some(detail) = &mut self.detail else {
+            return;
+        };
+        let Some(old) = detail
+            .devices
+            .iter_mut()
+            .find(|d| d.serial_number == device.serial_number)
+        else {
+            return;
+        };
+        let before = old.status;
+        *old = device.clone();
+        detail.summary.status_counts = StatusCounts::of(detail.devices.iter().map(|d| d.status));
+        if let Some(line) = self
+            .list
+            .iter_mut()
+            .find(|b| b.batch_id == detail.summary.batch_id)
+        {
+            line.status_counts.add(before, -1);
+            line.status_counts.add(device.status, 1);
+        }
+    }
+
     fn draw_list(&self, frame: &mut Frame, area: Rect, theme: Theme) {
         let items: Vec<ListItem> = self
             .list
             .iter()
             .map(|b| {
-                let done = done_count(b);
+                let done = b.done();
                 let mark = if done >= b.quantity {
                     Mark::Done
                 } else {
@@ -387,7 +412,7 @@ fn draw_detail(batch: &Batch, row: usize, frame: &mut Frame, area: Rect, theme: 
                 b.hw_version,
                 b.subscription_plan,
                 b.available_outputs,
-                done_count(b),
+                b.done(),
                 b.quantity
             )),
         ]),

@@ -157,13 +157,7 @@ impl Bench {
     /// Boards provisioned in this batch, and its size.
     pub fn progress(&self) -> Option<(i64, i64)> {
         let b = self.batch.as_ref()?;
-        let done: i64 = b
-            .status_counts
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "manufactured" | "flashed" | "revoked"))
-            .filter_map(|(_, v)| v.as_i64())
-            .sum();
-        Some((done, b.quantity))
+        Some((b.done(), b.quantity))
     }
 
     /// Slots (and their ports) that hold a board the bench is working on or waiting to start.
@@ -405,8 +399,12 @@ impl Bench {
         if let Some(batch) = &mut self.batch
             && batch.batch_id == device.batch_id
         {
-            bump(batch, "manufactured", -1);
-            bump(batch, "provisioned", 1);
+            batch
+                .status_counts
+                .add(vesper_core::model::Status::Manufactured, -1);
+            batch
+                .status_counts
+                .add(vesper_core::model::Status::Provisioned, 1);
         }
         let s = &mut self.slots[slot];
         s.state = SlotState::Done { seconds };
@@ -484,14 +482,6 @@ impl Bench {
             }
         }
     }
-}
-
-fn bump(batch: &mut BatchSummary, status: &str, by: i64) {
-    let entry = batch
-        .status_counts
-        .entry(status.to_owned())
-        .or_insert(0.into());
-    *entry = (entry.as_i64().unwrap_or(0) + by).max(0).into();
 }
 
 /// The first sentence or clause of a reason, for one-line lists.

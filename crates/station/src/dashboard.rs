@@ -137,11 +137,7 @@ fn draw_counts(stats: &Stats, frame: &mut Frame, area: Rect, theme: Theme) {
     let bars: Vec<Bar> = Status::ALL
         .iter()
         .map(|s| {
-            let n = stats
-                .by_status
-                .get(s.as_str())
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
+            let n = stats.by_status.get(*s).max(0) as u64;
             let mark = Mark::of(*s);
             Bar::default()
                 .value(n)
@@ -190,7 +186,7 @@ fn draw_today(stats: &Stats, frame: &mut Frame, area: Rect, theme: Theme) {
     let lines: Vec<Line> = stats
         .by_board
         .iter()
-        .map(|(board, n)| Line::raw(format!("{board:<16} {:>7}", n.as_i64().unwrap_or(0))))
+        .map(|(board, n)| Line::raw(format!("{board:<16} {n:>7}")))
         .collect();
     frame.render_widget(
         Paragraph::new(lines).block(theme.panel(" By board ")),

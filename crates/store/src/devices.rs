@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use vesper_core::model::{
     AuditQuery, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers,
-    FlashReport, Sighting, Stats, Status, UserAccess,
+    FlashReport, Sighting, Stats, Status, StatusCounts, UserAccess,
 };
 
 use super::{Registry, RegistryError, Result, audit, now};
@@ -412,20 +412,19 @@ impl Registry {
     /// Dashboard figures: counts by status and board, today's provisioning, recent activity.
     pub fn stats(&self) -> Result<Stats> {
         self.read(|c| {
-            let counts = |sql: &str| -> Result<serde_json::Map<String, Value>> {
+            let counts = |sql: &str| -> Result<std::collections::BTreeMap<String, i64>> {
                 let mut stmt = c.prepare_cached(sql)?;
                 let rows =
                     stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-                let mut map = serde_json::Map::new();
-                for row in rows {
-                    let (k, v) = row?;
-                    map.insert(k, v.into());
-                }
-                Ok(map)
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
             };
-            let mut by_status = counts("SELECT status, count(*) FROM devices GROUP BY status")?;
-            for s in Status::ALL {
-                by_status.entry(s.as_str()).or_insert(0.into());
+            let mut by_status = StatusCounts::default();
+            for status in Status::ALL {
+                by_status.add(status, 0);
+            }
+            for (status, n) in counts("SELECT status, count(*) FROM devices GROUP BY status")? {
+                let status = status.parse::<Status>().map_err(RegistryError::Invalid)?;
+                by_status.add(status, n);
             }
             let by_board =
                 counts("SELECT board, count(*) FROM devices GROUP BY board ORDER BY board")?;

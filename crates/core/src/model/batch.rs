@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Board, Device};
+use super::{Board, Device, StatusCounts};
 
 /// Largest batch accepted in one request.
 pub const MAX_QUANTITY: u32 = 10_000;
@@ -34,7 +34,14 @@ pub struct BatchSummary {
     pub created_at: String,
     pub created_by: String,
     /// Devices per status.
-    pub status_counts: serde_json::Map<String, serde_json::Value>,
+    pub status_counts: StatusCounts,
+}
+
+impl BatchSummary {
+    /// Devices that have been provisioned (or gone further), the batch's progress.
+    pub fn done(&self) -> i64 {
+        self.status_counts.done()
+    }
 }
 
 /// A batch and its devices.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{AuditEntry, Status};
+use super::{AuditEntry, Status, StatusCounts};
 
 /// A device record, with the seed's document fields and traceability.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -167,8 +167,10 @@ pub enum UserAccess {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub total: i64,
-    pub by_status: serde_json::Map<String, Value>,
-    pub by_board: serde_json::Map<String, Value>,
+    /// Devices per status, every status present (zero included).
+    pub by_status: StatusCounts,
+    /// Devices per board name.
+    pub by_board: std::collections::BTreeMap<String, i64>,
     pub provisioned_today: i64,
     /// Devices provisioned in each hour of today (UTC), 24 entries.
     #[serde(default)]

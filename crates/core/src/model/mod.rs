@@ -16,4 +16,4 @@ pub use device::{
     Stats, UserAccess,
 };
 pub use role::{Role, TokenInfo, TokenPrincipal};
-pub use status::Status;
+pub use status::{Status, StatusCounts};

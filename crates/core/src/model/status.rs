@@ -1,5 +1,6 @@
 //! Where a device is in its life, and the only moves it may make.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -44,6 +45,15 @@ impl Status {
         }
     }
 
+    /// Whether a device in this status counts as done for its batch: provisioned, or further
+    /// along (sold, claimed, active); not waiting, not flashed only, not revoked.
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            Status::Provisioned | Status::Sold | Status::Claimed | Status::Active
+        )
+    }
+
     /// Whether a device may move from `self` to `to`: forward along the chain (steps may be
     /// skipped), or to `revoked` from any state but `revoked`.
     pub fn may_move_to(self, to: Status) -> bool {
@@ -73,5 +83,41 @@ impl FromStr for Status {
                     Status::ORDER_TEXT.replace(" ->", ",")
                 )
             })
+    }
+}
+
+/// How many devices are in each status. Serialized as a JSON object keyed by status name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StatusCounts(pub BTreeMap<Status, i64>);
+
+impl StatusCounts {
+    /// Devices in `status`.
+    pub fn get(&self, status: Status) -> i64 {
+        self.0.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Adds `by` (possibly negative) to `status`, never below zero.
+    pub fn add(&mut self, status: Status, by: i64) {
+        let n = self.0.entry(status).or_insert(0);
+        *n = (*n + by).max(0);
+    }
+
+    /// Devices that count as done ([`Status::is_done`]).
+    pub fn done(&self) -> i64 {
+        self.0
+            .iter()
+            .filter(|(status, _)| status.is_done())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The counts of a list of devices' statuses.
+    pub fn of(statuses: impl IntoIterator<Item = Status>) -> Self {
+        let mut counts = Self::default();
+        for status in statuses {
+            counts.add(status, 1);
+        }
+        counts
     }
 }
