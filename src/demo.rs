@@ -157,7 +157,7 @@ pub fn publish_release(
 
 /// The demo's configuration: demo station and slots, loopback backend and broker, and the
 /// example's boards.
-fn demo_config(broker_port: u16, slots: usize) -> String {
+fn demo_config(broker_port: u16, slots: usize, api: Option<SocketAddr>) -> String {
     let boards = crate::config::EXAMPLE
         .find("\n[[boards]]")
         .map(|i| &crate::config::EXAMPLE[i..])
@@ -166,12 +166,13 @@ fn demo_config(broker_port: u16, slots: usize) -> String {
     format!(
         "# Written by `vesper demo`; rewritten on every run.\n\
          [station]\nname = \"demo-bench\"\nslots = [{}]\nverify_timeout = 30\nfirmware_cache = \"cache\"\n\n\
-         [backend]\nurl = \"http://127.0.0.1:8080\"\n\n\
+         [backend]\nurl = \"http://{}\"\n\n\
          [mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\n\n\
          [serve]\ndata_dir = \"data\"\nsecret_file = \"mqtt_secret\"\nservice_account = \"vesper-backend\"\n\n\
          [serve.broker]\nhost = \"127.0.0.1\"\nport = {broker_port}\n\n\
          [labels]\nstock = \"a4-l7160\"\n\n{boards}",
-        slot_list.join(", ")
+        slot_list.join(", "),
+        api.map_or_else(|| "127.0.0.1:8080".to_owned(), |a| a.to_string())
     )
 }
 
@@ -211,7 +212,7 @@ impl Demo {
         let config_path = dir.join("config.toml");
         write_atomic(
             &config_path,
-            demo_config(broker_addr.port(), options.boards).as_bytes(),
+            demo_config(broker_addr.port(), options.boards, None).as_bytes(),
         )
         .map_err(io(&config_path))?;
         let ports = dir.join("ports");
@@ -236,6 +237,12 @@ impl Demo {
         listener.set_nonblocking(true).map_err(io(&dir))?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(io(&dir))?;
         let broker = Broker::serve(listener, Arc::new(BackendGate(backend.state.clone())));
+        // Now that the API has its port, the config names it: another terminal can run a
+        // station (`vesper --config DIR/config.toml bench --headless ...`) against this demo.
+        let text = demo_config(broker_addr.port(), options.boards, Some(backend.api_addr));
+        write_atomic(&config_path, text.as_bytes()).map_err(io(&config_path))?;
+        let mut config = config;
+        config.backend.url = format!("http://{}", backend.api_addr);
         let info = serde_json::json!({
             "api": format!("http://{}", backend.api_addr),
             "token": token,

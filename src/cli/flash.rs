@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -12,6 +11,7 @@ use vesper::files::write_atomic;
 use vesper::flashing::{self, Bundle, FlashEvent, FlashOptions, FlashPlan, PortChange};
 use vesper::partitions::parse_size;
 use vesper::sim::{self, Fault, SimBoard, SimConfig, SimEvent};
+use vesper::station::provision;
 
 use super::Outcome;
 
@@ -104,48 +104,16 @@ fn print_event(event: &FlashEvent, json: bool, tty: bool) {
         return;
     }
     let line = match event {
-        FlashEvent::Connecting { port, attempt } if *attempt > 1 => {
-            format!("{port}: connecting (attempt {attempt})")
-        }
-        FlashEvent::Connecting { port, .. } => format!("{port}: connecting"),
-        FlashEvent::Connected {
-            port,
-            chip,
-            mac,
-            flash_size,
-        } => format!("{port}: {chip} · {mac} · {flash_size} flash"),
-        FlashEvent::PartStarted {
-            port,
-            part,
-            offset,
-            bytes,
-        } => format!("{port}: {part} → 0x{offset:x} ({bytes} bytes)"),
         FlashEvent::PartProgress {
             port,
             part,
             done,
             total,
-        } => {
-            if !tty {
-                return;
-            }
-            format!("{port}: {part} {:3}%", done * 100 / (*total).max(1))
-        }
-        FlashEvent::PartVerifying { .. } => return,
-        FlashEvent::PartDone { port, part } => format!("{port}: {part} ✓ verified"),
-        FlashEvent::Retrying {
-            port,
-            attempt,
-            reason,
-        } => format!("{port}: {reason}; retrying ({attempt})"),
-        FlashEvent::Done {
-            port,
-            mac,
-            seconds,
-            bytes,
-            ..
-        } => format!("{port}: ✓ flashed {mac} in {seconds:.1} s ({bytes} bytes)"),
-        FlashEvent::Failed { port, error } => format!("{port}: ✗ {error}"),
+        } if tty => format!("{port}: {part} {:3}%", done * 100 / (*total).max(1)),
+        other => match provision::describe_flash(other) {
+            Some(line) => line,
+            None => return,
+        },
     };
     println!("{line}");
 }
@@ -175,22 +143,20 @@ pub fn flash(args: FlashArgs, config_path: Option<&Path>) -> anyhow::Result<Outc
         retries: args.retries,
         chip: flashing::espflash_chip(board.chip),
     };
-    let (tx, rx) = mpsc::channel();
     let tty = std::io::stdout().is_terminal();
+    let print = |event: FlashEvent| print_event(&event, args.json, tty);
     let failures = std::thread::scope(|s| {
         let jobs: Vec<_> = args
             .ports
             .iter()
             .zip(&plans)
             .map(|(port, plan)| {
-                let (tx, options) = (tx.clone(), options.clone());
-                s.spawn(move || flashing::flash(port, plan, &options, &tx).is_err())
+                let options = &options;
+                s.spawn(move || {
+                    provision::flash_step(port, plan, options, &|_| Ok(()), print).is_err()
+                })
             })
             .collect();
-        drop(tx);
-        for event in rx {
-            print_event(&event, args.json, tty);
-        }
         jobs.into_iter()
             .map(|j| j.join())
             .filter(|r| !matches!(r, Ok(false)))

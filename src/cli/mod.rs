@@ -37,6 +37,8 @@ pub struct Cli {
 enum Command {
     /// The workstation: dashboard, batches, devices, the provision wizard and the bench.
     Station(station::StationArgs),
+    /// The bench: provision boards as they are plugged in (--headless: no screen, for a jig).
+    Bench(station::BenchArgs),
     /// Everything on one machine with simulated boards: try the whole flow in a minute.
     Demo(station::DemoArgs),
     /// Write config.toml and the partition tables it references into a folder.
@@ -96,6 +98,7 @@ pub fn run() -> ExitCode {
     });
     let result = match command {
         Command::Station(args) => station::station(args, config),
+        Command::Bench(args) => station::bench(args, config),
         Command::Demo(args) => station::demo(args),
         Command::Init(args) => config_cmd::init(args),
         Command::Config(cmd) => config_cmd::run(cmd, config),

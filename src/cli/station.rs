@@ -8,6 +8,8 @@ use clap::{Args, ValueEnum};
 
 use vesper::client::ApiClient;
 use vesper::demo::{Demo, DemoOptions};
+use vesper::station::headless::{self, HeadlessOptions};
+use vesper::station::provision::Pipeline;
 use vesper::station::{self, Screen, StationOptions};
 
 use super::Outcome;
@@ -77,6 +79,32 @@ pub struct DemoArgs {
     unpaced: bool,
 }
 
+#[derive(Args)]
+#[command(after_help = "\
+With --headless (for a factory jig with no screen): watches the configured bench slots
+(station.slots; without them, the first four USB serial adapters that appear), and provisions each
+board plugged in: claim the batch's next serial number, flash firmware and NVS, record the flash,
+wait for the first heartbeat. One line per step (--json: one JSON object per line). A finished
+board stays in its slot until pulled out; the next one plugged in gets the next serial number.
+Exits 0 when every device of the batch is provisioned, or on SIGTERM/Ctrl-C after finishing the
+boards in flight; 1 if it cannot start. Without --headless: the station, on the bench screen.
+Example:
+  VESPER_TOKEN=vst_... vesper bench --headless --batch B-0042 --json >> bench-1.log")]
+pub struct BenchArgs {
+    /// Run without a screen: provision boards as they are plugged in, print each step.
+    #[arg(long, requires = "batch")]
+    headless: bool,
+    /// The batch to provision, e.g. B-0042 (headless).
+    #[arg(long, value_name = "ID")]
+    batch: Option<String>,
+    /// One JSON object per line on stdout (headless).
+    #[arg(long, requires = "headless")]
+    json: bool,
+    /// Log to this file.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+}
+
 fn log_to(path: &Path) -> anyhow::Result<()> {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -111,6 +139,53 @@ pub fn station(args: StationArgs, config_path: Option<&Path>) -> anyhow::Result<
     };
     runtime()?.block_on(station::run(config, client, options))?;
     Ok(Outcome::Success)
+}
+
+pub fn bench(args: BenchArgs, config_path: Option<&Path>) -> anyhow::Result<Outcome> {
+    let config = vesper::config::discover(config_path)?;
+    let client = ApiClient::from_config(&config)?;
+    if let Some(path) = &args.log {
+        log_to(path)?;
+    }
+    if !args.headless {
+        if args.batch.is_some() {
+            anyhow::bail!("--batch goes with --headless; on the screen, pick the batch with e");
+        }
+        let options = StationOptions {
+            start: Screen::Bench,
+            labels_dir: PathBuf::from("."),
+        };
+        runtime()?.block_on(station::run(config, client, options))?;
+        return Ok(Outcome::Success);
+    }
+    let options = HeadlessOptions {
+        batch: args.batch.context("--headless needs --batch ID")?,
+        json: args.json,
+    };
+    let pipeline = Pipeline::new(client, std::sync::Arc::new(config));
+    let summary = runtime()?.block_on(headless::run(
+        pipeline,
+        options,
+        Box::new(std::io::stdout()),
+        stop_signal(),
+    ))?;
+    tracing::info!(?summary, "headless bench ended");
+    Ok(Outcome::Success)
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<Outcome> {

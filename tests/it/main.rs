@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod embedded_broker;
 mod flashing;
+mod headless_bench;
 mod labels;
 mod nvs_differential;
 mod nvs_vectors;

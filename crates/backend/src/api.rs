@@ -1,66 +1,118 @@
 //! The manufacturing API (`/manufacturing/...`), the OTA files (`/ota/...`), health and the
 //! OpenAPI document.
 
+use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::routing::Router;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::control::BrokerCommand;
+use super::error::ApiErrors;
 use super::{ApiError, Caller, SharedState, db};
 use crate::releases::{self, Manifest};
-use vesper_core::model::Board;
+use vesper_core::model::{
+    AuditEntry, Batch, BatchSummary, Board, Device, DevicePage, DeviceSort, Stats, StatusCounts,
+};
 use vesper_core::nvs::{self, DeviceNvs};
 use vesper_core::serial::SerialNumber;
+use vesper_core::wire::{
+    AssignRequest, AuditPage, AuditParams, BatchAnswer, BatchList, BatchRequest, ClaimRequest,
+    ConflictCode, ErrorBody, FirmwareRelease, Health, LabelQuery, NvsQuery, PageQuery,
+    ReleaseRequest, StatusRequest, VersionQuery, WaitQuery, WaitResult,
+};
 use vesper_store::{
     AuditQuery, DeviceEvent, DeviceFilter, DeviceUsers, FlashReport, NewBatch, Role, Status,
 };
 
-/// The OpenAPI document of this API.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The document's frame: title, security scheme, the schemas no route names directly.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Vesper Station backend",
+        description = "Device registry, manufacturing API and MQTT auth answers for Vesper Station. Admin routes need `Authorization: Bearer <token>` (`vesper token create NAME --role admin|technician|viewer`); the token's name is the audit actor."
+    ),
+    modifiers(&BearerScheme),
+    components(schemas(
+        ErrorBody,
+        ConflictCode,
+        StatusCounts,
+        AuditEntry,
+        DeviceEvent,
+        DeviceSort,
+        WaitResult,
+        vesper_core::goauth::JsonAnswer
+    ))
+)]
+struct ApiDoc;
 
-/// The API's routes. Every route but the waiting ones answers within `timeout` (else 503); a
-/// long poll (`?wait=`, up to [`MAX_WAIT`] seconds) and an event stream bound their own time.
-pub fn routes(timeout: std::time::Duration) -> Router<SharedState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/openapi.json", get(openapi))
-        .route("/manufacturing/batch", post(create_batch))
-        .route("/manufacturing/batch/{id}", get(batch))
-        .route("/manufacturing/batch/{id}/labels", post(batch_labels))
-        .route("/manufacturing/batch/{id}/claim", post(claim_next))
-        .route("/manufacturing/batches", get(batches))
-        .route("/manufacturing/devices", get(devices))
-        .route("/manufacturing/devices/{sn}/status", post(set_status))
-        .route("/manufacturing/devices/{sn}/assign", post(assign))
-        .route("/manufacturing/devices/{sn}/claim", post(claim_device))
-        .route("/manufacturing/devices/{sn}/release", post(release_device))
-        .route("/manufacturing/devices/{sn}/flashed", post(flashed))
-        .route("/manufacturing/devices/{sn}/users", post(set_users))
-        .route("/manufacturing/devices/{sn}/nvs.bin", get(nvs_image))
-        .route(
-            "/manufacturing/devices/{sn}/firmware.bin",
-            get(device_firmware),
-        )
-        .route(
-            "/manufacturing/firmware/{hw_type}/{hw_version}",
-            get(firmware_manifest),
-        )
-        .route("/manufacturing/audit", get(audit))
-        .route("/manufacturing/stats", get(stats))
-        .route("/ota/{board}/{file}", get(ota_file))
-        .route("/ota/{board}/{release}/{file}", get(ota_release_file))
+/// Declares the `bearer` security scheme the routes name.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The API's routes and their OpenAPI description, from the same declarations. Every route but
+/// the waiting ones answers within `timeout` (else 503); a long poll (`?wait=`, up to
+/// [`MAX_WAIT`] seconds) and an event stream bound their own time.
+pub fn routes(timeout: std::time::Duration) -> (Router<SharedState>, utoipa::openapi::OpenApi) {
+    let (timed, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(openapi))
+        .routes(routes!(create_batch))
+        .routes(routes!(batch))
+        .routes(routes!(batch_labels))
+        .routes(routes!(claim_next))
+        .routes(routes!(batches))
+        .routes(routes!(devices))
+        .routes(routes!(set_status))
+        .routes(routes!(assign))
+        .routes(routes!(claim_device))
+        .routes(routes!(release_device))
+        .routes(routes!(flashed))
+        .routes(routes!(set_users))
+        .routes(routes!(nvs_image))
+        .routes(routes!(device_firmware))
+        .routes(routes!(firmware_manifest))
+        .routes(routes!(audit))
+        .routes(routes!(stats))
+        .routes(routes!(ota_file))
+        .routes(routes!(ota_release_file))
+        .split_for_parts();
+    let (waiting, waiting_doc) = OpenApiRouter::new()
+        .routes(routes!(device))
+        .routes(routes!(device_events))
+        .split_for_parts();
+    doc.merge(waiting_doc);
+    let router = timed
         .route_layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
-        .route("/manufacturing/devices/{sn}", get(device))
-        .route("/manufacturing/devices/{sn}/events", get(device_events))
+        .merge(waiting);
+    (router, doc)
+}
+
+/// The whole OpenAPI document: the API's routes and the broker-facing auth routes.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes(std::time::Duration::from_secs(60));
+    doc.merge(super::mqtt::document());
+    doc
 }
 
 /// A JSON body whose rejection is an [`ApiError`] (so every error answer has the same shape).
@@ -90,6 +142,12 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
     }
 }
 
+/// Health of the registry and the heartbeat listener.
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()),
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "Registry unavailable", body = Health),
+    ))]
 pub async fn healthz(State(state): State<SharedState>) -> Response {
     let broker = match (
         &state.config.serve.broker,
@@ -102,45 +160,36 @@ pub async fn healthz(State(state): State<SharedState>) -> Response {
         (Some(_), false) => "disconnected",
     };
     match db(&state, |r| r.ping()).await {
-        Ok(()) => {
-            Json(json!({ "status": "ok", "registry": "ok", "broker": broker })).into_response()
-        }
+        Ok(()) => Json(Health {
+            status: "ok".into(),
+            registry: "ok".into(),
+            broker: broker.into(),
+        })
+        .into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "degraded", "registry": "unavailable" })),
+            Json(Health {
+                status: "degraded".into(),
+                registry: "unavailable".into(),
+                broker: String::new(),
+            }),
         )
             .into_response(),
     }
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", security(()),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| document().to_pretty_json().expect("document serializes"));
+    ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
 fn serial(sn: &str) -> Result<SerialNumber, ApiError> {
     sn.parse()
         .map_err(|e: vesper_core::serial::ParseError| ApiError::BadRequest(e.to_string()))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchRequest {
-    board: Option<String>,
-    hw_type: Option<String>,
-    hw_version: Option<String>,
-    quantity: u32,
-    #[serde(default = "default_plan")]
-    subscription_plan: String,
-    #[serde(default = "default_outputs")]
-    available_outputs: i64,
-}
-
-fn default_plan() -> String {
-    vesper_store::DEFAULT_PLAN.into()
-}
-
-fn default_outputs() -> i64 {
-    vesper_store::DEFAULT_OUTPUTS
 }
 
 fn board_of<'a>(state: &'a SharedState, req: &BatchRequest) -> Result<&'a Board, ApiError> {
@@ -168,11 +217,15 @@ fn board_of<'a>(state: &'a SharedState, req: &BatchRequest) -> Result<&'a Board,
     }
 }
 
+/// Creates a batch of serial numbers for one board, whole or not at all.
+#[utoipa::path(post, path = "/manufacturing/batch", tag = "batches", security(("bearer" = [])),
+    request_body = BatchRequest,
+    responses((status = 201, description = "The batch, its devices and serial numbers", body = BatchAnswer), ApiErrors))]
 async fn create_batch(
     State(state): State<SharedState>,
     caller: Caller,
     Body(req): Body<BatchRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<BatchAnswer>), ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let board = board_of(&state, &req)?.clone();
     let new_batch = move |r: &vesper_store::Registry| {
@@ -187,32 +240,30 @@ async fn create_batch(
         )
     };
     let batch = db(&state, new_batch).await?;
-    let mut body = serde_json::to_value(&batch).map_err(|_| ApiError::Internal)?;
-    body["serial_numbers"] = json!(batch.serial_numbers());
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, Json(batch.into())))
 }
 
+/// A batch with its devices.
+#[utoipa::path(get, path = "/manufacturing/batch/{id}", tag = "batches", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Batch name, e.g. B-0042")),
+    responses((status = 200, description = "The batch", body = BatchAnswer), ApiErrors))]
 async fn batch(
     State(state): State<SharedState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchAnswer>, ApiError> {
     caller.require(Role::Viewer)?;
-    let mut batch = db(&state, move |r| r.batch(&id)).await?;
+    let mut batch: Batch = db(&state, move |r| r.batch(&id)).await?;
     batch.devices = all_visible(&caller, std::mem::take(&mut batch.devices));
-    let mut body = serde_json::to_value(&batch).map_err(|_| ApiError::Internal)?;
-    body["serial_numbers"] = json!(batch.serial_numbers());
-    Ok(Json(body))
-}
-
-#[derive(Deserialize)]
-struct LabelQuery {
-    stock: Option<String>,
-    format: Option<String>,
-    skip: Option<u32>,
+    Ok(Json(batch.into()))
 }
 
 /// The labels of a batch: a PDF (or ZPL with `?format=zpl`) on the configured or given stock.
+#[utoipa::path(post, path = "/manufacturing/batch/{id}/labels", tag = "batches", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Batch name"), LabelQuery),
+    responses(
+        (status = 200, description = "The labels", content(("application/pdf"), ("application/zpl"))),
+        ApiErrors))]
 async fn batch_labels(
     State(state): State<SharedState>,
     caller: Caller,
@@ -263,23 +314,21 @@ async fn batch_labels(
         .into_response())
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
-    limit: Option<u32>,
-    offset: Option<u32>,
-}
-
+/// The newest batches first, without their devices.
+#[utoipa::path(get, path = "/manufacturing/batches", tag = "batches", security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, description = "Batches", body = BatchList), ApiErrors))]
 async fn batches(
     State(state): State<SharedState>,
     caller: Caller,
     Params(q): Params<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchList>, ApiError> {
     caller.require(Role::Viewer)?;
-    let list = db(&state, move |r| {
+    let batches: Vec<BatchSummary> = db(&state, move |r| {
         r.batches(q.limit.unwrap_or(100), q.offset.unwrap_or(0))
     })
     .await?;
-    Ok(Json(json!({ "batches": list })))
+    Ok(Json(BatchList { batches }))
 }
 
 /// Whether the caller may see personal data (customers' e-mail addresses, user ids): technicians
@@ -302,26 +351,20 @@ fn all_visible(caller: &Caller, devices: Vec<vesper_store::Device>) -> Vec<vespe
     devices.into_iter().map(|d| visible(caller, d)).collect()
 }
 
+/// Devices by filter, one page.
+#[utoipa::path(get, path = "/manufacturing/devices", tag = "devices", security(("bearer" = [])),
+    params(DeviceFilter),
+    responses((status = 200, description = "A page of devices", body = DevicePage), ApiErrors))]
 async fn devices(
     State(state): State<SharedState>,
     caller: Caller,
     Params(mut filter): Params<DeviceFilter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DevicePage>, ApiError> {
     caller.require(Role::Viewer)?;
     filter.personal = sees_personal_data(&caller);
     let mut page = db(&state, move |r| r.devices(&filter)).await?;
     page.devices = all_visible(&caller, std::mem::take(&mut page.devices));
-    Ok(Json(
-        serde_json::to_value(page).map_err(|_| ApiError::Internal)?,
-    ))
-}
-
-#[derive(Deserialize)]
-struct WaitQuery {
-    /// Answer only once the device has reached this status (or is revoked), or `timeout` passed.
-    wait: Option<Status>,
-    /// Seconds to wait (default 30, at most 600).
-    timeout: Option<u64>,
+    Ok(Json(page))
 }
 
 /// Longest long poll, in seconds (a station's verify timeout may be up to 600 s).
@@ -331,6 +374,11 @@ fn reached(status: Status, wanted: Status) -> bool {
     status == Status::Revoked || status >= wanted
 }
 
+/// One device with its history; with `?wait=STATUS`, a long poll.
+#[utoipa::path(get, path = "/manufacturing/devices/{sn}", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number PV-YYMDD-BBTTR-XXXXX"), WaitQuery),
+    responses((status = 200, description = "The device (a long poll says how it ended in `x-wait-result`)", body = Device,
+        headers(("x-wait-result" = WaitResult, description = "Long polls only: reached, timeout or revoked"))), ApiErrors))]
 async fn device(
     State(state): State<SharedState>,
     caller: Caller,
@@ -341,9 +389,7 @@ async fn device(
     let sn = serial(&sn)?;
     let Some(wanted) = q.wait else {
         let device = visible(&caller, db(&state, move |r| r.device(sn.as_str())).await?);
-        return Ok(
-            Json(serde_json::to_value(device).map_err(|_| ApiError::Internal)?).into_response(),
-        );
+        return Ok(Json(device).into_response());
     };
     // Subscribe before reading, so a change between the read and the wait is not missed.
     let mut events = state.events.subscribe();
@@ -365,14 +411,16 @@ async fn device(
         }
     }
     let result = match device.status {
-        Status::Revoked if wanted != Status::Revoked => "revoked",
-        s if reached(s, wanted) => "reached",
-        _ => "timeout",
+        Status::Revoked if wanted != Status::Revoked => WaitResult::Revoked,
+        s if reached(s, wanted) => WaitResult::Reached,
+        _ => WaitResult::Timeout,
     };
-    let body = serde_json::to_value(visible(&caller, device)).map_err(|_| ApiError::Internal)?;
     Ok((
-        [(header::HeaderName::from_static("x-wait-result"), result)],
-        Json(body),
+        [(
+            header::HeaderName::from_static(WaitResult::HEADER),
+            result.as_str(),
+        )],
+        Json(visible(&caller, device)),
     )
         .into_response())
 }
@@ -389,6 +437,10 @@ enum StreamEnd {
     Stopping,
 }
 
+#[utoipa::path(get, path = "/manufacturing/devices/{sn}/events", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")),
+    responses((status = 200, description = "Server-sent events: `current` first, then one per change of the device (`provisioned`, `seen`, `status`, `flashed`, `assigned`, `users`; data: a DeviceEvent as JSON); the stream ends at shutdown or when the token is revoked",
+        content_type = "text/event-stream", body = vesper_core::wire::EventFrame), ApiErrors))]
 async fn device_events(
     State(state): State<SharedState>,
     caller: Caller,
@@ -461,18 +513,16 @@ fn announce(state: &SharedState, kind: &str, device: &vesper_store::Device) {
     let _ = state.events.send(DeviceEvent::of(kind, device));
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusRequest {
-    status: Status,
-}
-
+/// Moves a device's status forward (or to revoked, admins only).
+#[utoipa::path(post, path = "/manufacturing/devices/{sn}/status", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")), request_body = StatusRequest,
+    responses((status = 200, description = "The device", body = Device), ApiErrors))]
 async fn set_status(
     State(state): State<SharedState>,
     caller: Caller,
     Path(sn): Path<String>,
     Body(req): Body<StatusRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Device>, ApiError> {
     let needed = if req.status == Status::Revoked {
         Role::Admin
     } else {
@@ -490,98 +540,82 @@ async fn set_status(
             .send(BrokerCommand::kick(&device.serial_number));
     }
     announce(&state, "status", &device);
-    device_json(&device)
+    Ok(Json(device))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimRequest {
-    /// Who takes the device, e.g. `bench-1/slot-2`.
-    station: String,
-    /// How long the claim holds if the station never reports (default 600 s, at most 3600 s).
-    lease_seconds: Option<u64>,
+/// How long a claim holds if the station never reports.
+fn lease(req: &ClaimRequest) -> std::time::Duration {
+    std::time::Duration::from_secs(req.lease_seconds.unwrap_or(600))
 }
 
-impl ClaimRequest {
-    fn lease(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.lease_seconds.unwrap_or(600))
-    }
-}
-
-fn device_json(device: &vesper_store::Device) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        serde_json::to_value(device).map_err(|_| ApiError::Internal)?,
-    ))
-}
-
-/// Takes the batch's next device to flash for a bench slot; 409 when none is left.
+/// Takes the batch's next device to flash for a bench slot; 409 `batch_done` when none is left.
+#[utoipa::path(post, path = "/manufacturing/batch/{id}/claim", tag = "batches", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Batch name")), request_body = ClaimRequest,
+    responses((status = 200, description = "The claimed device", body = Device), ApiErrors))]
 async fn claim_next(
     State(state): State<SharedState>,
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<ClaimRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let device = db(&state, move |r| {
-        r.claim_next(&id, &req.station, req.lease(), &actor)
+        r.claim_next(&id, &req.station, lease(&req), &actor)
     })
     .await?;
     announce(&state, "claimed", &device);
-    device_json(&device)
+    Ok(Json(device))
 }
 
 /// Takes one device (the wizard's pick); 409 while another station holds it.
+#[utoipa::path(post, path = "/manufacturing/devices/{sn}/claim", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")), request_body = ClaimRequest,
+    responses((status = 200, description = "The claimed device", body = Device), ApiErrors))]
 async fn claim_device(
     State(state): State<SharedState>,
     caller: Caller,
     Path(sn): Path<String>,
     Body(req): Body<ClaimRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
     let device = db(&state, move |r| {
-        r.claim(sn.as_str(), &req.station, req.lease(), &actor)
+        r.claim(sn.as_str(), &req.station, lease(&req), &actor)
     })
     .await?;
     announce(&state, "claimed", &device);
-    device_json(&device)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReleaseRequest {
-    station: String,
+    Ok(Json(device))
 }
 
 /// Gives a claimed device back to its batch (a board set aside).
+#[utoipa::path(post, path = "/manufacturing/devices/{sn}/release", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")), request_body = ReleaseRequest,
+    responses((status = 200, description = "The device", body = Device), ApiErrors))]
 async fn release_device(
     State(state): State<SharedState>,
     caller: Caller,
     Path(sn): Path<String>,
     Body(req): Body<ReleaseRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
     let device = db(&state, move |r| {
         r.release(sn.as_str(), &req.station, &actor)
     })
     .await?;
-    device_json(&device)
+    Ok(Json(device))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AssignRequest {
-    email: String,
-    name: Option<String>,
-}
-
+/// Assigns a device to a customer (an invitation goes to the outbox).
+#[utoipa::path(post, path = "/manufacturing/devices/{sn}/assign", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")), request_body = AssignRequest,
+    responses((status = 200, description = "The device", body = Device), ApiErrors))]
 async fn assign(
     State(state): State<SharedState>,
     caller: Caller,
     Path(sn): Path<String>,
     Body(req): Body<AssignRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
     let device = db(&state, move |r| {
@@ -589,28 +623,36 @@ async fn assign(
     })
     .await?;
     announce(&state, "assigned", &device);
-    device_json(&device)
+    Ok(Json(device))
 }
 
+/// The station's report of a flashed board (chip, MAC, firmware).
+#[utoipa::path(post, path = "/manufacturing/devices/{sn}/flashed", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")), request_body = FlashReport,
+    responses((status = 200, description = "The device", body = Device), ApiErrors))]
 async fn flashed(
     State(state): State<SharedState>,
     caller: Caller,
     Path(sn): Path<String>,
     Body(report): Body<FlashReport>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
     let device = db(&state, move |r| r.flashed(sn.as_str(), &report, &actor)).await?;
     announce(&state, "flashed", &device);
-    device_json(&device)
+    Ok(Json(device))
 }
 
+/// Sets the owner and the users of a device (admins); a user who lost it is cut off at once.
+#[utoipa::path(post, path = "/manufacturing/devices/{sn}/users", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")), request_body = DeviceUsers,
+    responses((status = 200, description = "The device", body = Device), ApiErrors))]
 async fn set_users(
     State(state): State<SharedState>,
     caller: Caller,
     Path(sn): Path<String>,
     Body(users): Body<DeviceUsers>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Admin)?.to_owned();
     let sn = serial(&sn)?;
     let (before, device) = db(&state, move |r| {
@@ -629,7 +671,7 @@ async fn set_users(
         state.broker_control.send(BrokerCommand::forget(gone));
     }
     announce(&state, "users", &device);
-    device_json(&device)
+    Ok(Json(device))
 }
 
 fn board_named<'a>(state: &'a SharedState, name: &str) -> Result<&'a Board, ApiError> {
@@ -639,22 +681,19 @@ fn board_named<'a>(state: &'a SharedState, name: &str) -> Result<&'a Board, ApiE
             "a device's board is missing from the configuration"
         );
         ApiError::Conflict {
-            code: "unknown_board",
+            code: ConflictCode::UnknownBoard,
             message: format!("board `{name}` is not in the backend's configuration"),
         }
     })
 }
 
-/// `?reissue=true`: an admin asks for the image of a device already in the field.
-#[derive(Deserialize)]
-struct NvsQuery {
-    #[serde(default)]
-    reissue: bool,
-}
-
 /// A device's NVS image holds its MQTT password, so every download is audited, and once a
 /// device is in a customer's hands (`sold`, `claimed`, `active`) only an admin may have it again,
 /// asking for it on purpose (`?reissue=true`, audited as a reissue).
+#[utoipa::path(get, path = "/manufacturing/devices/{sn}/nvs.bin", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number"), NvsQuery),
+    responses((status = 200, description = "The device's NVS partition image (header x-nvs-offset: where it goes)",
+        content_type = "application/octet-stream"), ApiErrors))]
 async fn nvs_image(
     State(state): State<SharedState>,
     caller: Caller,
@@ -669,7 +708,7 @@ async fn nvs_image(
     };
     if record.status == Status::Revoked {
         return Err(ApiError::Conflict {
-            code: "revoked",
+            code: ConflictCode::Revoked,
             message: format!("device {sn} is revoked"),
         });
     }
@@ -679,7 +718,7 @@ async fn nvs_image(
     );
     if in_field && !q.reissue {
         return Err(ApiError::Conflict {
-            code: "device_in_field",
+            code: ConflictCode::DeviceInField,
             message: format!(
                 "device {sn} is {}: its credentials are in the field; an admin may reissue them with ?reissue=true",
                 record.status.as_str()
@@ -753,35 +792,33 @@ fn base_url(state: &SharedState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-/// A manifest whose part paths are absolute download URLs.
-fn with_urls(mut manifest: Manifest, base: &str) -> Value {
+/// A manifest whose part paths are absolute download URLs, with its links.
+fn with_urls(mut manifest: Manifest, base: &str) -> FirmwareRelease {
     let release = format!("{base}/ota/{}/v{}", manifest.name, manifest.version);
     for build in &mut manifest.builds {
         for part in &mut build.parts {
             part.path = format!("{release}/{}", part.path);
         }
     }
-    let mut body = serde_json::to_value(&manifest).unwrap_or(Value::Null);
-    body["app_url"] = json!(format!(
-        "{base}/ota/{}/v{}.bin",
-        manifest.name, manifest.version
-    ));
-    body["manifest_url"] = json!(format!("{release}/manifest.json"));
-    body
+    FirmwareRelease {
+        app_url: format!("{base}/ota/{}/v{}.bin", manifest.name, manifest.version),
+        manifest_url: format!("{release}/manifest.json"),
+        manifest,
+    }
 }
 
-#[derive(Deserialize)]
-struct VersionQuery {
-    version: Option<String>,
-}
-
+/// A board's release (the latest unless `version` is given), with download links.
+#[utoipa::path(get, path = "/manufacturing/firmware/{hw_type}/{hw_version}", tag = "firmware", security(("bearer" = [])),
+    params(("hw_type" = String, Path, description = "Hardware type, e.g. BC"),
+        ("hw_version" = String, Path, description = "Hardware version, e.g. 02"), VersionQuery),
+    responses((status = 200, description = "The release", body = FirmwareRelease), ApiErrors))]
 async fn firmware_manifest(
     State(state): State<SharedState>,
     caller: Caller,
     headers: HeaderMap,
     Path((hw_type, hw_version)): Path<(String, String)>,
     Params(q): Params<VersionQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FirmwareRelease>, ApiError> {
     caller.require(Role::Viewer)?;
     let t = hw_type
         .parse()
@@ -800,6 +837,10 @@ async fn firmware_manifest(
     Ok(Json(with_urls(manifest, &base_url(&state, &headers))))
 }
 
+/// The latest application image of a device's board.
+#[utoipa::path(get, path = "/manufacturing/devices/{sn}/firmware.bin", tag = "firmware", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")),
+    responses((status = 200, description = "The application image", content_type = "application/octet-stream"), ApiErrors))]
 async fn device_firmware(
     State(state): State<SharedState>,
     caller: Caller,
@@ -820,11 +861,15 @@ async fn device_firmware(
     .await
 }
 
+/// The audit log, newest first (admins).
+#[utoipa::path(get, path = "/manufacturing/audit", tag = "audit", security(("bearer" = [])),
+    params(AuditParams),
+    responses((status = 200, description = "Audit rows", body = AuditPage), ApiErrors))]
 async fn audit(
     State(state): State<SharedState>,
     caller: Caller,
     Params(q): Params<AuditParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Role::Admin)?;
     let query = AuditQuery {
         subject: q.subject,
@@ -833,18 +878,13 @@ async fn audit(
         limit: q.limit.unwrap_or(100),
     };
     let entries = db(&state, move |r| r.audit(&query)).await?;
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(AuditPage { entries }))
 }
 
-#[derive(Deserialize)]
-struct AuditParams {
-    subject: Option<String>,
-    action: Option<String>,
-    before_id: Option<i64>,
-    limit: Option<u32>,
-}
-
-async fn stats(State(state): State<SharedState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+/// Dashboard figures.
+#[utoipa::path(get, path = "/manufacturing/stats", tag = "system", security(("bearer" = [])),
+    responses((status = 200, description = "Counts, today's provisioning, recent activity", body = Stats), ApiErrors))]
+async fn stats(State(state): State<SharedState>, caller: Caller) -> Result<Json<Stats>, ApiError> {
     caller.require(Role::Viewer)?;
     let mut stats = db(&state, |r| r.stats()).await?;
     if caller.require(Role::Admin).is_err() {
@@ -856,9 +896,7 @@ async fn stats(State(state): State<SharedState>, caller: Caller) -> Result<Json<
             entry.after = None;
         }
     }
-    Ok(Json(
-        serde_json::to_value(stats).map_err(|_| ApiError::Internal)?,
-    ))
+    Ok(Json(stats))
 }
 
 /// A path segment that cannot leave its folder.
@@ -870,6 +908,13 @@ fn safe_segment(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
 }
 
+/// An OTA file of a board: `latest.bin`, `latest.json`, `v{version}.bin`.
+#[utoipa::path(get, path = "/ota/{board}/{file}", tag = "firmware", security(()),
+    params(("board" = String, Path, description = "Board name"), ("file" = String, Path, description = "File name")),
+    responses(
+        (status = 200, description = "The file", content(("application/octet-stream"), ("application/json"))),
+        (status = 404, description = "No such file", body = ErrorBody),
+        (status = 503, description = "Too many downloads at once (Retry-After)", body = ErrorBody)))]
 async fn ota_file(
     State(state): State<SharedState>,
     Path((board, file)): Path<(String, String)>,
@@ -881,6 +926,14 @@ async fn ota_file(
     send_file(&state, &path, &file).await
 }
 
+/// A file of one release folder (a part of the bundle, or its manifest).
+#[utoipa::path(get, path = "/ota/{board}/{release}/{file}", tag = "firmware", security(()),
+    params(("board" = String, Path, description = "Board name"), ("release" = String, Path, description = "`v` and the version"),
+        ("file" = String, Path, description = "File name")),
+    responses(
+        (status = 200, description = "The file", content(("application/octet-stream"), ("application/json"))),
+        (status = 404, description = "No such file", body = ErrorBody),
+        (status = 503, description = "Too many downloads at once (Retry-After)", body = ErrorBody)))]
 async fn ota_release_file(
     State(state): State<SharedState>,
     Path((board, release, file)): Path<(String, String, String)>,

@@ -5,9 +5,10 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
 use crate::releases::FirmwareError;
+use vesper_core::wire::{ConflictCode, ErrorBody};
 use vesper_store::{RegistryError, Role};
 
 /// An API failure.
@@ -23,7 +24,7 @@ pub enum ApiError {
     NotFound(String),
     /// The request clashes with the record's state; `code` names the clash for programs.
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ConflictCode, message: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("the registry is unavailable")]
@@ -52,10 +53,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = json!({ "error": self.to_string(), "status": status.as_u16() });
-        if let ApiError::Conflict { code, .. } = &self {
-            body["code"] = json!(code);
-        }
+        let body = ErrorBody {
+            error: self.to_string(),
+            status: status.as_u16(),
+            code: match &self {
+                ApiError::Conflict { code, .. } => Some(*code),
+                _ => None,
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if matches!(self, ApiError::Busy) {
             response
@@ -73,16 +78,16 @@ impl IntoResponse for ApiError {
 
 /// The `code` of a registry conflict in an API answer (the station tells a finished batch
 /// from a refused claim by it, not by the wording of the message).
-fn conflict_code(e: &RegistryError) -> &'static str {
+fn conflict_code(e: &RegistryError) -> ConflictCode {
     match e {
-        RegistryError::IllegalTransition { .. } => "illegal_transition",
-        RegistryError::Revoked(_) => "revoked",
-        RegistryError::MacInUse { .. } => "mac_in_use",
-        RegistryError::TokenExists(_) => "token_exists",
-        RegistryError::BatchDone { .. } => "batch_done",
-        RegistryError::AlreadyFlashed { .. } => "already_flashed",
-        RegistryError::ClaimedElsewhere { .. } => "claimed_elsewhere",
-        _ => "conflict",
+        RegistryError::IllegalTransition { .. } => ConflictCode::IllegalTransition,
+        RegistryError::Revoked(_) => ConflictCode::Revoked,
+        RegistryError::MacInUse { .. } => ConflictCode::MacInUse,
+        RegistryError::TokenExists(_) => ConflictCode::TokenExists,
+        RegistryError::BatchDone { .. } => ConflictCode::BatchDone,
+        RegistryError::AlreadyFlashed { .. } => ConflictCode::AlreadyFlashed,
+        RegistryError::ClaimedElsewhere { .. } => ConflictCode::ClaimedElsewhere,
+        _ => ConflictCode::Conflict,
     }
 }
 
@@ -135,5 +140,36 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
         ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// The error answers every authenticated route may give, for the OpenAPI document.
+pub struct ApiErrors;
+
+impl utoipa::IntoResponses for ApiErrors {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        [
+            ("400", "Bad input"),
+            ("401", "No or invalid token"),
+            ("403", "Role too low"),
+            ("404", "Not found"),
+            ("409", "Conflict with the record's state; `code` says which"),
+            (
+                "503",
+                "Registry unavailable, or too many downloads (Retry-After)",
+            ),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build();
+            (status.to_owned(), RefOr::T(response))
+        })
+        .collect()
     }
 }

@@ -37,7 +37,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use access::Caller;
-pub use api::MAX_DOWNLOADS;
+pub use api::{MAX_DOWNLOADS, document as openapi};
 pub use error::ApiError;
 
 use crate::users::UserVerifier;
@@ -153,6 +153,7 @@ pub fn api_router(state: SharedState) -> Router {
     let ids = Counter::default();
     layered(
         api::routes(Duration::from_secs(60))
+            .0
             .with_state(state)
             .layer(DefaultBodyLimit::max(256 * 1024)),
         ids,

@@ -32,10 +32,48 @@ pub fn routes() -> Router<SharedState> {
         .route("/metrics", get(metrics))
 }
 
+/// The auth listener's routes in the OpenAPI document (served on the auth listener only).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(user, superuser, acl_check, metrics))]
+struct AuthDoc;
+
+/// The OpenAPI description of the auth listener's routes.
+pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    AuthDoc::openapi()
+}
+
+/// A go-auth route's answers, for the OpenAPI document.
+struct GoAuthAnswers;
+
+impl utoipa::IntoResponses for GoAuthAnswers {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        [
+            ("200", "Allow"),
+            ("403", "Deny"),
+            ("500", "Cannot decide: the broker drops the client"),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let content = Content::new(Some(Ref::from_schema_name("GoAuthAnswer")));
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", content)
+                .build();
+            (status.to_owned(), RefOr::T(response))
+        })
+        .collect()
+    }
+}
+
 /// `?response_mode=json|text|status` overrides the configured mode, so one backend can serve
 /// brokers configured differently.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ModeQuery {
+    /// Overrides the configured go-auth response mode: `status`, `json` or `text`.
     response_mode: Option<String>,
 }
 
@@ -86,6 +124,8 @@ fn lookup<T>(state: &SharedState, f: impl FnOnce(&Registry) -> T) -> T {
 }
 
 /// Counters in Prometheus' text format.
+#[utoipa::path(get, path = "/metrics", tag = "mqtt-auth", security(()),
+    responses((status = 200, description = "Counters of the broker's questions", content_type = "text/plain")))]
 async fn metrics(State(state): State<SharedState>) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let m = &state.metrics;
@@ -117,6 +157,10 @@ async fn answer<F: Future<Output = Verdict>>(
     respond(mode(state, query), &verdict)
 }
 
+/// May this client log in? (mosquitto-go-auth HTTP backend protocol; auth listener only; GET and PUT too)
+#[utoipa::path(post, path = "/mqtt/auth/user", tag = "mqtt-auth", security(()), params(ModeQuery),
+    request_body(content((vesper_core::goauth::AuthParams = "application/json"), (vesper_core::goauth::AuthParams = "application/x-www-form-urlencoded"))),
+    responses(GoAuthAnswers))]
 async fn user(
     State(state): State<SharedState>,
     query: ModeOverride,
@@ -177,6 +221,10 @@ async fn login(state: &SharedState, p: AuthParams) -> Verdict {
     }
 }
 
+/// Is this user a superuser? (only `serve.superusers`; auth listener only)
+#[utoipa::path(post, path = "/mqtt/auth/superuser", tag = "mqtt-auth", security(()), params(ModeQuery),
+    request_body(content((vesper_core::goauth::AuthParams = "application/json"), (vesper_core::goauth::AuthParams = "application/x-www-form-urlencoded"))),
+    responses(GoAuthAnswers))]
 async fn superuser(
     State(state): State<SharedState>,
     query: ModeOverride,
@@ -206,6 +254,10 @@ async fn superuser(
     .await
 }
 
+/// May this user read, write or subscribe to this topic? (auth listener only)
+#[utoipa::path(post, path = "/mqtt/auth/acl", tag = "mqtt-auth", security(()), params(ModeQuery),
+    request_body(content((vesper_core::goauth::AuthParams = "application/json"), (vesper_core::goauth::AuthParams = "application/x-www-form-urlencoded"))),
+    responses(GoAuthAnswers))]
 async fn acl_check(
     State(state): State<SharedState>,
     query: ModeOverride,

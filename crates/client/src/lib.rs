@@ -5,13 +5,18 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 
 use vesper_core::config::Config;
 use vesper_core::model::{
     Batch, BatchSummary, Device, DeviceFilter, DevicePage, FlashReport, Stats, Status,
 };
+use vesper_core::wire::{
+    AssignRequest, BatchAnswer, BatchList, BatchRequest, ClaimRequest, ErrorBody, ReleaseRequest,
+    StatusRequest,
+};
+pub use vesper_core::wire::{ConflictCode, FirmwareRelease, Health};
 
 /// Environment variable holding the bearer token (preferred over the config file).
 pub const TOKEN_ENV: &str = "VESPER_TOKEN";
@@ -26,7 +31,7 @@ pub enum ClientError {
         status: u16,
         message: String,
         /// The conflict's `code` (409 answers), e.g. `batch_done`.
-        code: Option<String>,
+        code: Option<ConflictCode>,
     },
     #[error(
         "no API token: set {TOKEN_ENV} or backend.token (create one with `vesper token create NAME --role technician`)"
@@ -46,8 +51,8 @@ impl ClientError {
     }
 
     /// The backend refused because it has the conflict `code` (see the API's error `code`).
-    pub fn is_conflict(&self, code: &str) -> bool {
-        matches!(self, ClientError::Status { code: Some(c), .. } if c == code)
+    pub fn is_conflict(&self, code: ConflictCode) -> bool {
+        matches!(self, ClientError::Status { code: Some(c), .. } if *c == code)
     }
 }
 
@@ -97,34 +102,14 @@ impl ApiClient {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let message = body["error"].as_str().unwrap_or("no details").to_owned();
-        let code = body["code"].as_str().map(str::to_owned);
+        let body: Option<ErrorBody> = response.json().await.ok();
         Err(ClientError::Status {
             status,
-            message,
-            code,
+            message: body
+                .as_ref()
+                .map_or_else(|| "no details".to_owned(), |b| b.error.clone()),
+            code: body.and_then(|b| b.code),
         })
-    }
-
-    /// GET a JSON document.
-    pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let response = self.send(self.http.get(&url), &url).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| ClientError::Body(e.to_string()))
-    }
-
-    /// POST a JSON body, expecting JSON back.
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let response = self.send(self.http.post(&url).json(body), &url).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| ClientError::Body(e.to_string()))
     }
 
     /// GET raw bytes (NVS images, firmware).
@@ -140,16 +125,18 @@ impl ApiClient {
 
     /// GET a JSON document as a typed value.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        typed(self.get_json(path).await?)
+        let url = format!("{}{path}", self.base);
+        typed(self.send(self.http.get(&url), &url).await?).await
     }
 
-    /// POST a JSON body, expecting a typed value back.
-    pub async fn post<T: DeserializeOwned>(
+    /// POST a typed JSON body, expecting a typed value back.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &B,
     ) -> Result<T, ClientError> {
-        typed(self.post_json(path, body).await?)
+        let url = format!("{}{path}", self.base);
+        typed(self.send(self.http.post(&url).json(body), &url).await?).await
     }
 
     /// `GET /healthz`: registry and broker state.
@@ -163,23 +150,30 @@ impl ApiClient {
 
     /// The newest batches first.
     pub async fn batches(&self, limit: u32) -> Result<Vec<BatchSummary>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct List {
-            batches: Vec<BatchSummary>,
-        }
-        let list: List = self
+        let list: BatchList = self
             .get(&format!("/manufacturing/batches?limit={limit}"))
             .await?;
         Ok(list.batches)
     }
 
     pub async fn batch_record(&self, id: &str) -> Result<Batch, ClientError> {
-        self.get(&format!("/manufacturing/batch/{}", segment(id)))
-            .await
+        let answer: BatchAnswer = self
+            .get(&format!("/manufacturing/batch/{}", segment(id)))
+            .await?;
+        Ok(answer.batch)
     }
 
     pub async fn create_batch(&self, order: &BatchOrder) -> Result<Batch, ClientError> {
-        self.post("/manufacturing/batch", &json!(order)).await
+        let request = BatchRequest {
+            board: Some(order.board.clone()),
+            hw_type: None,
+            hw_version: None,
+            quantity: order.quantity,
+            subscription_plan: order.subscription_plan.clone(),
+            available_outputs: order.available_outputs,
+        };
+        let answer: BatchAnswer = self.post("/manufacturing/batch", &request).await?;
+        Ok(answer.batch)
     }
 
     /// One page of the device list.
@@ -212,12 +206,7 @@ impl ApiClient {
             .http
             .get(&url)
             .timeout(timeout + Duration::from_secs(15));
-        let device: Device = self
-            .send(request, &url)
-            .await?
-            .json()
-            .await
-            .map_err(|e| ClientError::Body(e.to_string()))?;
+        let device: Device = typed(self.send(request, &url).await?).await?;
         Ok((
             device.status >= status && device.status != Status::Revoked,
             device,
@@ -225,11 +214,11 @@ impl ApiClient {
     }
 
     /// POSTs `body` to one of a device's action routes.
-    async fn device_post(
+    async fn device_post<B: Serialize>(
         &self,
         sn: &str,
         action: &str,
-        body: Value,
+        body: &B,
     ) -> Result<Device, ClientError> {
         self.post(
             &format!("/manufacturing/devices/{}/{action}", segment(sn)),
@@ -242,36 +231,47 @@ impl ApiClient {
     pub async fn claim_next(&self, batch: &str, station: &str) -> Result<Device, ClientError> {
         self.post(
             &format!("/manufacturing/batch/{}/claim", segment(batch)),
-            &json!({ "station": station }),
+            &ClaimRequest {
+                station: station.to_owned(),
+                lease_seconds: None,
+            },
         )
         .await
     }
 
     /// Takes one device for `station` (the wizard's pick).
     pub async fn claim(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
-        self.device_post(sn, "claim", json!({ "station": station }))
-            .await
+        let claim = ClaimRequest {
+            station: station.to_owned(),
+            lease_seconds: None,
+        };
+        self.device_post(sn, "claim", &claim).await
     }
 
     /// Gives a claimed device back to its batch.
     pub async fn release(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
-        self.device_post(sn, "release", json!({ "station": station }))
-            .await
+        let release = ReleaseRequest {
+            station: station.to_owned(),
+        };
+        self.device_post(sn, "release", &release).await
     }
 
     /// Records a flash: chip, MAC, firmware, station.
     pub async fn flashed(&self, sn: &str, report: &FlashReport) -> Result<Device, ClientError> {
-        self.device_post(sn, "flashed", json!(report)).await
+        self.device_post(sn, "flashed", report).await
     }
 
     pub async fn set_status(&self, sn: &str, status: Status) -> Result<Device, ClientError> {
-        self.device_post(sn, "status", json!({ "status": status }))
+        self.device_post(sn, "status", &StatusRequest { status })
             .await
     }
 
     pub async fn assign(&self, sn: &str, email: &str) -> Result<Device, ClientError> {
-        self.device_post(sn, "assign", json!({ "email": email }))
-            .await
+        let assign = AssignRequest {
+            email: email.to_owned(),
+            name: None,
+        };
+        self.device_post(sn, "assign", &assign).await
     }
 
     /// The device's NVS image, built by the backend (the master secret never leaves it).
@@ -296,8 +296,12 @@ impl ApiClient {
     }
 
     /// The newest release of a board's firmware, with absolute download URLs.
-    pub async fn firmware(&self, hw_type: &str, hw_version: &str) -> Result<Value, ClientError> {
-        self.get_json(&format!(
+    pub async fn firmware(
+        &self,
+        hw_type: &str,
+        hw_version: &str,
+    ) -> Result<FirmwareRelease, ClientError> {
+        self.get(&format!(
             "/manufacturing/firmware/{}/{}",
             segment(hw_type),
             segment(hw_version)
@@ -316,17 +320,7 @@ impl ApiClient {
     }
 }
 
-/// `GET /healthz`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-pub struct Health {
-    pub status: String,
-    #[serde(default)]
-    pub registry: String,
-    #[serde(default)]
-    pub broker: String,
-}
-
-/// A new batch, as `POST /manufacturing/batch` takes it.
+/// A new batch of a named board (the station's order; sent as a `BatchRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BatchOrder {
     pub board: String,
@@ -335,8 +329,12 @@ pub struct BatchOrder {
     pub available_outputs: i64,
 }
 
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ClientError> {
-    serde_json::from_value(value).map_err(|e| ClientError::Body(e.to_string()))
+/// The answer's JSON body as `T`.
+async fn typed<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
+    response
+        .json()
+        .await
+        .map_err(|e| ClientError::Body(e.to_string()))
 }
 
 /// A path segment made safe for a URL (serial numbers and batch names are already safe; this

@@ -2,6 +2,7 @@
 //! chips that every reader of a bundle needs.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::Chip;
 
@@ -9,7 +10,7 @@ use crate::model::Chip;
 pub const IMAGE_MAGIC: u8 = 0xE9;
 
 /// One part of a bundle, as the manifest lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Part {
     /// File name, relative to the manifest (or an absolute URL in API answers).
     pub path: String,
@@ -19,7 +20,7 @@ pub struct Part {
 }
 
 /// One chip family's parts.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Build {
     #[serde(rename = "chipFamily")]
     pub chip_family: String,
@@ -27,7 +28,7 @@ pub struct Build {
 }
 
 /// An ESP Web Tools manifest with a size and SHA-256 for every part.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Manifest {
     pub name: String,
     pub version: String,

@@ -62,14 +62,24 @@ pub enum ParamsMode {
 }
 
 /// The fields of any of the three requests (absent ones are `None`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = GoAuthParams)]
 pub struct AuthParams {
     pub username: Option<String>,
     pub password: Option<String>,
     pub clientid: Option<String>,
     pub topic: Option<String>,
+    /// 1 read, 2 write, 4 subscribe.
     #[serde(default, deserialize_with = "number_or_text")]
     pub acc: Option<i64>,
+}
+
+/// The answer body in `json` response mode (`ok` in text mode; empty in status mode).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = GoAuthAnswer)]
+pub struct JsonAnswer {
+    pub ok: bool,
+    pub error: String,
 }
 
 /// `acc` is a JSON number in json mode and text in form mode.
@@ -194,7 +204,11 @@ pub fn answer(mode: ResponseMode, verdict: &Verdict) -> Answer {
         ResponseMode::Json => Answer {
             status,
             content_type: "application/json",
-            body: serde_json::json!({ "ok": ok, "error": error }).to_string(),
+            body: serde_json::to_string(&JsonAnswer {
+                ok,
+                error: error.to_owned(),
+            })
+            .expect("an answer serializes"),
         },
         ResponseMode::Text => Answer {
             status,

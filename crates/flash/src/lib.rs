@@ -4,10 +4,12 @@
 //! Depends on `vesper-core` only (boards, partitions, firmware manifests). It knows nothing of the
 //! backend, the registry or any screen: the station turns its events into whatever it shows.
 
+mod console;
 mod engine;
 mod plan;
 mod ports;
 
+pub use console::read_console;
 pub use engine::{
     BoardCheck, FlashError, FlashEvent, FlashOptions, FlashOutcome, espflash_chip, flash,
     flash_checked,

@@ -1,6 +1,7 @@
 //! Batches: a production run of one board, and what a new one needs.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{Board, Device, StatusCounts};
 
@@ -21,7 +22,7 @@ pub struct NewBatch<'a> {
 }
 
 /// A batch without its devices.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct BatchSummary {
     /// The batch name, e.g. `B-0042`.
     pub batch_id: String,
@@ -45,7 +46,7 @@ impl BatchSummary {
 }
 
 /// A batch and its devices.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Batch {
     #[serde(flatten)]
     pub summary: BatchSummary,

@@ -2,11 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{AuditEntry, Status, StatusCounts};
 
 /// A device record, with the seed's document fields and traceability.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Device {
     pub serial_number: String,
     pub hw_type: String,
@@ -62,7 +63,8 @@ impl Device {
 }
 
 /// Filters and paging for the device list.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceFilter {
     pub status: Option<Status>,
     pub hw_type: Option<String>,
@@ -89,7 +91,7 @@ pub struct DeviceFilter {
 }
 
 /// Columns the device list can be sorted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceSort {
     #[default]
@@ -128,7 +130,7 @@ impl DeviceSort {
 }
 
 /// One page of the device list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DevicePage {
     pub devices: Vec<Device>,
     pub total: i64,
@@ -137,7 +139,7 @@ pub struct DevicePage {
 }
 
 /// What the station reports after flashing a board.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FlashReport {
     pub chip: String,
     pub mac: String,
@@ -149,7 +151,7 @@ pub struct FlashReport {
 }
 
 /// The owner and users of a device.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct DeviceUsers {
     pub owner: Option<String>,
     #[serde(default)]
@@ -164,7 +166,7 @@ pub enum UserAccess {
 }
 
 /// Dashboard figures.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct Stats {
     pub total: i64,
     /// Devices per status, every status present (zero included).
@@ -192,7 +194,7 @@ pub struct Sighting {
 }
 
 /// What changed for a device, for listeners (server-sent events, long polls).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct DeviceEvent {
     /// `provisioned`, `seen`, or the API action (`status`, `flashed`, `assigned`, `users`).
     pub kind: String,

@@ -219,21 +219,28 @@ impl Wizard {
         });
     }
 
-    fn verify(&mut self, cx: &mut Cx) {
-        let (Some(device), Some(port)) = (&self.device, self.ports.get(self.port)) else {
-            return;
-        };
+    /// The verify step begins: the pipeline reports the flash and waits for the heartbeat.
+    fn verifying(&mut self, cx: &mut Cx) {
         self.step = Step::Verify;
         self.verify = Some(Verify {
             since: cx.now,
             console: VecDeque::new(),
             failed: None,
         });
+    }
+
+    /// Verifies again (a board that was slow to reach the broker), without flashing again.
+    fn verify_again(&mut self, cx: &mut Cx) {
+        let (Some(device), Some(port)) = (self.device.clone(), self.ports.get(self.port).cloned())
+        else {
+            return;
+        };
+        self.verifying(cx);
         cx.tasks.push(Task::Verify {
             owner: Owner::Wizard,
             job: self.job,
-            sn: device.serial_number.clone(),
-            port: port.clone(),
+            sn: device.serial_number,
+            port,
             chip: self.chip.clone().unwrap_or_default(),
             mac: self.mac.clone().unwrap_or_default(),
             firmware_version: self.firmware.clone().unwrap_or_default(),
@@ -277,7 +284,7 @@ impl Wizard {
                 self.chip = Some(chip.clone());
                 self.mac = Some(mac.clone());
                 self.flash_seconds = *seconds;
-                self.verify(cx);
+                self.verifying(cx);
             }
             FlashEvent::Failed { error, .. } => self.phase = FlashPhase::Failed(error.clone()),
             other => {
@@ -343,7 +350,7 @@ impl Component for Wizard {
             Step::Verify => {
                 let failed = self.verify.as_ref().is_some_and(|v| v.failed.is_some());
                 match key.code {
-                    KeyCode::Char('r') if failed => self.verify(cx),
+                    KeyCode::Char('r') if failed => self.verify_again(cx),
                     KeyCode::Char('f') if failed => {
                         self.step = Step::Flash;
                         self.phase = FlashPhase::Choosing;

@@ -19,18 +19,14 @@ use tokio::sync::mpsc;
 
 use super::action::{Action, Screen};
 use super::app::{App, AppSettings};
-use super::ports::SlotWatcher;
 use super::tasks::Runner;
 use super::theme::Theme;
+use crate::slots::{AUTO_SLOTS, PORT_POLL, SlotChange, SlotWatcher};
 use vesper_client::ApiClient;
 use vesper_core::config::Config;
 
 /// Time between ticks (elapsed times, periodic refresh).
 pub const TICK: Duration = Duration::from_millis(250);
-/// Time between looks at the bench slots' ports.
-const PORT_POLL: Duration = Duration::from_millis(200);
-/// Slots filled by USB adapters when none are configured.
-const AUTO_SLOTS: usize = 4;
 
 /// How to start the station.
 #[derive(Debug, Clone)]
@@ -81,8 +77,11 @@ impl Station {
             let stop = stop_ports.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    for action in watcher.poll() {
-                        let _ = tx.send(action);
+                    for change in watcher.poll() {
+                        let _ = tx.send(match change {
+                            SlotChange::Plugged { slot, port } => Action::Plugged { slot, port },
+                            SlotChange::Unplugged { slot } => Action::Unplugged { slot },
+                        });
                     }
                     std::thread::sleep(PORT_POLL);
                 }

@@ -1,12 +1,25 @@
 //! Which board is in which bench slot. A slot is a configured port path (best a stable
 //! `/dev/serial/by-path/...` name, so a slot is a physical USB socket); without configured
-//! slots, USB serial adapters fill free slots in the order they appear.
+//! slots, USB serial adapters fill free slots in the order they appear. Used by the bench's
+//! screen and by the headless bench.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use super::action::Action;
 use vesper_flash::list_ports;
+
+/// How often the slots' ports are looked at.
+pub const PORT_POLL: Duration = Duration::from_millis(200);
+/// Slots filled by USB adapters in the order they appear, when none are configured.
+pub const AUTO_SLOTS: usize = 4;
+
+/// A board came or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotChange {
+    Plugged { slot: usize, port: String },
+    Unplugged { slot: usize },
+}
 
 /// Polls the slots' ports and tells what changed.
 #[derive(Debug)]
@@ -44,8 +57,8 @@ impl SlotWatcher {
             .collect()
     }
 
-    /// Plug and unplug actions since the last poll.
-    pub fn poll(&mut self) -> Vec<Action> {
+    /// Boards plugged in and pulled out since the last poll.
+    pub fn poll(&mut self) -> Vec<SlotChange> {
         if self.configured.is_empty() {
             self.poll_auto()
         } else {
@@ -53,7 +66,7 @@ impl SlotWatcher {
         }
     }
 
-    fn poll_configured(&mut self) -> Vec<Action> {
+    fn poll_configured(&mut self) -> Vec<SlotChange> {
         let mut actions = Vec::new();
         for (slot, path) in self.configured.iter().enumerate() {
             // A symlink (by-path, or the demo's slots) leads to the board's device node: a new
@@ -63,10 +76,10 @@ impl SlotWatcher {
                 continue;
             }
             if self.seen[slot].is_some() {
-                actions.push(Action::Unplugged { slot });
+                actions.push(SlotChange::Unplugged { slot });
             }
             if now.is_some() {
-                actions.push(Action::Plugged {
+                actions.push(SlotChange::Plugged {
                     slot,
                     port: path.display().to_string(),
                 });
@@ -76,7 +89,7 @@ impl SlotWatcher {
         actions
     }
 
-    fn poll_auto(&mut self) -> Vec<Action> {
+    fn poll_auto(&mut self) -> Vec<SlotChange> {
         let present: Vec<String> = list_ports()
             .into_iter()
             .filter(|p| p.kind.is_candidate())
@@ -86,12 +99,12 @@ impl SlotWatcher {
         self.assigned.retain(|path, slot| {
             let keep = present.contains(path);
             if !keep {
-                actions.push(Action::Unplugged { slot: *slot });
+                actions.push(SlotChange::Unplugged { slot: *slot });
             }
             keep
         });
         for slot in actions.iter().filter_map(|a| match a {
-            Action::Unplugged { slot } => Some(*slot),
+            SlotChange::Unplugged { slot } => Some(*slot),
             _ => None,
         }) {
             self.seen[slot] = None;
@@ -105,42 +118,10 @@ impl SlotWatcher {
             };
             self.seen[slot] = Some(PathBuf::from(&path));
             self.assigned.insert(path.clone(), slot);
-            actions.push(Action::Plugged { slot, port: path });
+            actions.push(SlotChange::Plugged { slot, port: path });
         }
         actions
     }
-}
-
-/// Ports for the wizard's picker: USB serial adapters first, then the bench slots' ports. An
-/// adapter that is a slot's port is listed once, by the slot's name, so the wizard and the
-/// bench call one board by one name.
-pub fn wizard_ports(configured: &[PathBuf]) -> Vec<String> {
-    let slot_targets: Vec<PathBuf> = configured
-        .iter()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .collect();
-    let mut ports: Vec<String> = list_ports()
-        .into_iter()
-        .filter(|p| p.kind.is_candidate())
-        .filter(|p| {
-            std::fs::canonicalize(&p.path).map_or(true, |real| !slot_targets.contains(&real))
-        })
-        .map(|p| p.path)
-        .collect();
-    for path in configured.iter().filter(|p| Path::exists(p)) {
-        let text = path.display().to_string();
-        if !ports.contains(&text) {
-            ports.push(text);
-        }
-    }
-    ports
-}
-
-/// Pseudo-terminals (simulated boards) have no DTR/RTS lines to reset with.
-pub fn is_pty(port: &str) -> bool {
-    std::fs::canonicalize(port)
-        .map(|p| p.starts_with("/dev/pts"))
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -158,18 +139,21 @@ mod tests {
         assert_eq!(w.labels().len(), 1);
         assert!(w.poll().is_empty());
         std::os::unix::fs::symlink(&a, &slot).unwrap();
-        assert!(matches!(&w.poll()[..], [Action::Plugged { slot: 0, .. }]));
+        assert!(matches!(
+            &w.poll()[..],
+            [SlotChange::Plugged { slot: 0, .. }]
+        ));
         assert!(w.poll().is_empty());
         std::fs::remove_file(&slot).unwrap();
         std::os::unix::fs::symlink(&b, &slot).unwrap();
         assert!(matches!(
             &w.poll()[..],
             [
-                Action::Unplugged { slot: 0 },
-                Action::Plugged { slot: 0, .. }
+                SlotChange::Unplugged { slot: 0 },
+                SlotChange::Plugged { slot: 0, .. }
             ]
         ));
         std::fs::remove_file(&slot).unwrap();
-        assert!(matches!(&w.poll()[..], [Action::Unplugged { slot: 0 }]));
+        assert!(matches!(&w.poll()[..], [SlotChange::Unplugged { slot: 0 }]));
     }
 }

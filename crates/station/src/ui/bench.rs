@@ -329,28 +329,16 @@ impl Bench {
             FlashEvent::Done {
                 chip, mac, seconds, ..
             } => {
-                let job = self.slots[slot].job;
+                // The pipeline goes on to report and verify by itself.
                 let s = &mut self.slots[slot];
                 s.chip = Some(chip.clone());
                 s.mac = Some(mac.clone());
-                let (Some(device), Some(port)) = (s.device.clone(), s.port.clone()) else {
-                    return;
-                };
                 s.state = SlotState::Verifying {
                     since: cx.now,
                     flash_seconds: *seconds,
                     console: VecDeque::new(),
                     unplugged: false,
                 };
-                cx.tasks.push(Task::Verify {
-                    owner: Owner::Slot(slot),
-                    job,
-                    sn: device.serial_number.clone(),
-                    port,
-                    chip: chip.clone(),
-                    mac: mac.clone(),
-                    firmware_version: s.firmware.clone().unwrap_or_default(),
-                });
             }
             FlashEvent::Failed { error, .. } => {
                 self.fail(slot, Stage::Flash, error.clone(), cx);
