@@ -16,6 +16,7 @@ mod embedded_broker;
 mod flashing;
 mod headless_bench;
 mod labels;
+mod layout;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;

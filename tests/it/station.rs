@@ -1000,6 +1000,82 @@ fn snapshots_of_the_batches_screens() {
 }
 
 #[test]
+fn a_verifying_slot_shows_the_firmwares_own_console_lines_over_boot_noise() {
+    let (mut app, _) = app(Screen::Bench);
+    let job = flashing_slot(&mut app);
+    app.update(Action::Flash {
+        owner: Owner::Slot(0),
+        job,
+        event: flash_done("24:0A:C4:12:34:56"),
+    });
+    for line in [
+        "ets Jul 29 2019 12:21:46",
+        "vesper: boot sn=PV-26A18-BC02R-X7KQA hw=BC02 fw=1.0.1",
+        "I (210) wifi: mac 24:0a:c4:12:34:56",
+        "vesper: wifi connected ip=10.0.0.7",
+        "I (300) phy: calibration done",
+    ] {
+        app.update(Action::Console {
+            owner: Owner::Slot(0),
+            job,
+            line: line.into(),
+        });
+    }
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("vesper: boot sn=PV-26A18-BC02R-X7KQA"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("vesper: wifi connected ip=10.0.0.7"),
+        "{screen}"
+    );
+    assert!(!screen.contains("calibration done"), "{screen}");
+    // The full log (o) shows everything.
+    app.update(key(KeyCode::Char('o')));
+    assert!(render(&app, 120, 40).contains("calibration done"));
+}
+
+#[test]
+fn the_devices_screen_reloads_when_entered_and_follows_a_verified_board() {
+    let (mut app, _) = app(Screen::Devices);
+    app.update(health());
+    let request = |tasks: &[Task]| {
+        tasks
+            .iter()
+            .find_map(|t| match t {
+                Task::Devices { request, .. } => Some(*request),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no device list asked for: {tasks:?}"))
+    };
+    app.update(Action::Go(Screen::Dashboard));
+    app.take_tasks();
+    app.update(Action::Go(Screen::Devices));
+    let first = request(&app.take_tasks());
+    app.update(Action::DevicePage {
+        request: first,
+        page: devices_page(4),
+    });
+    // SNS[1] is manufactured in the list; the bench verifies it.
+    let mut provisioned = device(SNS[1], Status::Provisioned, Some("24:0A:C4:12:34:51"));
+    provisioned.provisioned_at = Some("2026-01-18T09:12:00.000Z".into());
+    app.update(Action::Verified {
+        owner: Owner::Slot(0),
+        job: 1,
+        device: provisioned,
+    });
+    let screen = render(&app, 120, 40);
+    let row = screen.lines().find(|l| l.contains(SNS[1])).unwrap();
+    assert!(row.contains("provisioned"), "{screen}");
+    // Leaving and coming back asks again (the list may have changed elsewhere).
+    app.update(Action::Go(Screen::Dashboard));
+    app.take_tasks();
+    app.update(Action::Go(Screen::Devices));
+    assert!(request(&app.take_tasks()) > first);
+}
+
+#[test]
 fn the_batch_detail_follows_its_boards_and_reloads_when_entered() {
     let (mut app, _) = app(Screen::Batches);
     app.update(health());

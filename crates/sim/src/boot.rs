@@ -3,9 +3,12 @@
 //! MQTT with the credentials from NVS and send heartbeats.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serialport::TTYPort;
 
 use super::{Fault, SimConfig, SimEvent};
 use crate::readers::{app_image, nvs, partition_table};
@@ -140,7 +143,13 @@ pub fn boot(flash: &[u8], mac: [u8; 6], bad_app: bool) -> (BootReport, String) {
             let reason = format!("NVS serial_number `{sn}` is not a serial number");
             return fail(report, log, reason);
         }
-        Some(sn) => log.push_str(&format!("I (230) vesper: serial number {sn}\r\n")),
+        // The firmware's own console lines (DESIGN.md section 3), as the real firmware prints them.
+        Some(sn) => log.push_str(&format!(
+            "vesper: boot sn={sn} hw={}{} fw={}\r\n",
+            report.nvs.get("hw_type").map_or("?", String::as_str),
+            report.nvs.get("hw_version").map_or("?", String::as_str),
+            report.firmware_version.as_deref().unwrap_or("unknown")
+        )),
         None => {
             return fail(
                 report,
@@ -166,6 +175,7 @@ impl Firmware {
         config: &SimConfig,
         faults: Vec<Fault>,
         events: Arc<Mutex<Vec<(Instant, SimEvent)>>>,
+        mut console: Option<TTYPort>,
     ) -> Option<Firmware> {
         if !report.ok {
             return None;
@@ -204,13 +214,21 @@ impl Firmware {
                     .push((Instant::now(), e))
             };
             let mut connected = false;
+            let mut say = |line: &str| {
+                if let Some(port) = console.as_mut() {
+                    let _ = port.write_all(format!("vesper: {line}\r\n").as_bytes());
+                }
+            };
+            say("wifi connected ip=127.0.0.1");
             while !flag.load(Ordering::Relaxed) {
                 match connection.recv_timeout(Duration::from_millis(50)) {
                     Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
-                        connected = true
+                        connected = true;
+                        say("mqtt connected");
                     }
                     Ok(Ok(_)) | Err(_) => {}
                     Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => {
+                        say(&format!("error what=mqtt refused ({code:?})"));
                         record(SimEvent::MqttRefused {
                             serial_number: sn.clone(),
                             reason: format!("{code:?}"),
@@ -231,6 +249,7 @@ impl Firmware {
                         .try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, payload)
                         .is_ok()
                     {
+                        say("heartbeat sent");
                         record(SimEvent::HeartbeatSent {
                             serial_number: sn.clone(),
                         });

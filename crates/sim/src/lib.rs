@@ -411,7 +411,9 @@ impl Worker {
             .filter(|f| rom.has_fault(*f))
             .collect();
         drop(rom);
-        boot::Firmware::start(&report, &self.config, faults, self.events.clone())
+        // The firmware prints its own lines on the same serial port, after the boot log.
+        let console = self.master.as_ref().and_then(|m| m.try_clone_native().ok());
+        boot::Firmware::start(&report, &self.config, faults, self.events.clone(), console)
     }
 }
 

@@ -708,6 +708,22 @@ fn draw_recent(bench: &Bench, frame: &mut Frame, area: Rect, view: &View) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
+/// The last `n` console lines to show while verifying: the firmware's own `vesper: ...` lines
+/// (boot, Wi-Fi, MQTT, heartbeat) when it prints them, since they say where the board is;
+/// everything when the full log is asked for.
+fn console_tail(console: &VecDeque<String>, n: usize, everything: bool) -> Vec<&str> {
+    let ours: Vec<&str> = console
+        .iter()
+        .filter_map(|l| l.find("vesper: ").map(|at| &l[at..]))
+        .collect();
+    let chosen: Vec<&str> = if everything || ours.is_empty() {
+        console.iter().map(String::as_str).collect()
+    } else {
+        ours
+    };
+    chosen[chosen.len().saturating_sub(n)..].to_vec()
+}
+
 fn draw_slot(bench: &Bench, index: usize, slot: &Slot, frame: &mut Frame, area: Rect, view: &View) {
     let theme = view.theme;
     let selected = index == bench.selected;
@@ -803,12 +819,8 @@ fn draw_slot(bench: &Bench, index: usize, slot: &Slot, frame: &mut Frame, area: 
             if *unplugged {
                 lines.push(Line::styled("  (board unplugged)", theme.dim()));
             }
-            let shown = if bench.show_log && selected {
-                CONSOLE_LINES
-            } else {
-                2
-            };
-            for line in console.iter().rev().take(shown).rev() {
+            let full = bench.show_log && selected;
+            for line in console_tail(console, if full { CONSOLE_LINES } else { 2 }, full) {
                 lines.push(Line::styled(format!("  {line}"), theme.dim()));
             }
         }

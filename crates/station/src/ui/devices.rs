@@ -255,9 +255,12 @@ impl Component for Devices {
     }
 
     /// The first visit loads the first page; later visits keep the place.
+    /// Fresh rows (and the open device) every time the screen is shown: boards may have been
+    /// provisioned, sold or revoked meanwhile.
     fn enter(&mut self, cx: &mut Cx) {
-        if self.page.is_none() {
-            self.load(cx);
+        self.load(cx);
+        if let Some(d) = &self.detail {
+            cx.tasks.push(Task::Device(d.serial_number.clone()));
         }
     }
 
@@ -280,7 +283,9 @@ impl Component for Devices {
                 let total = self.total();
                 self.selected = self.selected.min(total.saturating_sub(1));
             }
-            Action::DeviceLoaded(d) | Action::DeviceChanged(d) => {
+            Action::DeviceLoaded(d)
+            | Action::DeviceChanged(d)
+            | Action::Verified { device: d, .. } => {
                 if self
                     .detail
                     .as_ref()
