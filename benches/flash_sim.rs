@@ -108,7 +108,14 @@ fn main() {
                 let (plan, options) = (&plan, &options);
                 s.spawn(move || {
                     let (tx, _rx) = std::sync::mpsc::channel();
-                    flashing::flash(b.path().to_str().unwrap(), plan, options, &tx).unwrap();
+                    flashing::flash(
+                        b.path().to_str().unwrap(),
+                        plan,
+                        options,
+                        &tx,
+                        flashing::ANY_BOARD,
+                    )
+                    .unwrap();
                 });
             }
         });

@@ -42,6 +42,28 @@ async fn pump(station: &mut Station, terminal: &mut Terminal<TestBackend>) {
 }
 
 /// Pumps until `done` holds; panics after `limit`.
+/// Presses `code` and draws: the time to that frame, and, when the key started a fetch of the
+/// device list, the time until its rows are drawn.
+async fn press_and_load(
+    station: &mut Station,
+    terminal: &mut Terminal<TestBackend>,
+    code: KeyCode,
+    what: &str,
+) -> (Duration, Option<Duration>) {
+    let t = Instant::now();
+    station.handle(Some(key(code)));
+    station.draw(terminal).unwrap();
+    let frame = t.elapsed();
+    if !station.app.devices.loading {
+        return (frame, None);
+    }
+    pump_until(station, terminal, Duration::from_secs(10), what, |s| {
+        !s.app.devices.loading
+    })
+    .await;
+    (frame, Some(t.elapsed()))
+}
+
 async fn pump_until(
     station: &mut Station,
     terminal: &mut Terminal<TestBackend>,
@@ -104,12 +126,7 @@ async fn main() {
 
     // 1. Fifteen boards on four slots.
     let batch = client
-        .create_batch(&BatchOrder {
-            board: demo.config.boards[0].name.clone(),
-            quantity: BATCH,
-            subscription_plan: "basic".into(),
-            available_outputs: 4,
-        })
+        .create_batch(&BatchOrder::of(&demo.config.boards[0].name, BATCH))
         .await
         .expect("batch");
     let started = Instant::now();
@@ -194,12 +211,7 @@ async fn main() {
     while made < DEVICES {
         let quantity = (DEVICES - made).min(10_000);
         client
-            .create_batch(&BatchOrder {
-                board: demo.config.boards[0].name.clone(),
-                quantity,
-                subscription_plan: "basic".into(),
-                available_outputs: 4,
-            })
+            .create_batch(&BatchOrder::of(&demo.config.boards[0].name, quantity))
             .await
             .expect("batch of 10,000");
         made += quantity;
@@ -238,21 +250,15 @@ async fn main() {
     // Page down across page boundaries: key -> frame, and key -> the fetched rows drawn.
     let (mut pgdn_frame, mut pgdn_rows) = (Vec::new(), Vec::new());
     for _ in 0..100 {
-        let t = Instant::now();
-        station.handle(Some(key(KeyCode::PageDown)));
-        station.draw(&mut terminal).unwrap();
-        pgdn_frame.push(t.elapsed());
-        if station.app.devices.loading {
-            pump_until(
-                &mut station,
-                &mut terminal,
-                Duration::from_secs(10),
-                "the next page",
-                |s| !s.app.devices.loading,
-            )
-            .await;
-            pgdn_rows.push(t.elapsed());
-        }
+        let (frame, rows) = press_and_load(
+            &mut station,
+            &mut terminal,
+            KeyCode::PageDown,
+            "the next page",
+        )
+        .await;
+        pgdn_frame.push(frame);
+        pgdn_rows.extend(rows);
     }
     report("key -> frame (PgDn)", pgdn_frame);
     report("key -> next page drawn (PgDn, fetch)", pgdn_rows);
@@ -263,19 +269,15 @@ async fn main() {
     let prefix = batch.devices[0].serial_number.clone();
     for round in 0..5 {
         for c in prefix.chars().take(6 + round) {
-            let t = Instant::now();
-            station.handle(Some(key(KeyCode::Char(c))));
-            station.draw(&mut terminal).unwrap();
-            type_frame.push(t.elapsed());
-            pump_until(
+            let (frame, rows) = press_and_load(
                 &mut station,
                 &mut terminal,
-                Duration::from_secs(10),
+                KeyCode::Char(c),
                 "search results",
-                |s| !s.app.devices.loading,
             )
             .await;
-            type_rows.push(t.elapsed());
+            type_frame.push(frame);
+            type_rows.extend(rows);
         }
         for _ in 0..6 + round {
             station.handle(Some(key(KeyCode::Backspace)));

@@ -18,7 +18,7 @@ use crate::files::{write_atomic, write_private};
 use crate::firmware::{self, IMAGE_MAGIC, PartSpec};
 use crate::registry::Role;
 use crate::server::{self, BackendGate, Running, ServeOptions};
-use crate::sim::{LineStats, SimBoard, SimConfig, SimEvent};
+use crate::sim::{Background, LineStats, SimBoard, SimConfig, SimEvent};
 
 /// Version of the generated demo firmware.
 pub const DEMO_VERSION: &str = "1.0.0-demo";
@@ -291,8 +291,7 @@ impl Demo {
 
 /// Simulated boards in the bench's slots, swapped for fresh ones once provisioned.
 pub struct Feeder {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Background,
     stats: Arc<Mutex<FeederStats>>,
 }
 
@@ -346,7 +345,6 @@ impl Feeder {
         template: SimConfig,
         swap_after: Duration,
     ) -> Result<Feeder, DemoError> {
-        let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(FeederStats::default()));
         // A random start: boards of a kept demo's earlier runs keep their MACs in the registry,
         // and the station refuses a board whose MAC already belongs to another serial number.
@@ -356,21 +354,15 @@ impl Feeder {
             plugged.push(Some(plug(slot, &template, &mut next_mac, &stats)?));
         }
         let thread = {
-            let (stop, stats, slots) = (stop.clone(), stats.clone(), slots.to_vec());
-            std::thread::Builder::new()
-                .name("demo-feeder".into())
-                .spawn(move || {
-                    feed(
-                        &slots, plugged, &template, swap_after, &stop, &stats, next_mac,
-                    )
-                })
-                .map_err(DemoError::Sim)?
+            let (stats, slots) = (stats.clone(), slots.to_vec());
+            Background::spawn("demo-feeder", move |stop| {
+                feed(
+                    &slots, plugged, &template, swap_after, &stop, &stats, next_mac,
+                )
+            })
+            .map_err(DemoError::Sim)?
         };
-        Ok(Feeder {
-            stop,
-            thread: Some(thread),
-            stats,
-        })
+        Ok(Feeder { thread, stats })
     }
 
     pub fn stats(&self) -> FeederStats {
@@ -378,20 +370,7 @@ impl Feeder {
     }
 
     pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Feeder {
-    fn drop(&mut self) {
-        self.halt();
+        self.thread.halt();
     }
 }
 

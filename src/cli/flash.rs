@@ -153,7 +153,7 @@ pub fn flash(args: FlashArgs, config_path: Option<&Path>) -> anyhow::Result<Outc
             .map(|(port, plan)| {
                 let options = &options;
                 s.spawn(move || {
-                    provision::flash_step(port, plan, options, &|_| Ok(()), print).is_err()
+                    provision::flash_step(port, plan, options, flashing::ANY_BOARD, print).is_err()
                 })
             })
             .collect();

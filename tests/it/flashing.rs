@@ -82,7 +82,13 @@ fn run(
     options: &FlashOptions,
 ) -> (Result<flashing::FlashOutcome, FlashError>, Vec<FlashEvent>) {
     let (tx, rx) = mpsc::channel();
-    let result = flashing::flash(board.path().to_str().unwrap(), plan, options, &tx);
+    let result = flashing::flash(
+        board.path().to_str().unwrap(),
+        plan,
+        options,
+        &tx,
+        flashing::ANY_BOARD,
+    );
     drop(tx);
     (result, rx.iter().collect())
 }

@@ -1,6 +1,7 @@
 //! `vesper bench --headless`, the process, against the demo's backend, broker and simulated
 //! boards on pseudo-terminals: a jig with no screen provisions a batch and says so.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,30 +9,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use vesper::client::BatchOrder;
-use vesper::demo::{Demo, DemoOptions};
+use vesper::demo::Demo;
 use vesper::registry::Status;
-
-async fn demo() -> Demo {
-    Demo::start(DemoOptions {
-        boards: 4,
-        paced: false,
-        // Boards stay in their slots: the jig's operator is not swapping them in this test.
-        swap_after: Duration::from_secs(3600),
-        app_size: 64 * 1024,
-        ..DemoOptions::default()
-    })
-    .await
-    .unwrap()
-}
 
 async fn batch(demo: &Demo, quantity: u32) -> String {
     demo.client()
-        .create_batch(&BatchOrder {
-            board: demo.config.boards[0].name.clone(),
-            quantity,
-            subscription_plan: "standard".into(),
-            available_outputs: 8,
-        })
+        .create_batch(&BatchOrder::of(&demo.config.boards[0].name, quantity))
         .await
         .unwrap()
         .summary
@@ -87,7 +70,8 @@ fn lines_until_exit(
     (child.wait().unwrap(), lines)
 }
 
-fn serials_of(lines: &[Value], event: &str) -> Vec<String> {
+/// The serial numbers of the devices of every `event` line, in order, each once.
+fn serials_of(lines: &[Value], event: &str) -> BTreeSet<String> {
     lines
         .iter()
         .filter(|l| l["event"] == event)
@@ -95,20 +79,28 @@ fn serials_of(lines: &[Value], event: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_headless_bench_provisions_a_batch_of_four_boards_and_exits_0() {
-    let demo = demo().await;
-    let batch = batch(&demo, 4).await;
+/// Four boards in four slots, a batch of `quantity`, and `vesper bench --headless` run to its
+/// end; `on_line` sees each line as it comes (with the process id).
+async fn run_headless(
+    quantity: u32,
+    on_line: impl FnMut(&Value, u32) + Send + 'static,
+) -> (Demo, String, std::process::ExitStatus, Vec<Value>) {
+    let demo = crate::support::quiet_demo(4).await;
+    let batch = batch(&demo, quantity).await;
     let child = headless(&demo, &batch);
     let (status, lines) = tokio::task::spawn_blocking(move || {
-        lines_until_exit(child, Duration::from_secs(180), |_, _| {})
+        lines_until_exit(child, Duration::from_secs(180), on_line)
     })
     .await
     .unwrap();
+    (demo, batch, status, lines)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_headless_bench_provisions_a_batch_of_four_boards_and_exits_0() {
+    let (demo, batch, status, lines) = run_headless(4, |_, _| {}).await;
     assert!(status.success(), "exit {status:?}; lines: {lines:#?}");
-    let mut verified = serials_of(&lines, "verified");
-    verified.sort();
-    verified.dedup();
+    let verified = serials_of(&lines, "verified");
     assert_eq!(verified.len(), 4, "{lines:#?}");
     // Every step of every board is a line, in order, each naming its slot.
     for sn in &verified {
@@ -126,7 +118,7 @@ async fn the_headless_bench_provisions_a_batch_of_four_boards_and_exits_0() {
             "{sn}: {lines:#?}"
         );
     }
-    let slots: std::collections::BTreeSet<i64> = lines
+    let slots: BTreeSet<i64> = lines
         .iter()
         .filter(|l| l["event"] == "claimed")
         .map(|l| l["slot"].as_i64().unwrap())
@@ -164,34 +156,24 @@ fn slot_of(lines: &[Value], sn: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_the_boards_in_flight_claims_no_more_and_exits_0() {
-    let demo = demo().await;
-    let batch = batch(&demo, 8).await;
-    let child = headless(&demo, &batch);
     let mut signalled = false;
-    let (status, lines) = tokio::task::spawn_blocking(move || {
-        lines_until_exit(child, Duration::from_secs(180), |line, pid| {
-            if line["event"] == "prepared" && !signalled {
-                signalled = true;
-                let kill = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status()
-                    .unwrap();
-                assert!(kill.success());
-            }
-        })
+    let (demo, batch, status, lines) = run_headless(8, move |line, pid| {
+        if line["event"] == "prepared" && !signalled {
+            signalled = true;
+            let kill = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+        }
     })
-    .await
-    .unwrap();
+    .await;
     assert!(status.success(), "exit {status:?}; lines: {lines:#?}");
     let claimed = serials_of(&lines, "claimed");
     let verified = serials_of(&lines, "verified");
     assert!(!claimed.is_empty(), "{lines:#?}");
-    let mut claimed_sorted = claimed.clone();
-    claimed_sorted.sort();
-    let mut verified_sorted = verified.clone();
-    verified_sorted.sort();
     assert_eq!(
-        claimed_sorted, verified_sorted,
+        claimed, verified,
         "every board in flight is finished: {lines:#?}"
     );
     assert!(lines.iter().any(|l| l["event"] == "stopping"), "{lines:#?}");

@@ -514,11 +514,7 @@ async fn the_backend_and_the_command_line_print_a_batch() {
     })
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
     let text =
         String::from_utf8_lossy(&tool("pdftotext", &[out_file.to_str().unwrap(), "-"]).stdout)
             .into_owned();

@@ -52,7 +52,7 @@ fn cargo(args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "cargo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        crate::support::stderr(&out)
     );
     String::from_utf8(out.stdout).unwrap()
 }

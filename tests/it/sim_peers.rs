@@ -186,11 +186,7 @@ fn vesper_flash_flashes_two_simulators_from_the_command_line() {
         .args(&args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -327,7 +323,7 @@ async fn a_flashed_simulator_boots_and_its_heartbeat_provisions_it() {
     let port = board.path().to_str().unwrap().to_owned();
     let outcome = tokio::task::spawn_blocking(move || {
         let (tx, _rx) = std::sync::mpsc::channel();
-        flashing::flash(&port, &plan, &pty_options(true), &tx)
+        flashing::flash(&port, &plan, &pty_options(true), &tx, flashing::ANY_BOARD)
     })
     .await
     .unwrap()
@@ -385,7 +381,7 @@ async fn a_board_with_a_wrong_password_or_no_heartbeat_never_provisions() {
         let port = board.path().to_str().unwrap().to_owned();
         tokio::task::spawn_blocking(move || {
             let (tx, _rx) = std::sync::mpsc::channel();
-            flashing::flash(&port, &plan, &pty_options(true), &tx)
+            flashing::flash(&port, &plan, &pty_options(true), &tx, flashing::ANY_BOARD)
         })
         .await
         .unwrap()

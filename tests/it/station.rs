@@ -117,6 +117,22 @@ fn plug(app: &mut App, slot: usize) {
     });
 }
 
+/// A flash event of slot 0's job `job`.
+fn slot0_flash(app: &mut App, job: u64, event: FlashEvent) {
+    app.update(Action::Flash {
+        owner: Owner::Slot(0),
+        job,
+        event,
+    });
+}
+
+/// [`flashing_slot`], and the flash done: the slot verifies; returns the job.
+fn verifying_slot(app: &mut App) -> u64 {
+    let job = flashing_slot(app);
+    slot0_flash(app, job, flash_done("24:0A:C4:12:34:56"));
+    job
+}
+
 /// A bench on batch B-0042 with a board claimed and flashing in slot 0; returns the job.
 fn flashing_slot(app: &mut App) -> u64 {
     app.update(Action::UseBatch(batch_summary(15, 0)));
@@ -222,14 +238,14 @@ fn the_last_board_of_a_batch_says_the_batch_is_done() {
 fn a_failure_stays_on_its_slot_and_one_key_retries_with_the_same_serial_number() {
     let (mut app, _) = app(Screen::Bench);
     let job = flashing_slot(&mut app);
-    app.update(Action::Flash {
-        owner: Owner::Slot(0),
+    slot0_flash(
+        &mut app,
         job,
-        event: port_event(|port| FlashEvent::Failed {
+        port_event(|port| FlashEvent::Failed {
             port,
             error: "no sync: hold BOOT and press EN, or check the cable".into(),
         }),
-    });
+    );
     assert!(matches!(
         &app.bench.slots[0].state,
         SlotState::Failed { stage: Stage::Flash, reason } if reason.starts_with("no sync")
@@ -250,11 +266,7 @@ fn a_failure_stays_on_its_slot_and_one_key_retries_with_the_same_serial_number()
     assert!(retry_job > job);
     assert_eq!(app.bench.slots[0].attempts, 1);
     // A report of the old job can no longer touch the slot.
-    app.update(Action::Flash {
-        owner: Owner::Slot(0),
-        job,
-        event: flash_done("24:0A:C4:99:99:99"),
-    });
+    slot0_flash(&mut app, job, flash_done("24:0A:C4:99:99:99"));
     assert!(matches!(app.bench.slots[0].state, SlotState::Flashing(_)));
     assert!(app.take_tasks().is_empty());
 }
@@ -262,12 +274,7 @@ fn a_failure_stays_on_its_slot_and_one_key_retries_with_the_same_serial_number()
 #[test]
 fn skip_gives_the_serial_number_back_and_a_verify_timeout_is_explained() {
     let (mut app, _) = app(Screen::Bench);
-    let job = flashing_slot(&mut app);
-    app.update(Action::Flash {
-        owner: Owner::Slot(0),
-        job,
-        event: flash_done("24:0A:C4:12:34:56"),
-    });
+    let job = verifying_slot(&mut app);
     app.take_tasks();
     app.update(Action::VerifyFailed {
         owner: Owner::Slot(0),
@@ -348,14 +355,14 @@ fn unplugging_while_flashing_fails_the_slot_and_replugging_retries_it() {
         &app.bench.slots[0].state,
         SlotState::Failed { reason, .. } if reason.contains("unplugged")
     ));
-    app.update(Action::Flash {
-        owner: Owner::Slot(0),
+    slot0_flash(
+        &mut app,
         job,
-        event: port_event(|port| FlashEvent::Failed {
+        port_event(|port| FlashEvent::Failed {
             port,
             error: "the board was unplugged".into(),
         }),
-    });
+    );
     assert_eq!(
         app.bench.failed, 1,
         "the stale failure is not counted twice"
@@ -1002,12 +1009,7 @@ fn snapshots_of_the_batches_screens() {
 #[test]
 fn a_verifying_slot_shows_the_firmwares_own_console_lines_over_boot_noise() {
     let (mut app, _) = app(Screen::Bench);
-    let job = flashing_slot(&mut app);
-    app.update(Action::Flash {
-        owner: Owner::Slot(0),
-        job,
-        event: flash_done("24:0A:C4:12:34:56"),
-    });
+    let job = verifying_slot(&mut app);
     for line in [
         "ets Jul 29 2019 12:21:46",
         "vesper: boot sn=PV-26A18-BC02R-X7KQA hw=BC02 fw=1.0.1",

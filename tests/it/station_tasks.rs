@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use vesper::client::BatchOrder;
-use vesper::demo::{Demo, DemoOptions};
 use vesper::flashing::FlashEvent;
 use vesper::registry::Status;
 use vesper::station::tasks::Runner;
@@ -54,15 +53,7 @@ fn flash_end(job: u64) -> impl FnMut(&Action) -> Option<Result<(String, String),
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_board_that_already_has_a_serial_number_is_never_written_again() {
-    let demo = Demo::start(DemoOptions {
-        boards: 1,
-        paced: false,
-        swap_after: Duration::from_secs(3600),
-        app_size: 64 * 1024,
-        ..DemoOptions::default()
-    })
-    .await
-    .unwrap();
+    let demo = crate::support::quiet_demo(1).await;
     let client = demo.client();
     let port = demo.config.station_settings.slots[0].display().to_string();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -74,12 +65,7 @@ async fn a_board_that_already_has_a_serial_number_is_never_written_again() {
         labels.path().to_owned(),
     );
     let batch = client
-        .create_batch(&BatchOrder {
-            board: demo.config.boards[0].name.clone(),
-            quantity: 2,
-            subscription_plan: "standard".into(),
-            available_outputs: 8,
-        })
+        .create_batch(&BatchOrder::of(&demo.config.boards[0].name, 2))
         .await
         .unwrap();
     let slot = Task::claimant(&demo.config.station, Owner::Slot(0));

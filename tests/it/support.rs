@@ -72,3 +72,17 @@ pub fn python() -> PathBuf {
     );
     path
 }
+
+/// The demo's backend, embedded broker and `boards` simulated boards, unpaced, with a small app,
+/// and boards that stay in their slots (nobody swaps them in a test).
+pub async fn quiet_demo(boards: usize) -> vesper::demo::Demo {
+    vesper::demo::Demo::start(vesper::demo::DemoOptions {
+        boards,
+        paced: false,
+        swap_after: std::time::Duration::from_secs(3600),
+        app_size: 64 * 1024,
+        ..vesper::demo::DemoOptions::default()
+    })
+    .await
+    .unwrap()
+}

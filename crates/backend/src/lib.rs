@@ -275,29 +275,24 @@ pub async fn start(
     let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Small request, small answer, one at a time per connection (the broker's above all):
+    // Nagle's algorithm would hold answers back waiting for ACKs.
+    let serve = |listener: TcpListener, router: Router| {
+        let graceful = until(signal.clone());
+        tokio::spawn(
+            axum::serve(
+                listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                router,
+            )
+            .with_graceful_shutdown(graceful)
+            .into_future(),
+        )
+    };
     let tasks = vec![
-        tokio::spawn(
-            axum::serve(
-                api.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                }),
-                api_router(state.clone()),
-            )
-            .with_graceful_shutdown(until(signal.clone()))
-            .into_future(),
-        ),
-        tokio::spawn(
-            // Small request, small answer, one at a time per broker connection: Nagle's
-            // algorithm would hold answers back waiting for ACKs.
-            axum::serve(
-                auth.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                }),
-                auth_router(state.clone()),
-            )
-            .with_graceful_shutdown(until(signal.clone()))
-            .into_future(),
-        ),
+        serve(api, api_router(state.clone())),
+        serve(auth, auth_router(state.clone())),
     ];
     let mut tasks = tasks;
     if let Some(broker) = state.config.serve.broker.clone() {

@@ -115,12 +115,7 @@ impl ApiClient {
     /// GET raw bytes (NVS images, firmware).
     pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
-        let response = self.send(self.http.get(&url), &url).await?;
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| ClientError::Body(e.to_string()))
+        bytes(self.send(self.http.get(&url), &url).await?).await
     }
 
     /// GET a JSON document as a typed value.
@@ -231,21 +226,14 @@ impl ApiClient {
     pub async fn claim_next(&self, batch: &str, station: &str) -> Result<Device, ClientError> {
         self.post(
             &format!("/manufacturing/batch/{}/claim", segment(batch)),
-            &ClaimRequest {
-                station: station.to_owned(),
-                lease_seconds: None,
-            },
+            &claim_request(station),
         )
         .await
     }
 
     /// Takes one device for `station` (the wizard's pick).
     pub async fn claim(&self, sn: &str, station: &str) -> Result<Device, ClientError> {
-        let claim = ClaimRequest {
-            station: station.to_owned(),
-            lease_seconds: None,
-        };
-        self.device_post(sn, "claim", &claim).await
+        self.device_post(sn, "claim", &claim_request(station)).await
     }
 
     /// Gives a claimed device back to its batch.
@@ -287,12 +275,7 @@ impl ApiClient {
             self.base,
             segment(batch)
         );
-        let response = self.send(self.http.post(&url), &url).await?;
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| ClientError::Body(e.to_string()))
+        bytes(self.send(self.http.post(&url), &url).await?).await
     }
 
     /// The newest release of a board's firmware, with absolute download URLs.
@@ -311,12 +294,7 @@ impl ApiClient {
 
     /// Downloads a file by absolute URL (firmware parts).
     pub async fn download(&self, url: &str) -> Result<Vec<u8>, ClientError> {
-        let response = self.send(self.http.get(url), url).await?;
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| ClientError::Body(e.to_string()))
+        bytes(self.send(self.http.get(url), url).await?).await
     }
 }
 
@@ -327,6 +305,35 @@ pub struct BatchOrder {
     pub quantity: u32,
     pub subscription_plan: String,
     pub available_outputs: i64,
+}
+
+impl BatchOrder {
+    /// `quantity` devices of `board` on the default plan and outputs.
+    pub fn of(board: &str, quantity: u32) -> BatchOrder {
+        BatchOrder {
+            board: board.to_owned(),
+            quantity,
+            subscription_plan: vesper_core::model::DEFAULT_PLAN.into(),
+            available_outputs: vesper_core::model::DEFAULT_OUTPUTS,
+        }
+    }
+}
+
+/// A claim for `station` with the backend's default lease.
+fn claim_request(station: &str) -> ClaimRequest {
+    ClaimRequest {
+        station: station.to_owned(),
+        lease_seconds: None,
+    }
+}
+
+/// The answer's body, whole.
+async fn bytes(response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    response
+        .bytes()
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| ClientError::Body(e.to_string()))
 }
 
 /// The answer's JSON body as `T`.

@@ -313,6 +313,9 @@ fn open(port: &str, reset: bool) -> Result<Connection, FlashError> {
 /// Decides, from the MAC read off a connected board, whether it may be written.
 pub type BoardCheck<'a> = &'a (dyn Fn(&str) -> Result<(), String> + Sync);
 
+/// A [`BoardCheck`] that lets every board be written (flashing files, tests).
+pub const ANY_BOARD: BoardCheck<'static> = &|_| Ok(());
+
 /// One attempt: connect, identify, ask `check`, write every part with verification.
 fn attempt(
     port: &str,
@@ -368,19 +371,11 @@ fn attempt(
     })
 }
 
-/// Flashes one board, retrying transient failures; every step is reported on `tx`.
+/// Flashes `plan` onto the board at `port`, reporting every step on `tx`, retrying transient
+/// failures; once the board is connected and its MAC read, `check` may refuse it before a byte
+/// is written (the station refuses a board that already carries another serial number;
+/// [`ANY_BOARD`] refuses none).
 pub fn flash(
-    port: &str,
-    plan: &FlashPlan,
-    options: &FlashOptions,
-    tx: &Sender<FlashEvent>,
-) -> Result<FlashOutcome, FlashError> {
-    flash_checked(port, plan, options, tx, &|_| Ok(()))
-}
-
-/// [`flash`], but once the board is connected and its MAC read, `check` may refuse it before a
-/// byte is written (the station refuses a board that already carries another serial number).
-pub fn flash_checked(
     port: &str,
     plan: &FlashPlan,
     options: &FlashOptions,

@@ -11,8 +11,7 @@ mod ports;
 
 pub use console::read_console;
 pub use engine::{
-    BoardCheck, FlashError, FlashEvent, FlashOptions, FlashOutcome, espflash_chip, flash,
-    flash_checked,
+    ANY_BOARD, BoardCheck, FlashError, FlashEvent, FlashOptions, FlashOutcome, espflash_chip, flash,
 };
 pub use plan::{Bundle, FlashPlan, PlanError, PlannedPart};
 pub use ports::{PortChange, PortInfo, PortKind, list_ports, watch_ports};

@@ -311,10 +311,16 @@ pub fn layout_label(
         .map(|b| format!("Batch {b}"))
         .chain([data.date.clone()])
         .collect();
+    let content = Content {
+        data,
+        modules,
+        hw: &hw,
+        small: &small,
+    };
     let (qr, lines) = if area.height > area.width {
-        portrait(data, inner, modules, &hw, &small)
+        content.portrait(inner)
     } else {
-        landscape(data, inner, modules, &hw, &small)
+        content.landscape(inner)
     };
     let module = qr.1;
     if module < stock.min_module() {
@@ -340,106 +346,111 @@ pub fn layout_label(
 
 type QrPlace = ((f32, f32), f32);
 
-/// Wide labels: QR top-left, hardware lines to its right, the serial number across the bottom.
-fn landscape(
-    data: &LabelData,
-    inner: Area,
+/// What goes on a label, ready to place: the data, the QR code's size in modules, the hardware
+/// lines and the small print.
+#[derive(Clone, Copy)]
+struct Content<'a> {
+    data: &'a LabelData,
     modules: usize,
-    hw: &[String; 2],
-    small: &[String],
-) -> (QrPlace, Vec<TextLine>) {
-    let sn_pt = fit(
-        &data.serial_number,
-        Face::Bold,
-        inner.width,
-        inner.height * 0.24 * PT_PER_MM,
-    );
-    let sn_height = font::line_height(sn_pt);
-    let gap = 0.8;
-    let top_height = inner.height - sn_height - gap;
-    let qr_size = top_height.min(inner.width * 0.5);
-    let module = qr_size / modules as f32;
-    let mut lines = vec![TextLine {
-        text: data.serial_number.clone(),
-        face: Face::Bold,
-        size_pt: sn_pt,
-        x: inner.x,
-        baseline: inner.y + inner.height - font::descent(sn_pt),
-    }];
-    // Text starts after the QR's quiet zone, which must stay clear for scanners.
-    let text_x = inner.x + qr_size + 0.5;
-    let text_width = inner.x + inner.width - text_x;
-    let base_cap = top_height / (2.0 * 1.2 + small.len() as f32 * 1.2 * 0.8) * PT_PER_MM;
-    let base = hw
-        .iter()
-        .map(|t| fit(t, Face::Regular, text_width, base_cap))
-        .fold(f32::MAX, f32::min);
-    let small_pt = small
-        .iter()
-        .map(|t| fit(t, Face::Regular, text_width, base * 0.8))
-        .fold(f32::MAX, f32::min);
-    let mut y = inner.y;
-    for (text, size) in hw
-        .iter()
-        .map(|t| (t, base))
-        .chain(small.iter().map(|t| (t, small_pt)))
-    {
-        y += font::line_height(size) * 1.2 - font::line_height(size) * 0.2;
-        lines.push(TextLine {
-            text: text.clone(),
-            face: Face::Regular,
-            size_pt: size,
-            x: text_x,
-            baseline: y - font::descent(size),
-        });
-        y += font::line_height(size) * 0.2;
-    }
-    (((inner.x, inner.y), module), lines)
+    hw: &'a [String; 2],
+    small: &'a [String],
 }
 
-/// Tall labels: QR centred at the top, every line centred below it.
-fn portrait(
-    data: &LabelData,
-    inner: Area,
-    modules: usize,
-    hw: &[String; 2],
-    small: &[String],
-) -> (QrPlace, Vec<TextLine>) {
-    let qr_size = inner.width.min(inner.height * 0.55);
-    let module = qr_size / modules as f32;
-    let qr_x = inner.x + (inner.width - qr_size) / 2.0;
-    let text_height = inner.height - qr_size;
-    let sn_pt = fit(
-        &data.serial_number,
-        Face::Bold,
-        inner.width,
-        text_height * 0.25 * PT_PER_MM,
-    );
-    let base = hw
-        .iter()
-        .map(|t| fit(t, Face::Regular, inner.width, sn_pt * 0.8))
-        .fold(f32::MAX, f32::min);
-    let small_pt = small
-        .iter()
-        .map(|t| fit(t, Face::Regular, inner.width, sn_pt * 0.6))
-        .fold(f32::MAX, f32::min);
-    let mut lines = Vec::new();
-    let mut y = inner.y + qr_size;
-    let entries = std::iter::once((&data.serial_number, Face::Bold, sn_pt))
-        .chain(hw.iter().map(|t| (t, Face::Regular, base)))
-        .chain(small.iter().map(|t| (t, Face::Regular, small_pt)));
-    for (text, face, size) in entries {
-        y += font::line_height(size) * 1.15;
-        let width = font::width_em(text, face) * size / PT_PER_MM;
-        lines.push(TextLine {
-            text: text.clone(),
-            face,
-            size_pt: size,
-            x: inner.x + (inner.width - width) / 2.0,
-            baseline: y - font::descent(size),
-        });
+impl Content<'_> {
+    /// Wide labels: QR top-left, hardware lines to its right, the serial number across the bottom.
+    fn landscape(&self, inner: Area) -> (QrPlace, Vec<TextLine>) {
+        let sn_pt = fit(
+            &self.data.serial_number,
+            Face::Bold,
+            inner.width,
+            inner.height * 0.24 * PT_PER_MM,
+        );
+        let sn_height = font::line_height(sn_pt);
+        let gap = 0.8;
+        let top_height = inner.height - sn_height - gap;
+        let qr_size = top_height.min(inner.width * 0.5);
+        let module = qr_size / self.modules as f32;
+        let mut lines = vec![TextLine {
+            text: self.data.serial_number.clone(),
+            face: Face::Bold,
+            size_pt: sn_pt,
+            x: inner.x,
+            baseline: inner.y + inner.height - font::descent(sn_pt),
+        }];
+        // Text starts after the QR's quiet zone, which must stay clear for scanners.
+        let text_x = inner.x + qr_size + 0.5;
+        let text_width = inner.x + inner.width - text_x;
+        let base_cap = top_height / (2.0 * 1.2 + self.small.len() as f32 * 1.2 * 0.8) * PT_PER_MM;
+        let base = self
+            .hw
+            .iter()
+            .map(|t| fit(t, Face::Regular, text_width, base_cap))
+            .fold(f32::MAX, f32::min);
+        let small_pt = self
+            .small
+            .iter()
+            .map(|t| fit(t, Face::Regular, text_width, base * 0.8))
+            .fold(f32::MAX, f32::min);
+        let mut y = inner.y;
+        for (text, size) in self
+            .hw
+            .iter()
+            .map(|t| (t, base))
+            .chain(self.small.iter().map(|t| (t, small_pt)))
+        {
+            y += font::line_height(size) * 1.2 - font::line_height(size) * 0.2;
+            lines.push(TextLine {
+                text: text.clone(),
+                face: Face::Regular,
+                size_pt: size,
+                x: text_x,
+                baseline: y - font::descent(size),
+            });
+            y += font::line_height(size) * 0.2;
+        }
+        (((inner.x, inner.y), module), lines)
     }
-    (((qr_x, inner.y), module), lines)
+
+    /// Tall labels: QR centred at the top, every line centred below it.
+    fn portrait(&self, inner: Area) -> (QrPlace, Vec<TextLine>) {
+        let qr_size = inner.width.min(inner.height * 0.55);
+        let module = qr_size / self.modules as f32;
+        let qr_x = inner.x + (inner.width - qr_size) / 2.0;
+        let text_height = inner.height - qr_size;
+        let sn_pt = fit(
+            &self.data.serial_number,
+            Face::Bold,
+            inner.width,
+            text_height * 0.25 * PT_PER_MM,
+        );
+        let base = self
+            .hw
+            .iter()
+            .map(|t| fit(t, Face::Regular, inner.width, sn_pt * 0.8))
+            .fold(f32::MAX, f32::min);
+        let small_pt = self
+            .small
+            .iter()
+            .map(|t| fit(t, Face::Regular, inner.width, sn_pt * 0.6))
+            .fold(f32::MAX, f32::min);
+        let mut lines = Vec::new();
+        let mut y = inner.y + qr_size;
+        let entries = std::iter::once((&self.data.serial_number, Face::Bold, sn_pt))
+            .chain(self.hw.iter().map(|t| (t, Face::Regular, base)))
+            .chain(self.small.iter().map(|t| (t, Face::Regular, small_pt)));
+        for (text, face, size) in entries {
+            y += font::line_height(size) * 1.15;
+            let width = font::width_em(text, face) * size / PT_PER_MM;
+            lines.push(TextLine {
+                text: text.clone(),
+                face,
+                size_pt: size,
+                x: inner.x + (inner.width - width) / 2.0,
+                baseline: y - font::descent(size),
+            });
+        }
+        (((qr_x, inner.y), module), lines)
+    }
 }
 
 /// Lays out labels on pages, starting after `skip` used labels on the first sheet. QR codes

@@ -148,9 +148,46 @@ pub struct SimBoard {
     path: PathBuf,
     stats: Arc<Mutex<LineStats>>,
     rom: Arc<Mutex<Rom>>,
-    stop: Arc<AtomicBool>,
     events: Arc<Mutex<Vec<(Instant, SimEvent)>>>,
+    worker: Background,
+}
+
+/// A thread that runs until it is halted (or dropped): it watches the flag it is given.
+pub struct Background {
+    stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts `run` on a thread called `name`; `run` ends when its flag is raised.
+    pub fn spawn(
+        name: &str,
+        run: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+    ) -> std::io::Result<Background> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(flag))?;
+        Ok(Background {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Raises the flag and waits for the thread to end.
+    pub fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.halt();
+    }
 }
 
 impl SimBoard {
@@ -167,27 +204,26 @@ impl SimBoard {
             config.mac,
             config.faults.clone(),
         )));
-        let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(Mutex::new(LineStats::default()));
-        let worker = Worker {
-            master: Some(master),
-            rom: rom.clone(),
-            stop: stop.clone(),
-            events: events.clone(),
-            stats: stats.clone(),
-            config,
-        };
-        let thread = std::thread::Builder::new()
-            .name("sim-board".into())
-            .spawn(move || worker.run())?;
+        let (rom_, events_, stats_) = (rom.clone(), events.clone(), stats.clone());
+        let worker = Background::spawn("sim-board", move |stop| {
+            Worker {
+                master: Some(master),
+                rom: rom_,
+                stop,
+                events: events_,
+                stats: stats_,
+                config,
+            }
+            .run()
+        })?;
         Ok(SimBoard {
             path,
             stats,
             rom,
-            stop,
             events,
-            thread: Some(thread),
+            worker,
         })
     }
 
@@ -247,21 +283,8 @@ impl SimBoard {
 
     /// Stops the board (closing its port) and returns its flash.
     pub fn stop(mut self) -> Vec<u8> {
-        self.halt();
+        self.worker.halt();
         self.flash()
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for SimBoard {
-    fn drop(&mut self) {
-        self.halt();
     }
 }
 

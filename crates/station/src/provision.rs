@@ -62,6 +62,11 @@ pub enum ProvisionEvent {
     Failed { step: Step, reason: String },
 }
 
+/// Where a pipeline's events go: called from the flash job's thread and the console reader's.
+pub trait Emit: Fn(ProvisionEvent) + Clone + Send + Sync + 'static {}
+
+impl<F: Fn(ProvisionEvent) + Clone + Send + Sync + 'static> Emit for F {}
+
 /// Why a claim was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRefused {
@@ -115,7 +120,7 @@ impl Pipeline {
         &self,
         device: &Device,
         port: &str,
-        emit: impl Fn(ProvisionEvent) + Clone + Send + Sync + 'static,
+        emit: impl Emit,
     ) -> Result<Device, (Step, String)> {
         let report = self.flash(device, port, emit.clone()).await?;
         self.verify(&device.serial_number, port, report, emit).await
@@ -126,15 +131,9 @@ impl Pipeline {
         &self,
         device: &Device,
         port: &str,
-        emit: impl Fn(ProvisionEvent) + Clone + Send + Sync + 'static,
+        emit: impl Emit,
     ) -> Result<FlashReport, (Step, String)> {
-        let fail = |step: Step, reason: String| {
-            emit(ProvisionEvent::Failed {
-                step,
-                reason: reason.clone(),
-            });
-            (step, reason)
-        };
+        let fail = |step, reason| failed(&emit, step, reason);
         let (plan, mut options) = match self.plan(device).await {
             Ok(p) => p,
             Err(reason) => return Err(fail(Step::Plan, reason)),
@@ -181,15 +180,9 @@ impl Pipeline {
         sn: &str,
         port: &str,
         report: FlashReport,
-        emit: impl Fn(ProvisionEvent) + Clone + Send + Sync + 'static,
+        emit: impl Emit,
     ) -> Result<Device, (Step, String)> {
-        let fail = |step: Step, reason: String| {
-            emit(ProvisionEvent::Failed {
-                step,
-                reason: reason.clone(),
-            });
-            (step, reason)
-        };
+        let fail = |step, reason| failed(&emit, step, reason);
         match self.client.flashed(sn, &report).await {
             Ok(device) => emit(ProvisionEvent::Reported {
                 device: Box::new(device),
@@ -325,7 +318,7 @@ pub fn flash_step(
     let (events, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let job = s.spawn(|| {
-            let result = flashing::flash_checked(port, plan, options, &events, check);
+            let result = flashing::flash(port, plan, options, &events, check);
             drop(events);
             result
         });
@@ -374,6 +367,15 @@ pub fn describe_flash(event: &FlashEvent) -> Option<String> {
         } => format!("{port}: ✓ flashed {mac} in {seconds:.1} s ({bytes} bytes)"),
         FlashEvent::Failed { port, error } => format!("{port}: ✗ {error}"),
     })
+}
+
+/// Says that `step` failed and why, and returns both for the caller's `Err`.
+fn failed(emit: &impl Fn(ProvisionEvent), step: Step, reason: String) -> (Step, String) {
+    emit(ProvisionEvent::Failed {
+        step,
+        reason: reason.clone(),
+    });
+    (step, reason)
 }
 
 fn refusal(e: ClientError) -> ClaimRefused {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::action::{Action, Job, Owner, Task};
 use super::ports::wizard_ports;
-use crate::provision::{ClaimRefused, Pipeline, ProvisionEvent, Step, write_atomic};
+use crate::provision::{ClaimRefused, Emit, Pipeline, ProvisionEvent, Step, write_atomic};
 use vesper_client::ApiClient;
 use vesper_core::config::Config;
 use vesper_core::model::{Device, DeviceFilter, FlashReport};
@@ -182,12 +182,7 @@ impl Runner {
     }
 
     /// Turns the pipeline's events about the board of `owner`'s job `job` into actions.
-    fn reporter(
-        &self,
-        owner: Owner,
-        job: Job,
-        port: &str,
-    ) -> impl Fn(ProvisionEvent) + Clone + Send + Sync + 'static {
+    fn reporter(&self, owner: Owner, job: Job, port: &str) -> impl Emit {
         let (tx, port) = (self.tx.clone(), port.to_owned());
         move |event| {
             let action = match event {

@@ -188,12 +188,8 @@ impl Wizard {
             return;
         }
         self.creating = true;
-        cx.tasks.push(Task::CreateBatch(BatchOrder {
-            board: self.board.clone(),
-            quantity: 1,
-            subscription_plan: vesper_core::model::DEFAULT_PLAN.into(),
-            available_outputs: vesper_core::model::DEFAULT_OUTPUTS,
-        }));
+        cx.tasks
+            .push(Task::CreateBatch(BatchOrder::of(&self.board, 1)));
     }
 
     /// Claims the device for this station and flashes it on the chosen port.
