@@ -95,6 +95,7 @@ fn main() {
     };
     let paced = SimConfig {
         baud: Some(115_200),
+        flash_timing: Some(vesper::sim::FlashTiming::W25Q32JV),
         ..SimConfig::default()
     };
 

@@ -15,10 +15,10 @@ use crate::broker::Broker;
 use crate::client::ApiClient;
 use crate::config::{Board, Config, ConfigError};
 use crate::files::{write_atomic, write_private};
-use crate::firmware::{self, IMAGE_MAGIC, PartSpec};
+use crate::firmware::{self, PartSpec};
 use crate::registry::Role;
 use crate::server::{self, BackendGate, Running, ServeOptions};
-use crate::sim::{Background, LineStats, SimBoard, SimConfig, SimEvent};
+use crate::sim::{Background, FlashTiming, LineStats, SimBoard, SimConfig, SimEvent};
 
 /// Version of the generated demo firmware.
 pub const DEMO_VERSION: &str = "1.0.0-demo";
@@ -93,23 +93,9 @@ pub struct Demo {
 }
 
 /// An ESP-IDF app image: magic byte, an `esp_app_desc_t` with its version, and a body that
-/// compresses about as well as real firmware.
+/// deflates like real firmware (55-65 %), from the simulator's one generator.
 pub fn app_image(len: usize, version: &str) -> Vec<u8> {
-    let mut image: Vec<u8> = (0..len)
-        .map(|i| {
-            if (i / 64) % 2 == 0 {
-                (i % 7) as u8
-            } else {
-                ((i * 7919) % 251) as u8
-            }
-        })
-        .collect();
-    image[0] = IMAGE_MAGIC;
-    image[32..36].copy_from_slice(&0xABCD_5432u32.to_le_bytes());
-    image[48..80].fill(0);
-    let n = version.len().min(32);
-    image[48..48 + n].copy_from_slice(&version.as_bytes()[..n]);
-    image
+    crate::sim::realistic_app(len, version)
 }
 
 /// Publishes a demo release of `board` into the OTA root, unless one is there already.
@@ -257,6 +243,8 @@ impl Demo {
             baud: options.paced.then_some(115_200),
             faults: Vec::new(),
             broker: Some(("127.0.0.1".into(), broker_addr.port())),
+            // Paced boards are real boards in time: UART and flash chip.
+            flash_timing: options.paced.then_some(FlashTiming::W25Q32JV),
             data_topic: config.mqtt.topics.data.to_string(),
             heartbeat_every: Duration::from_secs(5),
         };

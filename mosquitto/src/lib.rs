@@ -9,6 +9,10 @@
 //! client ids with `+` or `#`. No panic crosses into the broker, and a backend that is down is
 //! an error (the login is refused), never a crash.
 //!
+//! It depends on `vesper-core` only (the ACL rules, client-id rules, serial numbers and the
+//! go-auth protocol it shares with the backend), never on the backend, its database or the
+//! station: the broker loads a small library.
+//!
 //! ```text
 //! plugin /usr/lib/vesper/libvesper_mosquitto.so
 //! plugin_opt_http_host 127.0.0.1

@@ -83,6 +83,9 @@ pub struct SimArgs {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5)]
     heartbeat_every: u64,
+    /// Erase and program in no time, instead of a real flash chip's times (W25Q32JV).
+    #[arg(long)]
+    instant_flash: bool,
     /// Data topic template.
     #[arg(long, default_value = "vesper/{sn}/data")]
     topic: String,
@@ -195,6 +198,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<Outcome> {
         baud: args.baud,
         faults: args.faults,
         broker,
+        flash_timing: (!args.instant_flash).then_some(sim::FlashTiming::W25Q32JV),
         data_topic: args.topic,
         heartbeat_every: Duration::from_secs(args.heartbeat_every.max(1)),
     };

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use vesper::serial::SerialNumber;
 
-use crate::support::{self, stderr, stdout, vesper, vesper_env};
+use crate::support::{self, expected_password, stderr, stdout, vesper, vesper_env};
 
 #[test]
 fn sn_new_prints_distinct_valid_numbers_for_the_date() {
@@ -122,18 +122,6 @@ fn sn_check_names_the_wrong_part_of_each_bad_number() {
     for ((sn, expected), line) in cases.iter().zip(&lines) {
         assert!(line.contains(sn) && line.contains(expected), "{sn}: {line}");
     }
-}
-
-/// HMAC-SHA256(secret, message) as hex, first 32 characters: the design's formula, computed
-/// here with the `hmac` crate directly rather than the product's credentials module.
-fn expected_password(secret: &str, message: &str) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(message.as_bytes());
-    mac.finalize().into_bytes()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]

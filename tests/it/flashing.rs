@@ -280,3 +280,39 @@ fn a_board_of_another_chip_or_with_a_bad_app_is_reported() {
     assert!(!report.ok);
     assert!(report.error.unwrap().contains("invalid magic byte"));
 }
+
+/// A board with a real flash chip's times takes at least what its chip needs: the erase of every
+/// region written (64 KB blocks where they fit, 4 KB sectors elsewhere) and a page program per
+/// 256 bytes, from the W25Q32JV datasheet. Without the model the same flash takes far less.
+#[test]
+fn a_simulated_flash_chip_takes_its_datasheet_time() {
+    use std::time::Instant;
+    use vesper::sim::FlashTiming;
+    let f = fixture(256 * 1024);
+    let plan = f.plan("PV-26A18-BC02R-X7KQA");
+    let chip = FlashTiming::W25Q32JV;
+    let least: Duration = plan
+        .parts
+        .iter()
+        .map(|p| chip.erase(p.offset as usize, p.data.len()) + chip.program(p.data.len()))
+        .sum();
+    assert!(least > Duration::from_millis(800), "{least:?}");
+    let mut took = Vec::new();
+    for timing in [Some(chip), None] {
+        let board = SimBoard::spawn(SimConfig {
+            flash_timing: timing,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let start = Instant::now();
+        let (result, _) = run(&board, &plan, &pty_options(true));
+        result.unwrap();
+        took.push(start.elapsed());
+    }
+    assert!(
+        took[0] >= least,
+        "with the chip model the flash took {:?}, less than the chip's own {least:?}",
+        took[0]
+    );
+    assert!(took[1] < took[0], "{took:?}");
+}

@@ -748,6 +748,55 @@ fn snapshot(name: &str, app: &App) {
     }
 }
 
+/// The screen in colour at 120 x 40 with every cell's style, readable: a run of cells in one
+/// style starts with `[foreground on background +MODIFIERS]`, the terminal's default with `[-]`.
+fn styled(app: &mut App) -> String {
+    let plain = app.theme;
+    app.theme = Theme::colored();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    app.theme = plain;
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..40 {
+        let mut current = None;
+        for x in 0..120 {
+            let cell = &buffer[(x, y)];
+            let style = (cell.fg, cell.bg, cell.modifier);
+            if current != Some(style) {
+                out.push_str(&describe_style(style));
+                current = Some(style);
+            }
+            out.push_str(cell.symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn describe_style(
+    (fg, bg, modifier): (
+        ratatui::style::Color,
+        ratatui::style::Color,
+        ratatui::style::Modifier,
+    ),
+) -> String {
+    use ratatui::style::{Color, Modifier};
+    if fg == Color::Reset && bg == Color::Reset && modifier == Modifier::empty() {
+        return "[-]".into();
+    }
+    let mods = if modifier.is_empty() {
+        String::new()
+    } else {
+        format!(" +{modifier:?}")
+    };
+    format!("[{fg:?} on {bg:?}{mods}]")
+}
+
+fn styled_snapshot(name: &str, app: &mut App) {
+    insta::assert_snapshot!(format!("{name}_styled"), styled(app));
+}
+
 /// A bench in every slot state: flashing, verifying, failed, done.
 fn busy_bench() -> App {
     let (mut app, t0) = app(Screen::Bench);
@@ -852,7 +901,9 @@ fn busy_bench() -> App {
 
 #[test]
 fn snapshots_of_the_bench() {
-    snapshot("bench", &busy_bench());
+    let mut bench = busy_bench();
+    snapshot("bench", &bench);
+    styled_snapshot("bench", &mut bench);
     let (mut empty, _) = app(Screen::Bench);
     empty.update(health());
     snapshot("bench_no_batch", &empty);
@@ -962,6 +1013,7 @@ fn snapshots_of_the_devices_screen() {
         page: devices_page(100_000),
     });
     snapshot("devices", &app);
+    styled_snapshot("devices", &mut app);
     app.update(key(KeyCode::Enter));
     let mut detail = device(SNS[0], Status::Provisioned, Some("24:0A:C4:12:34:50"));
     detail.history = Some(vec![AuditEntry {
@@ -1185,6 +1237,7 @@ fn snapshots_of_the_wizard_steps() {
         },
     });
     snapshot("wizard_flashing", &app);
+    styled_snapshot("wizard_flashing", &mut app);
     app.update(Action::Flash {
         owner: Owner::Wizard,
         job,

@@ -15,7 +15,18 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &[&str], width: u16, height: u16) -> Tmux {
-        let socket = format!("vesper-e2e-{}", std::process::id());
+        Self::start_with(command, width, height, "main", &[])
+    }
+
+    /// A session on a socket of its own (`name`), the command run with `env` set.
+    fn start_with(
+        command: &[&str],
+        width: u16,
+        height: u16,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Tmux {
+        let socket = format!("vesper-e2e-{}-{name}", std::process::id());
         let status = Command::new("tmux")
             .args([
                 "-L",
@@ -28,6 +39,10 @@ impl Tmux {
                 "e2e",
             ])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .args(
+                env.iter()
+                    .flat_map(|(k, v)| ["-e".to_owned(), format!("{k}={v}")]),
+            )
             .args(command)
             .status()
             .expect("tmux is installed by the test command");
@@ -48,6 +63,12 @@ impl Tmux {
             assert!(self.tmux(&["send-keys", "-t", "e2e", key]).status.success());
             std::thread::sleep(Duration::from_millis(150));
         }
+    }
+
+    /// The screen with its colours and attributes as escape sequences.
+    fn screen_with_styles(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-e", "-p", "-t", "e2e"]).stdout)
+            .into_owned()
     }
 
     fn screen(&self) -> String {
@@ -170,4 +191,52 @@ fn the_demo_provisions_a_batch_of_four_in_bench_mode() {
         data.join("data/registry.sqlite3").exists(),
         "--keep keeps the registry"
     );
+}
+
+/// The SGR colour codes in a captured screen (foreground and background, 8, 16, 256 or RGB).
+fn colour_codes(screen: &str) -> Vec<String> {
+    screen
+        .split("\x1b[")
+        .skip(1)
+        .filter_map(|seq| seq.split_once('m').map(|(codes, _)| codes))
+        .flat_map(|codes| codes.split(';'))
+        .filter(|code| {
+            code.parse::<u16>()
+                .is_ok_and(|n| matches!(n, 30..=38 | 40..=48 | 90..=97 | 100..=107))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `NO_COLOR` (https://no-color.org) reaches the real station through `Theme::from_env`: with
+/// it set the screen has no colour at all (bold and reverse stay); without it, it has colour.
+#[test]
+fn no_color_takes_the_colour_out_of_the_real_terminal() {
+    let binary = env!("CARGO_BIN_EXE_vesper");
+    let mut seen = Vec::new();
+    for (name, env) in [
+        ("no-color", &[("NO_COLOR", "1")][..]),
+        ("color", &[("NO_COLOR", "")][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("demo");
+        let command = [
+            binary,
+            "demo",
+            "--keep",
+            data.to_str().unwrap(),
+            "--boards",
+            "2",
+        ];
+        let tmux = Tmux::start_with(&command, 120, 40, name, env);
+        tmux.wait_for_n("no batch", 2, Duration::from_secs(60));
+        seen.push(colour_codes(&tmux.screen_with_styles()));
+        tmux.keys(&["q"]);
+    }
+    assert!(
+        seen[0].is_empty(),
+        "colour codes with NO_COLOR: {:?}",
+        seen[0]
+    );
+    assert!(!seen[1].is_empty(), "no colour without NO_COLOR");
 }

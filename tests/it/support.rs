@@ -86,3 +86,15 @@ pub async fn quiet_demo(boards: usize) -> vesper::demo::Demo {
     .await
     .unwrap()
 }
+
+/// HMAC-SHA256(secret, message) as hex, first 32 characters: the design's formula, computed
+/// here with the `hmac` crate directly rather than the product's credentials module.
+pub fn expected_password(secret: &str, message: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -10,10 +10,12 @@
 //! firmware code, and depends on `vesper-core` for serial numbers only: a board that boots is a
 //! judge of the product, not its echo.
 
+pub mod app;
 mod boot;
 pub mod readers;
 pub mod rom;
 pub mod slip;
+pub mod timing;
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
@@ -24,8 +26,10 @@ use std::time::{Duration, Instant};
 
 use serialport::TTYPort;
 
+pub use app::realistic_app;
 pub use boot::{BootReport, boot};
 use rom::{Action, Rom};
+pub use timing::FlashTiming;
 
 /// Ways the board can fail, like real boards do. Transient ones fire once, so a retry succeeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,6 +90,9 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     /// Where the firmware connects after boot (`None`: no network).
     pub broker: Option<(String, u16)>,
+    /// How long the flash chip takes to erase and program (`None`: no time, for unit tests;
+    /// benchmarks and the demo use [`FlashTiming::W25Q32JV`]).
+    pub flash_timing: Option<FlashTiming>,
     /// The data topic template (`{sn}` replaced by the serial number from NVS).
     pub data_topic: String,
     pub heartbeat_every: Duration,
@@ -99,6 +106,7 @@ impl Default for SimConfig {
             baud: None,
             faults: Vec::new(),
             broker: None,
+            flash_timing: None,
             data_topic: "vesper/{sn}/data".into(),
             heartbeat_every: Duration::from_secs(5),
         }
@@ -199,11 +207,9 @@ impl SimBoard {
         drop(slave);
         serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(20))
             .map_err(std::io::Error::other)?;
-        let rom = Arc::new(Mutex::new(Rom::new(
-            config.flash_size,
-            config.mac,
-            config.faults.clone(),
-        )));
+        let mut rom = Rom::new(config.flash_size, config.mac, config.faults.clone());
+        rom.timing = config.flash_timing;
+        let rom = Arc::new(Mutex::new(rom));
         let events = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(Mutex::new(LineStats::default()));
         let (rom_, events_, stats_) = (rom.clone(), events.clone(), stats.clone());
@@ -363,11 +369,15 @@ impl Worker {
                     }
                     pacer.pay(n, true);
                     for frame in decoder.feed(&buf[..n]) {
-                        let actions = self
-                            .rom
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .handle(&frame);
+                        let (actions, hold) = {
+                            let mut rom = self.rom.lock().unwrap_or_else(|e| e.into_inner());
+                            let actions = rom.handle(&frame);
+                            (actions, rom.take_hold())
+                        };
+                        // The answer waits for the flash chip, as a real board's does.
+                        if !hold.is_zero() {
+                            std::thread::sleep(hold);
+                        }
                         for action in actions {
                             match action {
                                 Action::Send(reply) => {

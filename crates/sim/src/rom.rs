@@ -4,10 +4,12 @@
 //! flash ID; flash begin/data/end, compressed or not; MD5 verification; stub upload; baud change).
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use md5::{Digest as _, Md5};
 
 use super::Fault;
+use crate::timing::FlashTiming;
 
 /// Request and response opcodes.
 pub mod op {
@@ -91,6 +93,13 @@ pub struct Rom {
     data_blocks: u32,
     /// Flash was written since the last boot.
     pub dirty: bool,
+    /// How long the flash chip takes to erase and program; `None`: no time at all.
+    pub timing: Option<FlashTiming>,
+    /// When the chip finishes the work it has been given (the stub lets it work while the
+    /// next block arrives).
+    chip_free_at: Option<Instant>,
+    /// How long the answer to the command being handled waits for the chip.
+    hold: Duration,
 }
 
 impl Rom {
@@ -123,7 +132,47 @@ impl Rom {
             fired: HashSet::new(),
             data_blocks: 0,
             dirty: false,
+            timing: None,
+            chip_free_at: None,
+            hold: Duration::ZERO,
         }
+    }
+
+    /// How long the answers to the last command must wait for the flash chip (then zero).
+    pub fn take_hold(&mut self) -> Duration {
+        std::mem::take(&mut self.hold)
+    }
+
+    /// The chip erases or programs for `work`. The ROM loader answers once the chip is done;
+    /// the stub answers at once and lets the chip work while the next block arrives, but waits
+    /// for the chip before taking more work.
+    fn chip_works(&mut self, work: Duration) {
+        if work.is_zero() {
+            return;
+        }
+        if !self.stub {
+            self.hold += work;
+            return;
+        }
+        self.wait_for_chip();
+        let now = Instant::now() + self.hold;
+        self.chip_free_at = Some(now + work);
+    }
+
+    /// The answer waits until the chip has finished what it was given.
+    fn wait_for_chip(&mut self) {
+        if let Some(free) = self.chip_free_at.take() {
+            let now = Instant::now() + self.hold;
+            self.hold += free.saturating_duration_since(now);
+        }
+    }
+
+    fn erase_time(&self, offset: usize, len: usize) -> Duration {
+        self.timing.map_or(Duration::ZERO, |t| t.erase(offset, len))
+    }
+
+    fn program_time(&self, bytes: usize) -> Duration {
+        self.timing.map_or(Duration::ZERO, |t| t.program(bytes))
     }
 
     pub fn mac(&self) -> [u8; 6] {
@@ -255,6 +304,7 @@ impl Rom {
             op::FLASH_DATA | op::FLASH_DEFL_DATA => self.data(opcode, checksum, data),
             op::FLASH_END | op::FLASH_DEFL_END => {
                 self.write = None;
+                self.wait_for_chip();
                 let mut out = vec![self.ok(opcode)];
                 // FLASH_END's flag is 0 to reboot (the stub ignores reboot requests).
                 if opcode == op::FLASH_END && !self.stub && word(0) == Some(0) {
@@ -269,6 +319,8 @@ impl Rom {
             op::ERASE_FLASH if self.stub => {
                 self.flash.fill(0xFF);
                 self.dirty = true;
+                self.chip_works(self.timing.map_or(Duration::ZERO, |t| t.chip_erase));
+                self.wait_for_chip();
                 vec![self.ok(opcode)]
             }
             op::ERASE_REGION if self.stub => match (word(0), word(1)) {
@@ -277,6 +329,8 @@ impl Rom {
                 {
                     self.flash[addr as usize..(addr + size) as usize].fill(0xFF);
                     self.dirty = true;
+                    self.chip_works(self.erase_time(addr as usize, size as usize));
+                    self.wait_for_chip();
                     vec![self.ok(opcode)]
                 }
                 _ => vec![self.fail(opcode, error::FAILED)],
@@ -310,6 +364,7 @@ impl Rom {
         }
         self.flash[offset..erase_end].fill(0xFF);
         self.dirty = true;
+        self.chip_works(self.erase_time(offset, erase_end - offset));
         let inflater = (opcode == op::FLASH_DEFL_BEGIN).then(|| flate2::Decompress::new(true));
         self.write = Some(Write {
             offset,
@@ -341,6 +396,7 @@ impl Rom {
         let Some(write) = self.write.as_mut() else {
             return vec![self.fail(opcode, error::FAILED)];
         };
+        let mut written = 0;
         match write.inflater.as_mut() {
             None => {
                 let at = write.offset + seq * write.block_size;
@@ -348,6 +404,7 @@ impl Rom {
                     return vec![self.fail(opcode, error::FLASH_WRITE)];
                 }
                 self.flash[at..at + payload.len()].copy_from_slice(payload);
+                written = payload.len();
             }
             Some(inflater) => {
                 let mut input = payload;
@@ -369,6 +426,7 @@ impl Rom {
                     self.flash[write.cursor..write.cursor + produced]
                         .copy_from_slice(&out[..produced]);
                     write.cursor += produced;
+                    written += produced;
                     input = &input[consumed..];
                     if input.is_empty() && produced < out.len() {
                         break;
@@ -379,10 +437,12 @@ impl Rom {
                 }
             }
         }
+        self.chip_works(self.program_time(written));
         vec![self.ok(opcode)]
     }
 
     fn md5(&mut self, addr: usize, size: usize) -> Vec<Action> {
+        self.wait_for_chip();
         if addr.saturating_add(size) > self.flash.len() {
             return vec![self.fail(op::SPI_FLASH_MD5, error::FAILED)];
         }
