@@ -12,25 +12,9 @@ use vesper::sim::{SimBoard, SimConfig};
 
 const APP: usize = 1_500_000;
 
-/// Firmware-like bytes: code-ish runs that compress about as well as a real app (~60%).
+/// A 1.5 MB app from the simulator's one realistic generator (deflates to about 60 %).
 fn app() -> Vec<u8> {
-    let mut state = 0x1234_5678u32;
-    let mut out = Vec::with_capacity(APP);
-    while out.len() < APP {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let run = (state % 24) as usize + 4;
-        let byte = (state >> 8) as u8;
-        if state % 3 == 0 {
-            out.extend(std::iter::repeat_n(byte, run));
-        } else {
-            out.extend((0..run).map(|i| byte.wrapping_add((i as u8).wrapping_mul(state as u8))));
-        }
-    }
-    out.truncate(APP);
-    out[0] = 0xE9;
-    out
+    vesper::sim::realistic_app(APP, "1.0.1")
 }
 
 fn board(dir: &std::path::Path) -> Board {

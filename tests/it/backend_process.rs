@@ -5,7 +5,7 @@ use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -251,56 +251,101 @@ fn tokens_from_the_command_line_work_and_sigterm_stops_cleanly_without_leaking_s
     }
 }
 
+/// The batch name of a 201 answer.
+fn batch_id_of(answer: reqwest::blocking::Response) -> String {
+    let body: serde_json::Value = answer.json().unwrap();
+    body["batch_id"].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn sigkill_during_a_large_batch_leaves_it_whole_or_absent() {
+    use rand::{Rng as _, SeedableRng as _};
     let (dir, token) = setup();
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let mut interrupted = 0;
-    for (round, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80, 160].into_iter().enumerate() {
-        let serve = Serve::start(dir.path(), &[]);
-        let url = format!("{}/manufacturing/batch", serve.api);
-        let (client, tok) = (http.clone(), token.clone());
-        let request = std::thread::spawn(move || {
+    let batch = |api: &str| {
+        let (client, tok, url) = (
+            http.clone(),
+            token.clone(),
+            format!("{api}/manufacturing/batch"),
+        );
+        std::thread::spawn(move || {
             client
                 .post(url)
                 .bearer_auth(tok)
                 .json(&json!({ "board": "bellcore-v2", "quantity": 1000 }))
                 .send()
-        });
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        })
+    };
+    // How long one batch of 1,000 takes here, so that the kills spread over a request's life.
+    let serve = Serve::start(dir.path(), &[]);
+    let started = Instant::now();
+    let first = batch(&serve.api).join().unwrap().unwrap();
+    assert_eq!(first.status(), 201);
+    let life = started.elapsed();
+    serve.kill();
+    let mut answered: Vec<String> = vec![batch_id_of(first)];
+    let seed: u64 = rand::rng().random();
+    println!("kill delays from seed {seed}; a batch takes {life:?}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    const ROUNDS: usize = 12;
+    let mut in_flight = 0;
+    for round in 0..ROUNDS {
+        let serve = Serve::start(dir.path(), &[]);
+        let request = batch(&serve.api);
+        // Anywhere from just after sending to near the end of the request's usual life.
+        let delay = life.mul_f64(rng.random_range(0.05..0.95));
+        std::thread::sleep(delay);
         serve.kill();
-        let answered = matches!(request.join().unwrap(), Ok(r) if r.status() == 201);
-        if !answered {
-            interrupted += 1;
+        match request.join().unwrap() {
+            Ok(r) if r.status() == 201 => answered.push(batch_id_of(r)),
+            _ => in_flight += 1,
         }
-        // Every batch in the registry is whole: its quantity of devices, no more, no less.
         let registry = vesper::registry::Registry::open(&dir.path().join("data")).unwrap();
-        for batch in registry.batches(1000, 0).unwrap() {
-            let devices = registry.batch(&batch.batch_id).unwrap().devices.len() as i64;
+        // Every batch in the registry is whole: its quantity of devices, no more, no less.
+        let batches = registry.batches(1000, 0).unwrap();
+        for b in &batches {
+            let devices = registry.batch(&b.batch_id).unwrap().devices.len() as i64;
             assert_eq!(
-                devices, batch.quantity,
-                "round {round}: {} has {devices} of {} devices",
-                batch.batch_id, batch.quantity
+                devices, b.quantity,
+                "round {round} (kill after {delay:?}): {} has {devices} of {} devices",
+                b.batch_id, b.quantity
+            );
+            let audit = registry
+                .audit(&vesper::registry::AuditQuery {
+                    subject: Some(b.batch_id.clone()),
+                    action: Some("batch.create".into()),
+                    before_id: None,
+                    limit: 10,
+                })
+                .unwrap();
+            assert_eq!(
+                audit.len(),
+                1,
+                "round {round}: {} has no audit row",
+                b.batch_id
             );
         }
-        let total: i64 = registry
-            .batches(1000, 0)
-            .unwrap()
-            .iter()
-            .map(|b| b.quantity)
-            .sum();
+        // Every batch answered 201 is there.
+        for id in &answered {
+            assert!(
+                batches.iter().any(|b| &b.batch_id == id),
+                "round {round}: {id} was answered 201 and is gone"
+            );
+        }
+        let total: i64 = batches.iter().map(|b| b.quantity).sum();
         assert_eq!(
             registry.devices(&Default::default()).unwrap().total,
             total,
             "round {round}: no orphan devices"
         );
     }
+    println!("{in_flight} of {ROUNDS} kills landed while a request was in flight");
     assert!(
-        interrupted > 0,
-        "no kill landed before the answer; the test proved nothing"
+        in_flight * 2 > ROUNDS,
+        "only {in_flight} of {ROUNDS} kills landed while a request was in flight: the test proved too little"
     );
     // The registry still works after all that.
     let serve = Serve::start(dir.path(), &[]);
