@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use vesper::credentials::MasterSecret;
 use vesper::flashing::{Bundle, FlashPlan};
-use vesper::nvs::{self, DeviceNvs};
 use vesper::sim::{FlashTiming, SimBoard, SimConfig};
 
 const APP: usize = 900 * 1024;
@@ -55,17 +54,7 @@ fn setup(boards: usize) -> Setup {
         )
         .parse()
         .unwrap();
-        let password = secret.device_password(&sn);
-        let device = DeviceNvs {
-            serial_number: &sn,
-            hw_type: "BC",
-            hw_version: "02",
-            mqtt_pass: &password,
-            mqtt_host: "127.0.0.1",
-            mqtt_port: 1883,
-            extra: &board.nvs_extra,
-        };
-        let image = nvs::device_image(u64::from(board.nvs.size), &device).unwrap();
+        let image = vesper::demo::device_image(board, &secret, &sn);
         let path = dir.path().join(format!("nvs-{i}.bin"));
         std::fs::write(&path, &image).unwrap();
         plans.push((path, FlashPlan::new(board, &bundle, image).unwrap()));

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use crate::broker::Broker;
 use crate::client::ApiClient;
 use crate::config::{Board, Config, ConfigError};
+use crate::credentials::MasterSecret;
 use crate::files::{write_atomic, write_private};
 use crate::firmware::{self, PartSpec};
 use crate::registry::Role;
+use crate::serial::SerialNumber;
 use crate::server::{self, BackendGate, Running, ServeOptions};
 use crate::sim::{Background, FlashTiming, LineStats, SimBoard, SimConfig, SimEvent};
 
@@ -96,6 +98,23 @@ pub struct Demo {
 /// deflates like real firmware (55-65 %), from the simulator's one generator.
 pub fn app_image(len: usize, version: &str) -> Vec<u8> {
     crate::sim::realistic_app(len, version)
+}
+
+/// A device's NVS image for `board`, as the backend makes it, with a broker on loopback: for
+/// benchmarks and tests that flash boards without a backend.
+pub fn device_image(board: &Board, secret: &MasterSecret, sn: &SerialNumber) -> Vec<u8> {
+    let password = secret.device_password(sn);
+    let device = crate::nvs::DeviceNvs {
+        serial_number: sn,
+        hw_type: board.hw_type.as_str(),
+        hw_version: board.hw_version.as_str(),
+        mqtt_pass: &password,
+        mqtt_host: "127.0.0.1",
+        mqtt_port: 1883,
+        extra: &board.nvs_extra,
+    };
+    crate::nvs::device_image(u64::from(board.nvs.size), &device)
+        .expect("the configuration checked that a device image fits")
 }
 
 /// Publishes a demo release of `board` into the OTA root, unless one is there already.

@@ -891,15 +891,14 @@ async fn bench_slots_claim_distinct_devices_and_a_done_batch_is_a_conflict() {
         .as_str()
         .unwrap()
         .to_owned();
-    let r = app
-        .post(
+    let held_by_another = app
+        .conflict(
             &format!("/manufacturing/devices/{held}/claim"),
             &app.technician,
             json!({ "station": "bench-9/wizard" }),
         )
         .await;
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    assert_eq!(json_of(r).await["code"], "claimed_elsewhere");
+    assert_eq!(held_by_another["code"], "claimed_elsewhere");
     let r = app
         .post(
             &format!("/manufacturing/devices/{held}/release"),

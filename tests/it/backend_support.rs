@@ -246,6 +246,13 @@ impl App {
         tokio::spawn(async move { request.send().await.unwrap() })
     }
 
+    /// POSTs `body` to `path` as `token`, expects a 409 and returns its body (with its `code`).
+    pub async fn conflict(&self, path: &str, token: &str, body: Value) -> Value {
+        let r = self.post(path, token, body).await;
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{path}");
+        r.json().await.unwrap()
+    }
+
     /// Creates a batch as the technician and returns its serial numbers.
     pub async fn batch(&self, quantity: u32) -> (String, Vec<String>) {
         let r = self

@@ -102,15 +102,14 @@ async fn eight_slots_on_two_stations_never_share_a_serial_number() {
     let (batch, sns) = app.batch(BATCH).await;
     let all: BTreeSet<String> = sns.into_iter().collect();
     each_once(&race(&app, &batch, &tokens, 600).await, &all);
-    let refused = app
-        .post(
-            &format!("/manufacturing/batch/{batch}/claim"),
+    let path = format!("/manufacturing/batch/{batch}/claim");
+    let body = app
+        .conflict(
+            &path,
             &app.technician,
             json!({ "station": "bench-3/slot-1" }),
         )
         .await;
-    assert_eq!(refused.status(), StatusCode::CONFLICT);
-    let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "batch_done", "{body}");
 
     // Lapsing leases: short leases that nobody reports on (longer than the round itself, so

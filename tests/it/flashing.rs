@@ -8,7 +8,7 @@ use vesper::config::Config;
 use vesper::credentials::MasterSecret;
 use vesper::demo::app_image;
 use vesper::flashing::{self, Bundle, FlashError, FlashEvent, FlashOptions, FlashPlan};
-use vesper::nvs::{self, DeviceNvs};
+use vesper::nvs;
 use vesper::sim::{Fault, SimBoard, SimConfig, SimEvent};
 
 pub const SECRET: &str = "vesper-test-secret-0123456789abcdef";
@@ -48,20 +48,8 @@ impl Fixture {
     /// The flash plan of one device: the bundle and its NVS image.
     pub fn plan(&self, sn: &str) -> FlashPlan {
         let board = self.config.board("bellcore-v2").unwrap();
-        let sn: vesper::serial::SerialNumber = sn.parse().unwrap();
-        let password = MasterSecret::new(SECRET, "test")
-            .unwrap()
-            .device_password(&sn);
-        let device = DeviceNvs {
-            serial_number: &sn,
-            hw_type: "BC",
-            hw_version: "02",
-            mqtt_pass: &password,
-            mqtt_host: "127.0.0.1",
-            mqtt_port: 1883,
-            extra: &board.nvs_extra,
-        };
-        let nvs = nvs::device_image(u64::from(board.nvs.size), &device).unwrap();
+        let secret = MasterSecret::new(SECRET, "test").unwrap();
+        let nvs = vesper::demo::device_image(board, &secret, &sn.parse().unwrap());
         FlashPlan::new(board, &self.bundle, nvs).unwrap()
     }
 }

@@ -46,80 +46,29 @@ struct Question {
     expected: Reading,
 }
 
+#[rustfmt::skip]
 const QUESTIONS: &[Question] = &[
-    Question {
-        route: "user",
-        fields: &[
-            ("username", "{sn}"),
-            ("password", "{pass}"),
-            ("clientid", "{sn}"),
-        ],
-        expected: Reading::Pass,
-    },
-    Question {
-        route: "user",
-        fields: &[
-            ("username", "{sn}"),
-            ("password", "wrong"),
-            ("clientid", "{sn}"),
-        ],
-        expected: Reading::Deny,
-    },
-    Question {
-        route: "user",
-        fields: &[
-            ("username", "{sn}"),
-            ("password", "{pass}"),
-            ("clientid", "{other}"),
-        ],
-        expected: Reading::Deny,
-    },
-    Question {
-        route: "acl",
-        fields: &[
-            ("username", "{sn}"),
-            ("clientid", "{sn}"),
-            ("topic", "vesper/{sn}/data"),
-            ("acc", "2"),
-        ],
-        expected: Reading::Pass,
-    },
-    Question {
-        route: "acl",
-        fields: &[
-            ("username", "{sn}"),
-            ("clientid", "{sn}"),
-            ("topic", "vesper/{other}/data"),
-            ("acc", "2"),
-        ],
-        expected: Reading::Deny,
-    },
-    Question {
-        route: "acl",
-        fields: &[
-            ("username", "{sn}"),
-            ("clientid", "{sn}"),
-            ("topic", "vesper/{sn}/control"),
-            ("acc", "4"),
-        ],
-        expected: Reading::Pass,
-    },
-    Question {
-        route: "acl",
-        fields: &[
-            ("username", "{sn}"),
-            ("clientid", "{sn}"),
-            ("topic", "#"),
-            ("acc", "4"),
-        ],
-        expected: Reading::Deny,
-    },
-    Question {
-        route: "superuser",
-        fields: &[("username", "{sn}")],
-        expected: Reading::Deny,
-    },
+    q("user", &[("username", "{sn}"), ("password", "{pass}"), ("clientid", "{sn}")], Reading::Pass),
+    q("user", &[("username", "{sn}"), ("password", "wrong"), ("clientid", "{sn}")], Reading::Deny),
+    q("user", &[("username", "{sn}"), ("password", "{pass}"), ("clientid", "{other}")], Reading::Deny),
+    q("acl", &[("username", "{sn}"), ("clientid", "{sn}"), ("topic", "vesper/{sn}/data"), ("acc", "2")], Reading::Pass),
+    q("acl", &[("username", "{sn}"), ("clientid", "{sn}"), ("topic", "vesper/{other}/data"), ("acc", "2")], Reading::Deny),
+    q("acl", &[("username", "{sn}"), ("clientid", "{sn}"), ("topic", "vesper/{sn}/control"), ("acc", "4")], Reading::Pass),
+    q("acl", &[("username", "{sn}"), ("clientid", "{sn}"), ("topic", "#"), ("acc", "4")], Reading::Deny),
+    q("superuser", &[("username", "{sn}")], Reading::Deny),
 ];
+
+const fn q(
+    route: &'static str,
+    fields: &'static [(&'static str, &'static str)],
+    expected: Reading,
+) -> Question {
+    Question {
+        route,
+        fields,
+        expected,
+    }
+}
 
 /// The body go-auth sends in `params_mode`: JSON with `acc` a number, or a form with every
 /// field text; and its content type.

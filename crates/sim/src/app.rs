@@ -20,36 +20,9 @@ const STRINGS: u64 = 90;
 /// One instruction in this many has its operand bits varied.
 const OPERAND_NOISE: u64 = 6;
 
-const WORDS: [&str; 28] = [
-    "error",
-    "wifi",
-    "mqtt",
-    "connect",
-    "timeout",
-    "heap",
-    "task",
-    "queue",
-    "event",
-    "handler",
-    "init",
-    "config",
-    "nvs",
-    "partition",
-    "ota",
-    "update",
-    "version",
-    "sensor",
-    "value",
-    "read",
-    "write",
-    "failed",
-    "ok",
-    "status",
-    "boot",
-    "reset",
-    "retry",
-    "socket",
-];
+/// Words of the log messages in the read-only strings.
+const WORDS: &str = "error wifi mqtt connect timeout heap task queue event handler init config nvs \
+    partition ota update version sensor value read write failed ok status boot reset retry socket";
 
 /// xorshift64: small, fast, and the same sequence on every machine.
 struct Seq(u64);
@@ -69,6 +42,7 @@ impl Seq {
 
 /// An app image of `len` bytes (at least 80) carrying `version` in its app description.
 pub fn realistic_app(len: usize, version: &str) -> Vec<u8> {
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
     let mut seq = Seq(0x5EED);
     let vocabulary: Vec<u32> = (0..VOCABULARY)
         .map(|_| (seq.next() & 0xFF_FFFF) as u32)
@@ -85,12 +59,12 @@ pub fn realistic_app(len: usize, version: &str) -> Vec<u8> {
                 image.extend_from_slice(&word.to_le_bytes()[..3]);
             }
         } else if kind < STRINGS {
-            let tag = WORDS[seq.below(WORDS.len() as u64) as usize];
+            let tag = words[seq.below(words.len() as u64) as usize];
             let count = 3 + seq.below(6);
-            let words: Vec<&str> = (0..count)
-                .map(|_| WORDS[seq.below(WORDS.len() as u64) as usize])
+            let message: Vec<&str> = (0..count)
+                .map(|_| words[seq.below(words.len() as u64) as usize])
                 .collect();
-            image.extend_from_slice(format!("{tag}: {} %d\0", words.join(" ")).as_bytes());
+            image.extend_from_slice(format!("{tag}: {} %d\0", message.join(" ")).as_bytes());
         } else {
             image.extend((0..48).map(|_| (seq.next() >> 8) as u8));
         }
