@@ -413,3 +413,44 @@ async fn a_board_with_a_wrong_password_or_no_heartbeat_never_provisions() {
     }
     app.stop().await;
 }
+
+/// What the simulated board holds after a flash, read by Espressif's own tool: `esptool
+/// image-info` on the app read back from the board's flash finds a valid image (checksum and
+/// SHA-256) with the release's version, the same version the board's own boot reader reports.
+#[test]
+fn esptool_reads_the_app_a_simulated_board_was_flashed_with() {
+    let f = fixture(300_000);
+    let plan = f.plan("PV-26A18-BC02R-X7KQA");
+    let board = SimBoard::spawn(SimConfig::default()).unwrap();
+    let (tx, _rx) = std::sync::mpsc::channel();
+    vesper::flashing::flash(
+        board.path().to_str().unwrap(),
+        &plan,
+        &pty_options(true),
+        &tx,
+        vesper::flashing::ANY_BOARD,
+    )
+    .unwrap();
+    let app = plan
+        .parts
+        .iter()
+        .find(|p| p.data.len() == 300_000)
+        .expect("the app part");
+    let flash = board.flash();
+    let read_back = &flash[app.offset as usize..app.offset as usize + app.data.len()];
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("app-read-back.bin");
+    std::fs::write(&file, read_back).unwrap();
+    let out = esptool(&["--chip", "esp32", "image-info", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", support::stderr(&out));
+    assert!(
+        text.contains("Checksum: ") && text.contains("(valid)"),
+        "{text}"
+    );
+    assert!(text.contains("Validation hash: "), "{text}");
+    assert!(!text.contains("invalid"), "{text}");
+    assert!(text.contains("App version: 1.0.1"), "{text}");
+    let (report, _) = vesper::sim::boot(&flash, [0x24, 0x0A, 0xC4, 0, 0, 1], false);
+    assert_eq!(report.firmware_version.as_deref(), Some("1.0.1"));
+}
