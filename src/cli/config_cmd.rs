@@ -121,6 +121,23 @@ pub fn run(cmd: ConfigCommand, explicit: Option<&Path>) -> anyhow::Result<Outcom
                     },
                 );
             }
+            // The provider is set up as `vesper serve` would: its secret must be readable.
+            match vesper::server::mail::Mailer::new(&config.mail, &config.serve.data_dir) {
+                Ok(mailer) => println!(
+                    "mail     {} from {}  alerts to {}",
+                    mailer.describe(),
+                    config.mail.from,
+                    if config.mail.alerts.to.is_empty() {
+                        "nobody".to_owned()
+                    } else {
+                        config.mail.alerts.to.join(", ")
+                    }
+                ),
+                Err(e) => {
+                    println!("mail     PROBLEM: {e}");
+                    return Ok(Outcome::Problems);
+                }
+            }
         }
     }
     Ok(Outcome::Success)

@@ -5,6 +5,7 @@ mod config_cmd;
 mod firmware;
 mod flash;
 mod labels;
+mod mail;
 mod mqtt;
 mod nvs;
 mod partitions;
@@ -63,6 +64,9 @@ enum Command {
     /// Bearer tokens for the backend's API.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// E-mail: send a test message, list the outbox, revive a dead message.
+    #[command(subcommand)]
+    Mail(mail::MailCommand),
     /// Firmware releases in the OTA layout.
     #[command(subcommand)]
     Firmware(firmware::FirmwareCommand),
@@ -109,6 +113,7 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::serve(args, config),
         Command::Token(cmd) => serve::token(cmd, config),
         Command::Firmware(cmd) => firmware::run(cmd, config),
+        Command::Mail(cmd) => mail::run(cmd, config),
         Command::Flash(args) => flash::flash(args, config),
         Command::Sim(args) => flash::sim(args),
         Command::Ports(args) => flash::ports(args),

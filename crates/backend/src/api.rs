@@ -27,7 +27,7 @@ use vesper_core::wire::{
     ReleaseRequest, StatusRequest, VersionQuery, WaitQuery, WaitResult,
 };
 use vesper_store::{
-    AuditQuery, DeviceEvent, DeviceFilter, DeviceUsers, FlashReport, NewBatch, Role, Status,
+    AuditQuery, DeviceEvent, DeviceFilter, DeviceUsers, FailureReport, FlashReport, NewBatch, Role, Status,
 };
 
 /// The document's frame: title, security scheme, the schemas no route names directly.
@@ -85,6 +85,7 @@ pub fn routes(timeout: std::time::Duration) -> (Router<SharedState>, utoipa::ope
         .routes(routes!(claim_device))
         .routes(routes!(release_device))
         .routes(routes!(flashed))
+        .routes(routes!(failed))
         .routes(routes!(set_users))
         .routes(routes!(nvs_image))
         .routes(routes!(device_firmware))
@@ -622,7 +623,24 @@ async fn assign(
         r.assign(sn.as_str(), &req.email, req.name.as_deref(), &actor)
     })
     .await?;
+    state.mail_wake.notify_one();
     announce(&state, "assigned", &device);
+    Ok(Json(device))
+}
+
+/// A station's report of a failed flash or verification (an audit row; repeats raise an alert).
+#[utoipa::path(post, path = "/manufacturing/devices/{sn}/failed", tag = "devices", security(("bearer" = [])),
+    params(("sn" = String, Path, description = "Serial number")), request_body = FailureReport,
+    responses((status = 200, description = "The device (its status unchanged)", body = Device), ApiErrors))]
+async fn failed(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(sn): Path<String>,
+    Body(report): Body<FailureReport>,
+) -> Result<Json<Device>, ApiError> {
+    let actor = caller.require(Role::Technician)?.to_owned();
+    let sn = serial(&sn)?;
+    let device = db(&state, move |r| r.failed(sn.as_str(), &report, &actor)).await?;
     Ok(Json(device))
 }
 

@@ -13,6 +13,7 @@ mod api;
 pub mod control;
 mod error;
 pub mod heartbeat;
+pub mod mail;
 mod mqtt;
 pub mod releases;
 pub mod users;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub broker_control: control::BrokerControl,
     /// Download slots for firmware files (`/ota/...`, `firmware.bin`).
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Wakes the mail worker when a message is queued.
+    pub mail_wake: tokio::sync::Notify,
 }
 
 /// How many questions the broker asked, per route (a cache that works shows few).
@@ -87,6 +90,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Mail(#[from] mail::MailerError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -244,6 +249,8 @@ pub async fn start(
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??
     };
+    let mailer = Arc::new(mail::Mailer::new(&config.mail, &options.data_dir)?);
+    let templates = Arc::new(mail::Templates::new(mail::globals(&config)));
     let users = config
         .serve
         .users
@@ -263,6 +270,7 @@ pub async fn start(
         broker_connected: std::sync::atomic::AtomicBool::new(false),
         broker_control,
         downloads: Arc::new(tokio::sync::Semaphore::new(api::MAX_DOWNLOADS)),
+        mail_wake: tokio::sync::Notify::new(),
     });
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -302,6 +310,14 @@ pub async fn start(
             Ok(())
         }));
     }
+    {
+        let (state, stop) = (state.clone(), signal.clone());
+        tasks.push(tokio::spawn(async move {
+            mail::run_worker(state, mailer, templates, stop).await;
+            Ok(())
+        }));
+    }
+    tokio::spawn(mail::run_alerts(state.clone(), options.data_dir.clone(), signal.clone()));
     if let Some(users) = state.users.clone() {
         tokio::spawn(refresh_keys(users, signal));
     }

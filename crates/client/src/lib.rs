@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use vesper_core::config::Config;
 use vesper_core::model::{
-    Batch, BatchSummary, Device, DeviceFilter, DevicePage, FlashReport, Stats, Status,
+    Batch, BatchSummary, Device, DeviceFilter, DevicePage, FailureReport, FlashReport, Stats, Status,
 };
 use vesper_core::wire::{
     AssignRequest, BatchAnswer, BatchList, BatchRequest, ClaimRequest, ErrorBody, ReleaseRequest,
@@ -242,6 +242,11 @@ impl ApiClient {
             station: station.to_owned(),
         };
         self.device_post(sn, "release", &release).await
+    }
+
+    /// Records a failed flash or verification (repeats raise the backend's alert).
+    pub async fn failed(&self, sn: &str, report: &FailureReport) -> Result<Device, ClientError> {
+        self.device_post(sn, "failed", report).await
     }
 
     /// Records a flash: chip, MAC, firmware, station.

@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod mail;
+pub use mail::{
+    Alerts, Mail, MailProvider, RESEND_BASE_URL, RESEND_KEY_ENV, Resend, SMTP_PASSWORD_ENV, Smtp,
+    SmtpTls,
+};
+
 use crate::ReadFile;
 use crate::acl::Topics;
 use crate::goauth::ResponseMode;
@@ -171,6 +177,8 @@ pub struct Config {
     pub boards: Vec<Board>,
     pub serve: Serve,
     pub labels: Labels,
+    /// Outgoing e-mail (`[mail]`): the outbox's provider, templates' product name, alerts.
+    pub mail: Mail,
 }
 
 /// Label printing.
@@ -200,6 +208,8 @@ struct RawConfig {
     serve: RawServe,
     #[serde(default)]
     labels: RawLabels,
+    #[serde(default)]
+    mail: mail::RawMail,
 }
 
 #[derive(Deserialize, Default)]
@@ -406,6 +416,7 @@ impl Config {
         }
         let serve = validate_serve(raw.serve, base).map_err(|(k, m)| invalid(k, m))?;
         let labels = validate_labels(raw.labels).map_err(|(k, m)| invalid(k, m))?;
+        let mail = mail::validate_mail(raw.mail, base).map_err(|(k, m)| invalid(k, m))?;
         let station_settings =
             validate_station(&raw.station, base, machine).map_err(|(k, m)| invalid(k, m))?;
         let station = raw
@@ -424,6 +435,7 @@ impl Config {
             boards,
             serve,
             labels,
+            mail,
         })
     }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use vesper_client::{ApiClient, ClientError, ConflictCode, FirmwareRelease};
 use vesper_core::config::Config;
-use vesper_core::model::{Board, Device, DeviceFilter, FlashReport, Status};
+use vesper_core::model::{Board, Device, DeviceFilter, FailureReport, FlashReport, Status};
 use vesper_flash::{self as flashing, Bundle, FlashEvent, FlashOptions, FlashOutcome, FlashPlan};
 
 /// The steps of the pipeline, in order.
@@ -127,7 +127,19 @@ impl Pipeline {
     }
 
     /// Steps 2 and 3: the plan, then the flash with the board check. Returns what to report.
+    /// A failure is also reported to the backend (its repeats raise an alert).
     pub async fn flash(
+        &self,
+        device: &Device,
+        port: &str,
+        emit: impl Emit,
+    ) -> Result<FlashReport, (Step, String)> {
+        let result = self.plan_and_flash(device, port, emit).await;
+        self.report_failure(&device.serial_number, &result).await;
+        result
+    }
+
+    async fn plan_and_flash(
         &self,
         device: &Device,
         port: &str,
@@ -175,7 +187,32 @@ impl Pipeline {
 
     /// Steps 4 and 5: report the flash, then wait for the first heartbeat while reading the
     /// board's console. Also a retry on its own (a board that was slow to reach the broker).
+    /// A failure is also reported to the backend.
     pub async fn verify(
+        &self,
+        sn: &str,
+        port: &str,
+        report: FlashReport,
+        emit: impl Emit,
+    ) -> Result<Device, (Step, String)> {
+        let result = self.report_and_verify(sn, port, report, emit).await;
+        self.report_failure(sn, &result).await;
+        result
+    }
+
+    /// Tells the backend that a step failed for `sn`; best effort (the board's own failure is
+    /// what the technician sees; a backend that cannot hear it changes nothing on the bench).
+    async fn report_failure<T>(&self, sn: &str, result: &Result<T, (Step, String)>) {
+        let Err((step, reason)) = result else { return };
+        let report = FailureReport {
+            station: self.config.station.clone(),
+            step: step.to_string(),
+            reason: reason.clone(),
+        };
+        let _ = self.client.failed(sn, &report).await;
+    }
+
+    async fn report_and_verify(
         &self,
         sn: &str,
         port: &str,

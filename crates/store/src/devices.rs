@@ -5,10 +5,10 @@ use serde_json::{Value, json};
 
 use vesper_core::model::{
     AuditQuery, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers,
-    FlashReport, Sighting, Stats, Status, StatusCounts, UserAccess,
+    FailureReport, FlashReport, MailContent, Sighting, Stats, Status, StatusCounts, UserAccess, is_email_address,
 };
 
-use super::{Registry, RegistryError, Result, audit, now};
+use super::{Registry, RegistryError, Result, audit, now, outbox};
 
 /// Device columns, in the order [`device_from_row`] reads them.
 pub(super) const DEVICE_COLUMNS: &str = "d.serial_number, d.hw_type, d.hw_version, d.board, b.name, d.status,
@@ -46,6 +46,7 @@ pub(super) fn device_from_row(r: &Row) -> rusqlite::Result<Device> {
         claimed_by: r.get(20)?,
         claimed_until: r.get(21)?,
         history: None,
+        invite: None,
     })
 }
 
@@ -127,17 +128,7 @@ fn like_pattern(text: &str) -> String {
 }
 
 fn check_email(email: &str) -> Result<()> {
-    let ok = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        })
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
-    if ok {
+    if is_email_address(email) {
         Ok(())
     } else {
         Err(RegistryError::Invalid(format!(
@@ -200,6 +191,7 @@ impl Registry {
             )?;
             history.reverse();
             device.history = Some(history);
+            device.invite = outbox::invite_of(c, sn)?;
             Ok(device)
         })
     }
@@ -292,11 +284,51 @@ impl Registry {
                 "UPDATE devices SET assigned_email = ?2, assigned_name = ?3 WHERE serial_number = ?1",
                 params![sn, email, name],
             )?;
-            tx.execute(
-                "INSERT INTO outbox (created_at, kind, recipient, payload) VALUES (?1, 'device_invite', ?2, ?3)",
-                params![now(), email, json!({ "serial_number": sn, "name": name }).to_string()],
+            outbox::enqueue(
+                tx,
+                email,
+                &MailContent::DeviceInvite {
+                    serial_number: sn.to_owned(),
+                    name: name.map(str::to_owned),
+                },
             )?;
             Ok(true)
+        })
+    }
+
+    /// Records a failed flash or verification of a device (an audit row `device.failed`); the
+    /// device keeps its status.
+    pub fn failed(&self, sn: &str, report: &FailureReport, actor: &str) -> Result<Device> {
+        check_text("station", &report.station, 128)?;
+        check_text("step", &report.step, 32)?;
+        let reason: String = report.reason.chars().take(500).collect();
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let device = load(&tx, sn)?;
+            let after = json!({ "station": report.station, "step": report.step, "reason": reason });
+            audit::append(&tx, actor, "device.failed", Some(sn), None, Some(&after))?;
+            tx.commit()?;
+            Ok(device)
+        })
+    }
+
+    /// Devices not yet provisioned with at least `min_failures` failures, the latest after
+    /// `since`: `(batch, serial number, failures, last reason)`, by batch.
+    pub fn failing_devices(&self, min_failures: u32, since: Option<&str>) -> Result<Vec<(String, String, i64, String)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT b.name, d.serial_number, f.n, json_extract(f.last, '$.reason')
+                 FROM (SELECT subject, count(*) AS n, max(at) AS at, max(id) AS last_id,
+                              (SELECT after FROM audit WHERE id = max(a.id)) AS last
+                       FROM audit a WHERE action = 'device.failed' GROUP BY subject) f
+                 JOIN devices d ON d.serial_number = f.subject JOIN batches b ON b.id = d.batch_id
+                 WHERE f.n >= ?1 AND (?2 IS NULL OR f.at > ?2) AND d.status IN ('manufactured', 'flashed')
+                 ORDER BY b.name, d.serial_number LIMIT 200",
+            )?;
+            let rows = stmt.query_map(params![min_failures, since], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Option<String>>(3)?.unwrap_or_default()))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 

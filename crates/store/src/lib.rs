@@ -11,6 +11,7 @@ mod audit;
 mod batches;
 mod claims;
 mod devices;
+mod outbox;
 mod schema;
 mod tokens;
 
@@ -19,6 +20,7 @@ use std::sync::Mutex;
 
 use rusqlite::Connection;
 
+pub use outbox::MAIL_ACTOR;
 pub use tokens::TOKEN_PREFIX;
 pub use vesper_core::model::*;
 
@@ -175,7 +177,10 @@ fn open_connection(path: &Path) -> Result<Connection> {
 
 /// The current time as stored in the registry: RFC 3339, UTC, milliseconds.
 pub fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    stamp(chrono::Utc::now())
+}
+
+/// A time as stored in the registry (so that stored times compare as text).
+pub fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }

@@ -82,7 +82,7 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 
--- E-mails to send; a worker (a later issue) sends them with retries. Written in the same
+-- E-mails to send; the mail worker sends them with retries. Written in the same
 -- transaction as the change that asks for them, so none is lost.
 CREATE TABLE outbox (
     id         INTEGER PRIMARY KEY,
@@ -102,6 +102,24 @@ ALTER TABLE devices ADD COLUMN claimed_by TEXT;
 ALTER TABLE devices ADD COLUMN claimed_until TEXT;
 CREATE INDEX devices_provisioned ON devices (provisioned_at) WHERE provisioned_at IS NOT NULL;
 CREATE INDEX devices_serial_order ON devices (created_at DESC, serial_number);
+"#,
+    r#"
+-- The mail worker: each row is pending until its provider accepts it, then sent, or dead with
+-- the reason. message_key is the row's Message-ID / Idempotency-Key, stable across retries.
+ALTER TABLE outbox ADD COLUMN status TEXT NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'sent', 'dead'));
+ALTER TABLE outbox ADD COLUMN next_attempt_at TEXT;
+ALTER TABLE outbox ADD COLUMN message_key TEXT;
+ALTER TABLE outbox ADD COLUMN provider_answer TEXT;
+ALTER TABLE outbox ADD COLUMN subject TEXT;
+UPDATE outbox SET status = 'sent' WHERE sent_at IS NOT NULL;
+UPDATE outbox SET message_key = lower(hex(randomblob(16))) WHERE message_key IS NULL;
+UPDATE outbox SET subject = json_extract(payload, '$.serial_number'),
+    payload = json_set(payload, '$.template', kind) WHERE kind = 'device_invite';
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at, id);
+CREATE INDEX outbox_subject ON outbox (subject, kind);
+-- Alerts count each device's failed flashes.
+CREATE INDEX audit_action ON audit (action, subject);
 "#,
 ];
 

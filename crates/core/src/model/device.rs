@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{AuditEntry, Status, StatusCounts};
+use super::{AuditEntry, InviteState, Status, StatusCounts};
 
 /// A device record, with the seed's document fields and traceability.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
@@ -35,6 +35,9 @@ pub struct Device {
     /// Audit rows about this device, oldest first (filled in by [`Registry::device`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<AuditEntry>>,
+    /// The latest invitation e-mail sent for this device (filled in by [`Registry::device`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<InviteState>,
 }
 
 /// The fields of a device record that name a person: the customer's e-mail address and name,
@@ -43,12 +46,17 @@ const PERSONAL_FIELDS: [&str; 4] = ["assigned_email", "assigned_name", "owner", 
 
 impl Device {
     /// The record as a viewer may see it: without the customer's e-mail address and name or the
-    /// users who may use the device, also in the before/after states of its history.
+    /// users who may use the device, also in the before/after states of its history and in the
+    /// invitation's last error.
     pub fn without_personal_data(mut self) -> Self {
         self.assigned_email = None;
         self.assigned_name = None;
         self.owner = None;
         self.users_list.clear();
+        // A provider's refusal may quote the customer's address.
+        if let Some(invite) = &mut self.invite {
+            invite.last_error = None;
+        }
         for entry in self.history.iter_mut().flatten() {
             for state in [&mut entry.before, &mut entry.after].into_iter().flatten() {
                 if let Value::Object(fields) = state {
@@ -148,6 +156,17 @@ pub struct FlashReport {
     /// Move a MAC that is bound to another device (a re-used board) to this one.
     #[serde(default)]
     pub force: bool,
+}
+
+/// What a station reports when a board's flash or verification failed: the batch's repeat
+/// failures raise an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureReport {
+    pub station: String,
+    /// The pipeline step that failed (`plan`, `flash`, `report`, `verify`).
+    pub step: String,
+    pub reason: String,
 }
 
 /// The owner and users of a device.

@@ -1,10 +1,11 @@
 //! The domain model every part of Vesper speaks: devices and their status, batches, boards,
-//! roles and audit rows. Plain data and the rules on it; no storage, no transport.
+//! roles, audit rows and queued e-mails. Plain data and the rules on it; no storage, no transport.
 
 mod audit;
 mod batch;
 mod board;
 mod device;
+mod mail;
 mod role;
 mod status;
 
@@ -12,8 +13,11 @@ pub use audit::{AuditEntry, AuditQuery};
 pub use batch::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY, NewBatch};
 pub use board::{Board, Chip, FlashMode};
 pub use device::{
-    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FlashReport, Sighting,
+    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FailureReport, FlashReport, Sighting,
     Stats, UserAccess,
+};
+pub use mail::{
+    AlertKind, InviteState, MailContent, MailStatus, OutboxMessage, is_email_address, parse_mailbox,
 };
 pub use role::{Role, TokenInfo, TokenPrincipal};
 pub use status::{Status, StatusCounts};

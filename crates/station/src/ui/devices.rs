@@ -301,6 +301,7 @@ impl Component for Devices {
                 {
                     *row = Device {
                         history: None,
+                        invite: None,
                         ..d.clone()
                     };
                 }

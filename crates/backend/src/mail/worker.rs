@@ -1,0 +1,113 @@
+//! The outbox worker: sends due messages oldest first, a few at a time, and records each
+//! outcome. A row is marked sent only after its provider accepted it, so a crash in between
+//! sends it once more with the same key; nothing is lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+
+use vesper_core::model::OutboxMessage;
+
+use super::{Mailer, SendError, Templates};
+use crate::{SharedState, db, stopped};
+
+/// Most messages in flight at once.
+pub const IN_FLIGHT: usize = 4;
+/// Attempts before a message that keeps failing in passing is given up as dead (about a day of
+/// backing off).
+pub const MAX_ATTEMPTS: i64 = 30;
+/// The first retry's delay, doubled per attempt up to [`BACKOFF_CAP`].
+const BACKOFF_BASE: Duration = Duration::from_secs(2);
+const BACKOFF_CAP: Duration = Duration::from_secs(3600);
+/// How often the outbox is looked at when nothing wakes the worker.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The delay before attempt `attempts + 1`: exponential, capped, with full jitter over its
+/// upper half so that many failed messages do not come back at one instant.
+pub fn backoff(attempts: i64) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempts.clamp(0, 20));
+    let ceiling = exp.min(BACKOFF_CAP);
+    ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+/// Runs until the stop flag is raised; messages in flight are finished first.
+pub async fn run(
+    state: SharedState,
+    mailer: Arc<Mailer>,
+    templates: Arc<Templates>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tracing::info!(provider = %mailer.describe(), "mail worker started");
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let due = db(&state, |r| r.mail_due(IN_FLIGHT)).await;
+        match due {
+            Ok(due) if !due.is_empty() => {
+                let sends = due
+                    .into_iter()
+                    .map(|m| deliver(&state, &mailer, &templates, m));
+                futures_util::future::join_all(sends).await;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = state.mail_wake.notified() => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// One attempt at one message, and its outcome recorded.
+async fn deliver(state: &SharedState, mailer: &Mailer, templates: &Templates, message: OutboxMessage) {
+    let (id, template) = (message.id, message.content.template());
+    let outcome = match templates.render(&message.content) {
+        Ok(rendered) => mailer.send(&message, &rendered).await,
+        Err(e) => Err(SendError::Permanent(e.to_string())),
+    };
+    let recorded = match outcome {
+        Ok(answer) => {
+            tracing::info!(id, template, answer = %answer, "mail sent");
+            db(state, move |r| r.mail_sent(id, &answer)).await
+        }
+        Err(SendError::Permanent(reason)) => {
+            tracing::warn!(id, template, reason = %reason, "mail refused for good; it is dead (vesper mail retry {id} revives it)");
+            db(state, move |r| r.mail_dead(id, &reason)).await
+        }
+        Err(SendError::Temporary { reason, .. }) if message.attempts + 1 >= MAX_ATTEMPTS => {
+            let reason = format!("gave up after {MAX_ATTEMPTS} attempts; the last: {reason}");
+            tracing::warn!(id, template, reason = %reason, "mail given up");
+            db(state, move |r| r.mail_dead(id, &reason)).await
+        }
+        Err(SendError::Temporary { reason, retry_after }) => {
+            let wait = retry_after.unwrap_or_else(|| backoff(message.attempts));
+            tracing::warn!(id, template, reason = %reason, retry_in_s = wait.as_secs_f32(), "mail not sent; trying again later");
+            db(state, move |r| r.mail_failed(id, &reason, wait)).await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::error!(id, error = %e, "cannot record the mail's outcome; it stays pending");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        for attempts in 0..40 {
+            let ceiling = BACKOFF_BASE.saturating_mul(1 << attempts.min(20)).min(BACKOFF_CAP);
+            for _ in 0..20 {
+                let d = backoff(attempts);
+                assert!(d <= ceiling && d >= ceiling / 2, "{attempts}: {d:?} against {ceiling:?}");
+            }
+        }
+        assert!(backoff(3) >= Duration::from_secs(8));
+    }
+}

@@ -1,0 +1,253 @@
+//! The outbox: e-mails queued in the same transaction as the change that asks for them, then
+//! sent by the backend's mail worker. A row stays `pending` until the provider has accepted it,
+//! so a crash anywhere in between sends it again (with the same `message_key`), never loses it.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
+
+use vesper_core::model::{AlertKind, InviteState, MailContent, MailStatus, OutboxMessage};
+
+use super::{Registry, RegistryError, Result, audit, now, stamp};
+
+/// The actor of the worker's audit rows.
+pub const MAIL_ACTOR: &str = "mail";
+
+const COLUMNS: &str = "id, created_at, recipient, payload, status, attempts, next_attempt_at, sent_at,
+    last_error, message_key, provider_answer";
+
+fn message_from_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
+    let payload: String = r.get(3)?;
+    let status: String = r.get(4)?;
+    let content = serde_json::from_str(&payload).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(OutboxMessage {
+        id: r.get(0)?,
+        created_at: r.get(1)?,
+        recipient: r.get(2)?,
+        content,
+        status: status.parse().unwrap_or(MailStatus::Dead),
+        attempts: r.get(5)?,
+        next_attempt_at: r.get(6)?,
+        sent_at: r.get(7)?,
+        last_error: r.get(8)?,
+        message_key: r.get(9)?,
+        provider_answer: r.get(10)?,
+    })
+}
+
+/// Queues a message inside the caller's transaction; returns its id.
+pub(super) fn enqueue(conn: &Connection, recipient: &str, content: &MailContent) -> Result<i64> {
+    let payload = serde_json::to_string(content).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO outbox (created_at, kind, recipient, payload, subject, message_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, lower(hex(randomblob(16))))",
+    )?
+    .execute(params![now(), content.template(), recipient, payload, content.serial_number()])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The latest invitation of a device.
+pub(super) fn invite_of(conn: &Connection, sn: &str) -> Result<Option<InviteState>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, status, attempts, sent_at, last_error FROM outbox
+             WHERE subject = ?1 AND kind = 'device_invite' ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([sn], |r| {
+            let status: String = r.get(1)?;
+            Ok(InviteState {
+                id: r.get(0)?,
+                status: status.parse().unwrap_or(MailStatus::Dead),
+                attempts: r.get(2)?,
+                sent_at: r.get(3)?,
+                last_error: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+fn load(conn: &Connection, id: i64) -> Result<OutboxMessage> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"))?
+        .query_row([id], message_from_row)
+        .optional()?
+        .ok_or_else(|| RegistryError::Invalid(format!("no message {id} in the outbox")))
+}
+
+/// What an audit row says about a message: never its text, only where it went and why.
+fn audit_state(m: &OutboxMessage) -> serde_json::Value {
+    json!({
+        "id": m.id,
+        "template": m.content.template(),
+        "status": m.status,
+        "attempts": m.attempts,
+        "message_key": m.message_key,
+        "provider_answer": m.provider_answer,
+        "last_error": m.last_error,
+    })
+}
+
+/// The audit subject of a message: its device when it is about one, else `mail:ID`.
+fn subject(m: &OutboxMessage) -> String {
+    m.content
+        .serial_number()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("mail:{}", m.id))
+}
+
+impl Registry {
+    /// Queues a message on its own (alerts), with an audit row `mail.queued`.
+    pub fn enqueue_mail(&self, recipient: &str, content: &MailContent, actor: &str) -> Result<OutboxMessage> {
+        if !vesper_core::model::is_email_address(recipient) {
+            return Err(RegistryError::Invalid(format!("`{recipient}` is not an e-mail address")));
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let id = enqueue(&tx, recipient, content)?;
+            let queued = load(&tx, id)?;
+            audit::append(&tx, actor, "mail.queued", Some(&subject(&queued)), None, Some(&audit_state(&queued)))?;
+            tx.commit()?;
+            Ok(queued)
+        })
+    }
+
+    /// Pending messages whose attempt is due, oldest first.
+    pub fn mail_due(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbox WHERE status = 'pending'
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
+                 ORDER BY id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![now(), limit as i64], message_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// When the earliest pending message is due (`None`: nothing is pending).
+    pub fn mail_next_due(&self) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT min(COALESCE(next_attempt_at, created_at)) FROM outbox WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// The outbox, newest first, optionally one status only.
+    pub fn outbox(&self, status: Option<MailStatus>, limit: usize) -> Result<Vec<OutboxMessage>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(
+                params![status.map(MailStatus::as_str), limit.clamp(1, 10_000) as i64],
+                message_from_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// One message of the outbox.
+    pub fn mail(&self, id: i64) -> Result<OutboxMessage> {
+        self.read(|c| load(c, id))
+    }
+
+    /// The provider accepted the message: `sent`, with an audit row `mail.sent`.
+    pub fn mail_sent(&self, id: i64, provider_answer: &str) -> Result<OutboxMessage> {
+        self.mail_update(id, "mail.sent", |tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
+                   provider_answer = ?3, next_attempt_at = NULL, last_error = NULL WHERE id = ?1",
+                params![id, now(), truncate(provider_answer)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A passing failure: tried again at `next_attempt_at` (no audit row: the attempt count
+    /// and last error are on the row).
+    pub fn mail_failed(&self, id: i64, error: &str, retry_in: std::time::Duration) -> Result<OutboxMessage> {
+        let next_attempt_at = stamp(chrono::Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1)));
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+                 WHERE id = ?1 AND status = 'pending'",
+                params![id, truncate(error), next_attempt_at],
+            )?;
+            load(conn, id)
+        })
+    }
+
+    /// A permanent failure: `dead` with the reason, and an audit row `mail.dead`.
+    pub fn mail_dead(&self, id: i64, reason: &str) -> Result<OutboxMessage> {
+        self.mail_update(id, "mail.dead", |tx| {
+            tx.execute(
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2,
+                   next_attempt_at = NULL WHERE id = ?1",
+                params![id, truncate(reason)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Revives a dead message (`vesper mail retry ID`): pending again, due now.
+    pub fn mail_retry(&self, id: i64, actor: &str) -> Result<OutboxMessage> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let before = load(&tx, id)?;
+            if before.status != MailStatus::Dead {
+                return Err(RegistryError::Invalid(format!(
+                    "message {id} is {}; only a dead message can be retried",
+                    before.status
+                )));
+            }
+            tx.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL WHERE id = ?1",
+                [id],
+            )?;
+            let after = load(&tx, id)?;
+            audit::append(&tx, actor, "mail.retry", Some(&subject(&after)), Some(&audit_state(&before)), Some(&audit_state(&after)))?;
+            tx.commit()?;
+            Ok(after)
+        })
+    }
+
+    /// When the last alert of a kind was queued (alerts go out at most once an hour per kind).
+    pub fn last_alert(&self, kind: AlertKind) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT max(created_at) FROM outbox WHERE kind = 'alert' AND json_extract(payload, '$.alert') = ?1",
+                [kind.as_str()],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    fn mail_update(
+        &self,
+        id: i64,
+        action: &str,
+        apply: impl FnOnce(&rusqlite::Transaction) -> Result<()>,
+    ) -> Result<OutboxMessage> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let before = load(&tx, id)?;
+            apply(&tx)?;
+            let after = load(&tx, id)?;
+            audit::append(&tx, MAIL_ACTOR, action, Some(&subject(&after)), Some(&audit_state(&before)), Some(&audit_state(&after)))?;
+            tx.commit()?;
+            Ok(after)
+        })
+    }
+}
+
+/// Providers' answers and errors are kept to 1 KiB.
+fn truncate(text: &str) -> &str {
+    let mut end = text.len().min(1024);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
