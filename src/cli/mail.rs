@@ -73,14 +73,22 @@ pub fn run(cmd: MailCommand, config: Option<&Path>) -> anyhow::Result<Outcome> {
                 }
             }
             if messages.is_empty() && !json {
-                println!("the outbox is empty{}", status.map(|s| format!(" of {s} messages")).unwrap_or_default());
+                println!(
+                    "the outbox is empty{}",
+                    status
+                        .map(|s| format!(" of {s} messages"))
+                        .unwrap_or_default()
+                );
             }
             Ok(Outcome::Success)
         }
         MailCommand::Retry { id, data } => {
             let registry = Registry::open(&data.resolve(config)?)?;
             let m = registry.mail_retry(id, &local_actor())?;
-            println!("message {} to {} is pending again; a running `vesper serve` sends it within seconds", m.id, m.recipient);
+            println!(
+                "message {} to {} is pending again; a running `vesper serve` sends it within seconds",
+                m.id, m.recipient
+            );
             Ok(Outcome::Success)
         }
     }
@@ -99,7 +107,10 @@ fn line(m: &OutboxMessage) -> String {
     format!(
         "{:>6}  {}  {:<7} {:>2}x  {:<13} {:<32} {word}",
         m.id,
-        m.created_at.get(..19).unwrap_or(&m.created_at).replace('T', " "),
+        m.created_at
+            .get(..19)
+            .unwrap_or(&m.created_at)
+            .replace('T', " "),
         m.status,
         m.attempts,
         m.content.template(),
@@ -117,7 +128,11 @@ fn test(to: &str, data: &DataDir, config: Option<&Path>) -> anyhow::Result<Outco
     };
     let rendered = templates.render(&content)?;
     let message = OutboxMessage::unsaved(to, content);
-    println!("sending a test message to {to} through {} (Message-ID {})", mailer.describe(), mailer.message_id(&message));
+    println!(
+        "sending a test message to {to} through {} (Message-ID {})",
+        mailer.describe(),
+        mailer.message_id(&message)
+    );
     let runtime = tokio::runtime::Runtime::new()?;
     match runtime.block_on(mailer.send(&message, &rendered)) {
         Ok(answer) => {
@@ -128,10 +143,15 @@ fn test(to: &str, data: &DataDir, config: Option<&Path>) -> anyhow::Result<Outco
             eprintln!("refused for good: {reason}");
             Ok(Outcome::Problems)
         }
-        Err(SendError::Temporary { reason, retry_after }) => {
+        Err(SendError::Temporary {
+            reason,
+            retry_after,
+        }) => {
             eprintln!(
                 "not sent (a passing failure; the outbox would try again{}): {reason}",
-                retry_after.map(|d| format!(" after {} s", d.as_secs())).unwrap_or_default()
+                retry_after
+                    .map(|d| format!(" after {} s", d.as_secs()))
+                    .unwrap_or_default()
             );
             Ok(Outcome::Problems)
         }

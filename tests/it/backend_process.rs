@@ -13,14 +13,14 @@ use crate::backend_support::{SECRET, write_config};
 use crate::support::{stderr, stdout, vesper_env};
 
 /// A `vesper serve` child process and its addresses.
-struct Serve {
-    child: Child,
-    api: String,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) api: String,
     stderr_path: PathBuf,
 }
 
 impl Serve {
-    fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Serve {
+    pub(crate) fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Serve {
         let stderr_path = dir.join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -78,12 +78,12 @@ impl Serve {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -93,7 +93,7 @@ impl Serve {
         (exit, self.log())
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         let _ = self.child.wait();
     }

@@ -164,6 +164,11 @@ impl App {
         }
     }
 
+    /// The folder of its config file; the registry is in `data/` inside it.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     pub fn registry(&self) -> &vesper::registry::Registry {
         &self.running.as_ref().unwrap().state.registry
     }

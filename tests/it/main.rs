@@ -19,6 +19,7 @@ mod goauth_conformance;
 mod headless_bench;
 mod labels;
 mod layout;
+mod mail;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;

@@ -1025,6 +1025,14 @@ fn snapshots_of_the_devices_screen() {
         before: None,
         after: None,
     }]);
+    detail.assigned_email = Some("ada@example.com".into());
+    detail.invite = Some(vesper::model::InviteState {
+        id: 7,
+        status: vesper::model::MailStatus::Sent,
+        attempts: 1,
+        sent_at: Some("2026-01-18T09:12:00.000Z".into()),
+        last_error: None,
+    });
     app.update(Action::DeviceLoaded(detail));
     snapshot("device_detail", &app);
     app.take_tasks();

@@ -27,7 +27,8 @@ use vesper_core::wire::{
     ReleaseRequest, StatusRequest, VersionQuery, WaitQuery, WaitResult,
 };
 use vesper_store::{
-    AuditQuery, DeviceEvent, DeviceFilter, DeviceUsers, FailureReport, FlashReport, NewBatch, Role, Status,
+    AuditQuery, DeviceEvent, DeviceFilter, DeviceUsers, FailureReport, FlashReport, NewBatch, Role,
+    Status,
 };
 
 /// The document's frame: title, security scheme, the schemas no route names directly.

@@ -317,7 +317,11 @@ pub async fn start(
             Ok(())
         }));
     }
-    tokio::spawn(mail::run_alerts(state.clone(), options.data_dir.clone(), signal.clone()));
+    tokio::spawn(mail::run_alerts(
+        state.clone(),
+        options.data_dir.clone(),
+        signal.clone(),
+    ));
     if let Some(users) = state.users.clone() {
         tokio::spawn(refresh_keys(users, signal));
     }

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 
 use vesper_core::config::Config;
 use vesper_core::model::{
-    Batch, BatchSummary, Device, DeviceFilter, DevicePage, FailureReport, FlashReport, Stats, Status,
+    Batch, BatchSummary, Device, DeviceFilter, DevicePage, FailureReport, FlashReport, Stats,
+    Status,
 };
 use vesper_core::wire::{
     AssignRequest, BatchAnswer, BatchList, BatchRequest, ClaimRequest, ErrorBody, ReleaseRequest,

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use vesper_core::model::{
     AuditQuery, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers,
-    FailureReport, FlashReport, MailContent, Sighting, Stats, Status, StatusCounts, UserAccess, is_email_address,
+    FailureReport, FlashReport, MailContent, Sighting, Stats, Status, StatusCounts, UserAccess,
+    is_email_address,
 };
 
 use super::{Registry, RegistryError, Result, audit, now, outbox};
@@ -314,15 +315,19 @@ impl Registry {
 
     /// Devices not yet provisioned with at least `min_failures` failures, the latest after
     /// `since`: `(batch, serial number, failures, last reason)`, by batch.
-    pub fn failing_devices(&self, min_failures: u32, since: Option<&str>) -> Result<Vec<(String, String, i64, String)>> {
+    pub fn failing_devices(
+        &self,
+        min_failures: u32,
+        since: Option<&str>,
+    ) -> Result<Vec<(String, String, i64, String)>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT b.name, d.serial_number, f.n, json_extract(f.last, '$.reason')
-                 FROM (SELECT subject, count(*) AS n, max(at) AS at, max(id) AS last_id,
-                              (SELECT after FROM audit WHERE id = max(a.id)) AS last
-                       FROM audit a WHERE action = 'device.failed' GROUP BY subject) f
+                "SELECT b.name, d.serial_number, f.n, json_extract(l.after, '$.reason')
+                 FROM (SELECT subject, count(*) AS n, max(id) AS last_id FROM audit
+                       WHERE action = 'device.failed' GROUP BY subject) f
+                 JOIN audit l ON l.id = f.last_id
                  JOIN devices d ON d.serial_number = f.subject JOIN batches b ON b.id = d.batch_id
-                 WHERE f.n >= ?1 AND (?2 IS NULL OR f.at > ?2) AND d.status IN ('manufactured', 'flashed')
+                 WHERE f.n >= ?1 AND (?2 IS NULL OR l.at > ?2) AND d.status IN ('manufactured', 'flashed')
                  ORDER BY b.name, d.serial_number LIMIT 200",
             )?;
             let rows = stmt.query_map(params![min_failures, since], |r| {

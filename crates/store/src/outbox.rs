@@ -12,7 +12,8 @@ use super::{Registry, RegistryError, Result, audit, now, stamp};
 /// The actor of the worker's audit rows.
 pub const MAIL_ACTOR: &str = "mail";
 
-const COLUMNS: &str = "id, created_at, recipient, payload, status, attempts, next_attempt_at, sent_at,
+const COLUMNS: &str =
+    "id, created_at, recipient, payload, status, attempts, next_attempt_at, sent_at,
     last_error, message_key, provider_answer";
 
 fn message_from_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
@@ -38,12 +39,19 @@ fn message_from_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
 
 /// Queues a message inside the caller's transaction; returns its id.
 pub(super) fn enqueue(conn: &Connection, recipient: &str, content: &MailContent) -> Result<i64> {
-    let payload = serde_json::to_string(content).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let payload =
+        serde_json::to_string(content).map_err(|e| RegistryError::Invalid(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO outbox (created_at, kind, recipient, payload, subject, message_key)
          VALUES (?1, ?2, ?3, ?4, ?5, lower(hex(randomblob(16))))",
     )?
-    .execute(params![now(), content.template(), recipient, payload, content.serial_number()])?;
+    .execute(params![
+        now(),
+        content.template(),
+        recipient,
+        payload,
+        content.serial_number()
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -97,15 +105,29 @@ fn subject(m: &OutboxMessage) -> String {
 
 impl Registry {
     /// Queues a message on its own (alerts), with an audit row `mail.queued`.
-    pub fn enqueue_mail(&self, recipient: &str, content: &MailContent, actor: &str) -> Result<OutboxMessage> {
+    pub fn enqueue_mail(
+        &self,
+        recipient: &str,
+        content: &MailContent,
+        actor: &str,
+    ) -> Result<OutboxMessage> {
         if !vesper_core::model::is_email_address(recipient) {
-            return Err(RegistryError::Invalid(format!("`{recipient}` is not an e-mail address")));
+            return Err(RegistryError::Invalid(format!(
+                "`{recipient}` is not an e-mail address"
+            )));
         }
         self.write(|conn| {
             let tx = conn.transaction()?;
             let id = enqueue(&tx, recipient, content)?;
             let queued = load(&tx, id)?;
-            audit::append(&tx, actor, "mail.queued", Some(&subject(&queued)), None, Some(&audit_state(&queued)))?;
+            audit::append(
+                &tx,
+                actor,
+                "mail.queued",
+                Some(&subject(&queued)),
+                None,
+                Some(&audit_state(&queued)),
+            )?;
             tx.commit()?;
             Ok(queued)
         })
@@ -168,8 +190,16 @@ impl Registry {
 
     /// A passing failure: tried again at `next_attempt_at` (no audit row: the attempt count
     /// and last error are on the row).
-    pub fn mail_failed(&self, id: i64, error: &str, retry_in: std::time::Duration) -> Result<OutboxMessage> {
-        let next_attempt_at = stamp(chrono::Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1)));
+    pub fn mail_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_in: std::time::Duration,
+    ) -> Result<OutboxMessage> {
+        let next_attempt_at = stamp(
+            chrono::Utc::now()
+                + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1)),
+        );
         self.write(|conn| {
             conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
@@ -236,7 +266,14 @@ impl Registry {
             let before = load(&tx, id)?;
             apply(&tx)?;
             let after = load(&tx, id)?;
-            audit::append(&tx, MAIL_ACTOR, action, Some(&subject(&after)), Some(&audit_state(&before)), Some(&audit_state(&after)))?;
+            audit::append(
+                &tx,
+                MAIL_ACTOR,
+                action,
+                Some(&subject(&after)),
+                Some(&audit_state(&before)),
+                Some(&audit_state(&after)),
+            )?;
             tx.commit()?;
             Ok(after)
         })
@@ -250,4 +287,124 @@ fn truncate(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn registry() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(&dir.path().join("data")).unwrap();
+        (dir, registry)
+    }
+
+    fn welcome(name: &str) -> MailContent {
+        MailContent::Welcome {
+            name: Some(name.into()),
+        }
+    }
+
+    #[test]
+    fn due_messages_come_oldest_first_and_a_failed_one_waits_its_turn() {
+        let (_dir, r) = registry();
+        let a = r.enqueue_mail("a@example.com", &welcome("A"), "t").unwrap();
+        let b = r.enqueue_mail("b@example.com", &welcome("B"), "t").unwrap();
+        assert_ne!(a.message_key, b.message_key);
+        assert_eq!(a.message_key.len(), 32);
+        let due: Vec<i64> = r.mail_due(10).unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(due, [a.id, b.id]);
+        assert_eq!(r.mail_due(1).unwrap().len(), 1, "bounded");
+
+        let failed = r
+            .mail_failed(a.id, "451 try later", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!((failed.status, failed.attempts), (MailStatus::Pending, 1));
+        assert_eq!(
+            failed.message_key, a.message_key,
+            "the key survives a retry"
+        );
+        let due: Vec<i64> = r.mail_due(10).unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(due, [b.id], "not due before its next attempt");
+
+        r.mail_failed(a.id, "451 try later", Duration::ZERO)
+            .unwrap();
+        assert_eq!(r.mail_due(10).unwrap()[0].id, a.id, "due again");
+    }
+
+    #[test]
+    fn sent_and_dead_are_final_until_a_dead_one_is_retried() {
+        let (_dir, r) = registry();
+        let a = r.enqueue_mail("a@example.com", &welcome("A"), "t").unwrap();
+        let b = r.enqueue_mail("b@example.com", &welcome("B"), "t").unwrap();
+        let sent = r.mail_sent(a.id, "250 queued as X").unwrap();
+        assert_eq!((sent.status, sent.attempts), (MailStatus::Sent, 1));
+        assert!(sent.sent_at.is_some());
+        let dead = r.mail_dead(b.id, "550 no such user").unwrap();
+        assert_eq!(dead.status, MailStatus::Dead);
+        assert!(r.mail_due(10).unwrap().is_empty());
+        assert!(
+            matches!(r.mail_retry(a.id, "t"), Err(RegistryError::Invalid(m)) if m.contains("is sent"))
+        );
+        let revived = r.mail_retry(b.id, "t").unwrap();
+        assert_eq!((revived.status, revived.attempts), (MailStatus::Pending, 0));
+        assert_eq!(r.outbox(Some(MailStatus::Sent), 10).unwrap().len(), 1);
+        let actions: Vec<String> = r
+            .audit(&vesper_core::model::AuditQuery {
+                limit: 50,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "mail.retry",
+                "mail.dead",
+                "mail.sent",
+                "mail.queued",
+                "mail.queued"
+            ]
+        );
+        assert!(
+            r.enqueue_mail("not an address", &welcome("C"), "t")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_row_queued_before_the_mail_worker_existed_is_sent_with_a_key_and_its_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        {
+            // The schema as it was before the worker: the invite as the old assign wrote it.
+            let mut conn = rusqlite::Connection::open(data.join(crate::DB_FILE)).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &crate::schema::MIGRATIONS[..2] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 2).unwrap();
+            tx.execute(
+                "INSERT INTO outbox (created_at, kind, recipient, payload) VALUES ('2026-01-01T00:00:00.000Z', 'device_invite', 'a@example.com', ?1)",
+                [r#"{"serial_number":"PV-26A18-BC02R-X7KQA","name":null}"#],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let r = Registry::open(&data).unwrap();
+        let due = r.mail_due(10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            due[0].content,
+            MailContent::DeviceInvite {
+                serial_number: "PV-26A18-BC02R-X7KQA".into(),
+                name: None
+            }
+        );
+        assert_eq!(due[0].message_key.len(), 32);
+    }
 }

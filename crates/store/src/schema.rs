@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::{RegistryError, Result};
 
 /// Migrations in order; `MIGRATIONS[i]` brings the schema from version i to i + 1.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE batches (
     id                INTEGER PRIMARY KEY,

@@ -22,12 +22,21 @@ pub struct AlertMonitor {
 }
 
 /// Checks every few seconds until the stop flag is raised.
-pub async fn run(state: SharedState, data_dir: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    state: SharedState,
+    data_dir: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     if state.config.mail.alerts.to.is_empty() {
         return;
     }
-    let period = (state.config.mail.alerts.broker_down_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let mut monitor = AlertMonitor { state, data_dir, broker_down_since: None };
+    let period = (state.config.mail.alerts.broker_down_after / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut monitor = AlertMonitor {
+        state,
+        data_dir,
+        broker_down_since: None,
+    };
     loop {
         monitor.check().await;
         tokio::select! {
@@ -40,7 +49,11 @@ pub async fn run(state: SharedState, data_dir: PathBuf, mut stop: tokio::sync::w
 impl AlertMonitor {
     /// One round of the three checks.
     pub async fn check(&mut self) {
-        let alerts = [self.failed_boards().await, self.broker_down(), self.disk_full()];
+        let alerts = [
+            self.failed_boards().await,
+            self.broker_down(),
+            self.disk_full(),
+        ];
         for (kind, summary, details) in alerts.into_iter().flatten() {
             self.raise(kind, summary, details).await;
         }
@@ -50,7 +63,17 @@ impl AlertMonitor {
         let alerts = &self.state.config.mail.alerts;
         let min = alerts.failed_attempts;
         let since = self.last(AlertKind::FailedBoards).await;
-        let failing = db(&self.state, move |r| r.failing_devices(min, since.as_deref())).await.ok()?;
+        let failing = match db(&self.state, move |r| {
+            r.failing_devices(min, since.as_deref())
+        })
+        .await
+        {
+            Ok(failing) => failing,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look for failing boards");
+                return None;
+            }
+        };
         if failing.is_empty() {
             return None;
         }
@@ -101,7 +124,12 @@ impl AlertMonitor {
                 AlertKind::DiskFull,
                 format!("the data folder's disk is {used}% full"),
                 vec![
-                    format!("{}: {} MB free of {} MB", self.data_dir.display(), free / 1_000_000, total / 1_000_000),
+                    format!(
+                        "{}: {} MB free of {} MB",
+                        self.data_dir.display(),
+                        free / 1_000_000,
+                        total / 1_000_000
+                    ),
                     format!("alert threshold: {limit}% (mail.alerts.disk_percent)"),
                 ],
             )
@@ -110,23 +138,35 @@ impl AlertMonitor {
 
     /// When an alert of this kind last went out.
     async fn last(&self, kind: AlertKind) -> Option<String> {
-        db(&self.state, move |r| r.last_alert(kind)).await.ok().flatten()
+        db(&self.state, move |r| r.last_alert(kind))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Queues the alert for every recipient, unless one of its kind went out within the interval.
     async fn raise(&self, kind: AlertKind, summary: String, details: Vec<String>) {
         let interval = self.state.config.mail.alerts.interval;
         if let Some(last) = self.last(kind).await {
-            let cutoff = chrono::Utc::now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1));
+            let cutoff = chrono::Utc::now()
+                - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1));
             if last > vesper_store::stamp(cutoff) {
                 return;
             }
         }
         tracing::warn!(alert = kind.as_str(), %summary, "alert");
-        let content = MailContent::Alert { alert: kind, summary, details };
+        let content = MailContent::Alert {
+            alert: kind,
+            summary,
+            details,
+        };
         for to in self.state.config.mail.alerts.to.clone() {
             let content = content.clone();
-            if let Err(e) = db(&self.state, move |r| r.enqueue_mail(&to, &content, ALERT_ACTOR)).await {
+            if let Err(e) = db(&self.state, move |r| {
+                r.enqueue_mail(&to, &content, ALERT_ACTOR)
+            })
+            .await
+            {
                 tracing::error!(error = %e, "cannot queue an alert");
             }
         }

@@ -12,7 +12,9 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use vesper_core::config::{Mail, MailProvider, RESEND_KEY_ENV, Resend, SMTP_PASSWORD_ENV, Smtp, SmtpTls};
+use vesper_core::config::{
+    Mail, MailProvider, RESEND_KEY_ENV, Resend, SMTP_PASSWORD_ENV, Smtp, SmtpTls,
+};
 use vesper_core::model::OutboxMessage;
 
 use super::templates::Rendered;
@@ -134,7 +136,11 @@ impl Mailer {
     }
 
     /// One attempt at sending a row; `Ok` holds the provider's answer.
-    pub async fn send(&self, message: &OutboxMessage, rendered: &Rendered) -> Result<String, SendError> {
+    pub async fn send(
+        &self,
+        message: &OutboxMessage,
+        rendered: &Rendered,
+    ) -> Result<String, SendError> {
         match &self.transport {
             Transport::Files(dir) => {
                 let email = self.build(message, rendered)?;
@@ -230,26 +236,50 @@ struct ResendAnswer {
 }
 
 /// Sorts a Resend answer (from its documented status codes).
-fn resend_outcome(status: u16, body: &str, retry_after: Option<Duration>) -> Result<String, SendError> {
+fn resend_outcome(
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+) -> Result<String, SendError> {
     let answer: ResendAnswer = serde_json::from_str(body).unwrap_or_default();
     let said = || {
         let name = answer.name.as_deref().unwrap_or("error");
-        let message = answer.message.as_deref().unwrap_or(body).chars().take(300).collect::<String>();
+        let message = answer
+            .message
+            .as_deref()
+            .unwrap_or(body)
+            .chars()
+            .take(300)
+            .collect::<String>();
         format!("resend {status} {name}: {message}")
     };
     match status {
         200..=299 => Ok(format!("resend id {}", answer.id.as_deref().unwrap_or("?"))),
-        429 => Err(SendError::Temporary { reason: said(), retry_after }),
+        429 => Err(SendError::Temporary {
+            reason: said(),
+            retry_after,
+        }),
         // Another attempt with this key is still running at Resend: ask again later.
-        409 if answer.name.as_deref() == Some("concurrent_idempotent_requests") => Err(SendError::temporary(said())),
+        409 if answer.name.as_deref() == Some("concurrent_idempotent_requests") => {
+            Err(SendError::temporary(said()))
+        }
         400..=499 => Err(SendError::Permanent(said())),
-        _ => Err(SendError::Temporary { reason: said(), retry_after }),
+        _ => Err(SendError::Temporary {
+            reason: said(),
+            retry_after,
+        }),
     }
 }
 
 /// `Retry-After` in seconds (HTTP dates are rare from APIs and read as absent), at most an hour.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds.min(3600)))
 }
 
@@ -274,7 +304,10 @@ fn without_url(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    format!("{kind}: {}", std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string()))
+    format!(
+        "{kind}: {}",
+        std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string())
+    )
 }
 
 /// SMTP 5xx is permanent; everything else (4xx, a dropped connection, TLS, a timeout) passes.
@@ -304,7 +337,12 @@ async fn write_eml(dir: &Path, message: &OutboxMessage, bytes: &[u8]) -> Result<
     Ok(format!("wrote {}", path.display()))
 }
 
-fn read_secret(what: &'static str, file: &Option<PathBuf>, key: &'static str, env: &'static str) -> Result<String, MailerError> {
+fn read_secret(
+    what: &'static str,
+    file: &Option<PathBuf>,
+    key: &'static str,
+    env: &'static str,
+) -> Result<String, MailerError> {
     let secret = match file {
         Some(path) => std::fs::read_to_string(path).map_err(|source| MailerError::SecretFile {
             what,
@@ -333,7 +371,9 @@ fn smtp_transport(smtp: &Smtp) -> Result<Transport, MailerError> {
                 .map_err(|e| MailerError::Smtp(format!("ca_file {}: {e}", path.display())))?;
             builder = builder.add_root_certificate(cert);
         }
-        builder.build().map_err(|e| MailerError::Smtp(e.to_string()))
+        builder
+            .build()
+            .map_err(|e| MailerError::Smtp(e.to_string()))
     };
     let tls = match smtp.tls {
         SmtpTls::Implicit => Tls::Wrapper(tls_parameters()?),
@@ -345,7 +385,12 @@ fn smtp_transport(smtp: &Smtp) -> Result<Transport, MailerError> {
         .tls(tls)
         .timeout(Some(ATTEMPT_TIMEOUT));
     if let Some(user) = &smtp.user {
-        let password = read_secret("the SMTP password", &smtp.password_file, "mail.smtp.password_file", SMTP_PASSWORD_ENV)?;
+        let password = read_secret(
+            "the SMTP password",
+            &smtp.password_file,
+            "mail.smtp.password_file",
+            SMTP_PASSWORD_ENV,
+        )?;
         builder = builder.credentials(Credentials::new(user.clone(), password));
     }
     let tls_word = match smtp.tls {
@@ -360,7 +405,12 @@ fn smtp_transport(smtp: &Smtp) -> Result<Transport, MailerError> {
 }
 
 fn resend_transport(resend: &Resend) -> Result<Transport, MailerError> {
-    let key = read_secret("the Resend API key", &resend.api_key_file, "mail.resend.api_key_file", RESEND_KEY_ENV)?;
+    let key = read_secret(
+        "the Resend API key",
+        &resend.api_key_file,
+        "mail.resend.api_key_file",
+        RESEND_KEY_ENV,
+    )?;
     let http = reqwest::Client::builder()
         .timeout(ATTEMPT_TIMEOUT)
         .user_agent(concat!("vesper/", env!("CARGO_PKG_VERSION")))
@@ -379,15 +429,34 @@ mod tests {
 
     #[test]
     fn resend_answers_are_sorted_by_their_documented_codes() {
-        assert_eq!(resend_outcome(200, r#"{"id":"49a3"}"#, None), Ok("resend id 49a3".into()));
+        assert_eq!(
+            resend_outcome(200, r#"{"id":"49a3"}"#, None),
+            Ok("resend id 49a3".into())
+        );
         let wait = Some(Duration::from_secs(7));
-        assert!(matches!(resend_outcome(429, r#"{"name":"rate_limit_exceeded","message":"Too many requests"}"#, wait),
-            Err(SendError::Temporary { retry_after, .. }) if retry_after == wait));
-        assert!(matches!(resend_outcome(422, r#"{"statusCode":422,"name":"validation_error","message":"Invalid `to` field."}"#, None),
-            Err(SendError::Permanent(r)) if r == "resend 422 validation_error: Invalid `to` field."));
-        assert!(matches!(resend_outcome(409, r#"{"name":"concurrent_idempotent_requests"}"#, None), Err(SendError::Temporary { .. })));
-        assert!(matches!(resend_outcome(409, r#"{"name":"invalid_idempotent_request"}"#, None), Err(SendError::Permanent(_))));
-        assert!(matches!(resend_outcome(500, "oops", None), Err(SendError::Temporary { .. })));
-        assert!(matches!(resend_outcome(401, "{}", None), Err(SendError::Permanent(_))));
+        assert!(
+            matches!(resend_outcome(429, r#"{"name":"rate_limit_exceeded","message":"Too many requests"}"#, wait),
+            Err(SendError::Temporary { retry_after, .. }) if retry_after == wait)
+        );
+        assert!(
+            matches!(resend_outcome(422, r#"{"statusCode":422,"name":"validation_error","message":"Invalid `to` field."}"#, None),
+            Err(SendError::Permanent(r)) if r == "resend 422 validation_error: Invalid `to` field.")
+        );
+        assert!(matches!(
+            resend_outcome(409, r#"{"name":"concurrent_idempotent_requests"}"#, None),
+            Err(SendError::Temporary { .. })
+        ));
+        assert!(matches!(
+            resend_outcome(409, r#"{"name":"invalid_idempotent_request"}"#, None),
+            Err(SendError::Permanent(_))
+        ));
+        assert!(matches!(
+            resend_outcome(500, "oops", None),
+            Err(SendError::Temporary { .. })
+        ));
+        assert!(matches!(
+            resend_outcome(401, "{}", None),
+            Err(SendError::Permanent(_))
+        ));
     }
 }

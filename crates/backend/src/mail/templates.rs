@@ -8,14 +8,35 @@ use vesper_core::model::MailContent;
 
 /// `(name, source)` of every template; `.html` ones are auto-escaped by minijinja.
 const SOURCES: [(&str, &str); 8] = [
-    ("device_invite.txt", include_str!("../../../../assets/mail/device_invite.txt")),
-    ("device_invite.html", include_str!("../../../../assets/mail/device_invite.html")),
-    ("welcome.txt", include_str!("../../../../assets/mail/welcome.txt")),
-    ("welcome.html", include_str!("../../../../assets/mail/welcome.html")),
-    ("alert.txt", include_str!("../../../../assets/mail/alert.txt")),
-    ("alert.html", include_str!("../../../../assets/mail/alert.html")),
+    (
+        "device_invite.txt",
+        include_str!("../../../../assets/mail/device_invite.txt"),
+    ),
+    (
+        "device_invite.html",
+        include_str!("../../../../assets/mail/device_invite.html"),
+    ),
+    (
+        "welcome.txt",
+        include_str!("../../../../assets/mail/welcome.txt"),
+    ),
+    (
+        "welcome.html",
+        include_str!("../../../../assets/mail/welcome.html"),
+    ),
+    (
+        "alert.txt",
+        include_str!("../../../../assets/mail/alert.txt"),
+    ),
+    (
+        "alert.html",
+        include_str!("../../../../assets/mail/alert.html"),
+    ),
     ("test.txt", include_str!("../../../../assets/mail/test.txt")),
-    ("test.html", include_str!("../../../../assets/mail/test.html")),
+    (
+        "test.html",
+        include_str!("../../../../assets/mail/test.html"),
+    ),
 ];
 
 /// A message ready for a provider.
@@ -95,7 +116,10 @@ impl Templates {
         let subject = part("subject")?;
         Ok(Rendered {
             // A header is one line, whatever a value held.
-            subject: subject.chars().map(|c| if c.is_control() { ' ' } else { c }).collect(),
+            subject: subject
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
             text: format!("{}\n", part("txt")?.trim()),
             html: part("html")?,
         })
@@ -124,9 +148,21 @@ mod tests {
             })
             .unwrap();
         assert_eq!(rendered.subject, "Your Bellcore device is ready");
-        assert!(rendered.text.starts_with("Hello Ada,\n"), "{}", rendered.text);
-        assert!(rendered.text.contains("Serial Number: PV-26A18-BC02R-X7KQA\n"));
-        assert!(rendered.text.contains("Open the Bellcore app and enter this serial number to get started."));
+        assert!(
+            rendered.text.starts_with("Hello Ada,\n"),
+            "{}",
+            rendered.text
+        );
+        assert!(
+            rendered
+                .text
+                .contains("Serial Number: PV-26A18-BC02R-X7KQA\n")
+        );
+        assert!(
+            rendered
+                .text
+                .contains("Open the Bellcore app and enter this serial number to get started.")
+        );
         assert!(rendered.html.contains("<strong style=\"font-family: monospace; font-size: 1.2em;\">PV-26A18-BC02R-X7KQA</strong>"));
     }
 
@@ -139,8 +175,18 @@ mod tests {
             })
             .unwrap();
         assert!(!rendered.html.contains("<script>"), "{}", rendered.html);
-        assert!(rendered.html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2f;script&gt; &amp; &quot;Co&quot;"), "{}", rendered.html);
-        assert!(rendered.text.contains("Hello <script>alert('x')</script> & \"Co\","));
+        assert!(
+            rendered.html.contains(
+                "&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2f;script&gt; &amp; &quot;Co&quot;"
+            ),
+            "{}",
+            rendered.html
+        );
+        assert!(
+            rendered
+                .text
+                .contains("Hello <script>alert('x')</script> & \"Co\",")
+        );
     }
 
     #[test]
@@ -158,6 +204,12 @@ mod tests {
             .unwrap();
         assert_eq!(alert.subject, "[Bellcore alert] disk 93% full  Bcc: x@y.z");
         assert!(alert.text.contains("- /var/lib/vesper: 1.2 GB free"));
-        assert!(alert.html.contains("<li>&#x2f;var&#x2f;lib&#x2f;vesper: 1.2 GB free</li>"), "{}", alert.html);
+        assert!(
+            alert
+                .html
+                .contains("<li>&#x2f;var&#x2f;lib&#x2f;vesper: 1.2 GB free</li>"),
+            "{}",
+            alert.html
+        );
     }
 }

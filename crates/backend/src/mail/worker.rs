@@ -64,7 +64,12 @@ pub async fn run(
 }
 
 /// One attempt at one message, and its outcome recorded.
-async fn deliver(state: &SharedState, mailer: &Mailer, templates: &Templates, message: OutboxMessage) {
+async fn deliver(
+    state: &SharedState,
+    mailer: &Mailer,
+    templates: &Templates,
+    message: OutboxMessage,
+) {
     let (id, template) = (message.id, message.content.template());
     let outcome = match templates.render(&message.content) {
         Ok(rendered) => mailer.send(&message, &rendered).await,
@@ -84,7 +89,10 @@ async fn deliver(state: &SharedState, mailer: &Mailer, templates: &Templates, me
             tracing::warn!(id, template, reason = %reason, "mail given up");
             db(state, move |r| r.mail_dead(id, &reason)).await
         }
-        Err(SendError::Temporary { reason, retry_after }) => {
+        Err(SendError::Temporary {
+            reason,
+            retry_after,
+        }) => {
             let wait = retry_after.unwrap_or_else(|| backoff(message.attempts));
             tracing::warn!(id, template, reason = %reason, retry_in_s = wait.as_secs_f32(), "mail not sent; trying again later");
             db(state, move |r| r.mail_failed(id, &reason, wait)).await
@@ -102,10 +110,15 @@ mod tests {
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
         for attempts in 0..40 {
-            let ceiling = BACKOFF_BASE.saturating_mul(1 << attempts.min(20)).min(BACKOFF_CAP);
+            let ceiling = BACKOFF_BASE
+                .saturating_mul(1 << attempts.min(20))
+                .min(BACKOFF_CAP);
             for _ in 0..20 {
                 let d = backoff(attempts);
-                assert!(d <= ceiling && d >= ceiling / 2, "{attempts}: {d:?} against {ceiling:?}");
+                assert!(
+                    d <= ceiling && d >= ceiling / 2,
+                    "{attempts}: {d:?} against {ceiling:?}"
+                );
             }
         }
         assert!(backoff(3) >= Duration::from_secs(8));

@@ -32,7 +32,9 @@ pub struct Mail {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MailProvider {
     /// `.eml` files in a folder (`None`: `DATA_DIR/mail`): works with no account.
-    Files { dir: Option<PathBuf> },
+    Files {
+        dir: Option<PathBuf>,
+    },
     Smtp(Smtp),
     Resend(Resend),
 }
@@ -181,12 +183,18 @@ pub(super) fn validate_mail(raw: RawMail, base: &Path) -> Result<Mail, Invalid> 
     let defaults = Mail::default();
     let from = raw.from.unwrap_or(defaults.from);
     if parse_mailbox(&from).is_none() {
-        return Err(bad("from", format!("`{from}` is not `Name <address>` or an address")));
+        return Err(bad(
+            "from",
+            format!("`{from}` is not `Name <address>` or an address"),
+        ));
     }
     if let Some(reply_to) = &raw.reply_to
         && parse_mailbox(reply_to).is_none()
     {
-        return Err(bad("reply_to", format!("`{reply_to}` is not an e-mail address")));
+        return Err(bad(
+            "reply_to",
+            format!("`{reply_to}` is not an e-mail address"),
+        ));
     }
     let product_name = raw.product_name.unwrap_or(defaults.product_name);
     if product_name.trim().is_empty() || product_name.len() > 64 {
@@ -197,16 +205,27 @@ pub(super) fn validate_mail(raw: RawMail, base: &Path) -> Result<Mail, Invalid> 
             dir: raw.files.and_then(|f| f.dir).map(|d| base.join(d)),
         },
         "smtp" => MailProvider::Smtp(validate_smtp(
-            raw.smtp.ok_or_else(|| bad("smtp", "provider = \"smtp\" needs a [mail.smtp] table with host"))?,
+            raw.smtp.ok_or_else(|| {
+                bad(
+                    "smtp",
+                    "provider = \"smtp\" needs a [mail.smtp] table with host",
+                )
+            })?,
             base,
         )?),
-        "resend" => MailProvider::Resend(validate_resend(raw.resend.unwrap_or(RawResend {
-            api_key_file: None,
-            base_url: None,
-            api_key: None,
-        }), base)?),
+        "resend" => MailProvider::Resend(validate_resend(
+            raw.resend.unwrap_or(RawResend {
+                api_key_file: None,
+                base_url: None,
+                api_key: None,
+            }),
+            base,
+        )?),
         other => {
-            return Err(bad("provider", format!("`{other}` is not files, smtp or resend")));
+            return Err(bad(
+                "provider",
+                format!("`{other}` is not files, smtp or resend"),
+            ));
         }
     };
     Ok(Mail {
@@ -222,7 +241,9 @@ fn validate_smtp(raw: RawSmtp, base: &Path) -> Result<Smtp, Invalid> {
     if raw.password.is_some() {
         return Err(bad(
             "smtp.password",
-            format!("secrets are not kept in the config; put the password in a file named by password_file (mode 0600) or in ${SMTP_PASSWORD_ENV}"),
+            format!(
+                "secrets are not kept in the config; put the password in a file named by password_file (mode 0600) or in ${SMTP_PASSWORD_ENV}"
+            ),
         ));
     }
     if raw.host.trim().is_empty() {
@@ -251,12 +272,17 @@ fn validate_resend(raw: RawResend, base: &Path) -> Result<Resend, Invalid> {
     if raw.api_key.is_some() {
         return Err(bad(
             "resend.api_key",
-            format!("secrets are not kept in the config; put the key in a file named by api_key_file (mode 0600) or in ${RESEND_KEY_ENV}"),
+            format!(
+                "secrets are not kept in the config; put the key in a file named by api_key_file (mode 0600) or in ${RESEND_KEY_ENV}"
+            ),
         ));
     }
     let base_url = raw.base_url.unwrap_or_else(|| RESEND_BASE_URL.into());
     if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        return Err(bad("resend.base_url", format!("`{base_url}` must start with https://")));
+        return Err(bad(
+            "resend.base_url",
+            format!("`{base_url}` must start with https://"),
+        ));
     }
     Ok(Resend {
         api_key_file: raw.api_key_file.map(|p| base.join(p)),
@@ -268,7 +294,10 @@ fn validate_alerts(raw: Option<RawAlerts>) -> Result<Alerts, Invalid> {
     let defaults = Alerts::default();
     let Some(raw) = raw else { return Ok(defaults) };
     if let Some(address) = raw.to.iter().find(|a| !is_email_address(a)) {
-        return Err(bad("alerts.to", format!("`{address}` is not an e-mail address")));
+        return Err(bad(
+            "alerts.to",
+            format!("`{address}` is not an e-mail address"),
+        ));
     }
     if raw.to.len() > 50 {
         return Err(bad("alerts.to", "at most 50 recipients"));
@@ -284,7 +313,9 @@ fn validate_alerts(raw: Option<RawAlerts>) -> Result<Alerts, Invalid> {
     Ok(Alerts {
         to: raw.to,
         failed_attempts,
-        broker_down_after: raw.broker_down_after.map_or(defaults.broker_down_after, Duration::from_secs),
+        broker_down_after: raw
+            .broker_down_after
+            .map_or(defaults.broker_down_after, Duration::from_secs),
         disk_percent,
         interval: raw.interval.map_or(defaults.interval, Duration::from_secs),
     })
@@ -309,14 +340,22 @@ mod tests {
     #[test]
     fn smtp_ports_follow_tls() {
         let mail = parse("provider = \"smtp\"\n[smtp]\nhost = \"mx\"\ntls = \"implicit\"\nuser = \"u\"\npassword_file = \"smtp.pass\"").unwrap();
-        let MailProvider::Smtp(smtp) = mail.provider else { panic!() };
+        let MailProvider::Smtp(smtp) = mail.provider else {
+            panic!()
+        };
         assert_eq!((smtp.port, smtp.tls), (465, SmtpTls::Implicit));
-        assert_eq!(smtp.password_file.unwrap(), Path::new("/etc/vesper/smtp.pass"));
+        assert_eq!(
+            smtp.password_file.unwrap(),
+            Path::new("/etc/vesper/smtp.pass")
+        );
     }
 
     #[test]
     fn secrets_in_the_text_are_refused() {
-        let err = parse("provider = \"smtp\"\n[smtp]\nhost = \"mx\"\nuser = \"u\"\npassword = \"hunter2\"").unwrap_err();
+        let err = parse(
+            "provider = \"smtp\"\n[smtp]\nhost = \"mx\"\nuser = \"u\"\npassword = \"hunter2\"",
+        )
+        .unwrap_err();
         assert_eq!(err.0, "mail.smtp.password");
         assert!(!err.1.contains("hunter2"));
         let err = parse("provider = \"resend\"\n[resend]\napi_key = \"re_123\"").unwrap_err();
@@ -329,9 +368,15 @@ mod tests {
             ("provider = \"carrier-pigeon\"", "mail.provider"),
             ("provider = \"smtp\"", "mail.smtp"),
             ("from = \"not an address\"", "mail.from"),
-            ("[alerts]\nto = [\"ops@example.com\", \"nobody\"]", "mail.alerts.to"),
+            (
+                "[alerts]\nto = [\"ops@example.com\", \"nobody\"]",
+                "mail.alerts.to",
+            ),
             ("[alerts]\ndisk_percent = 120", "mail.alerts.disk_percent"),
-            ("provider = \"resend\"\n[resend]\nbase_url = \"ftp://x\"", "mail.resend.base_url"),
+            (
+                "provider = \"resend\"\n[resend]\nbase_url = \"ftp://x\"",
+                "mail.resend.base_url",
+            ),
         ] {
             assert_eq!(parse(text).unwrap_err().0, key, "{text}");
         }

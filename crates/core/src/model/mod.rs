@@ -13,8 +13,8 @@ pub use audit::{AuditEntry, AuditQuery};
 pub use batch::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY, NewBatch};
 pub use board::{Board, Chip, FlashMode};
 pub use device::{
-    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FailureReport, FlashReport, Sighting,
-    Stats, UserAccess,
+    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FailureReport,
+    FlashReport, Sighting, Stats, UserAccess,
 };
 pub use mail::{
     AlertKind, InviteState, MailContent, MailStatus, OutboxMessage, is_email_address, parse_mailbox,

@@ -12,7 +12,9 @@ use tui_input::backend::crossterm::to_input_request;
 use super::action::{Action, Task};
 use super::theme::{Mark, Theme};
 use super::{Component, Cx, View};
-use vesper_core::model::{Device, DeviceFilter, DevicePage, DeviceSort, Status};
+use vesper_core::model::{
+    Device, DeviceFilter, DevicePage, DeviceSort, InviteState, MailStatus, Status,
+};
 
 /// Rows fetched per request.
 pub const PAGE: u32 = 200;
@@ -590,7 +592,7 @@ fn draw_detail(d: &Device, frame: &mut Frame, area: Rect, theme: Theme) {
         field("station", d.station.as_deref()),
         field("provisioned", d.provisioned_at.as_deref()),
         field("last seen", d.last_seen.as_deref()),
-        field("assigned", d.assigned_email.as_deref()),
+        field("assigned", assigned(d).as_deref()),
         field("owner", d.owner.as_deref()),
         Line::raw(""),
         Line::styled("History", theme.strong()),
@@ -628,6 +630,38 @@ fn draw_detail(d: &Device, frame: &mut Frame, area: Rect, theme: Theme) {
             .block(theme.focused_panel(" Device ")),
         area,
     );
+}
+
+/// The customer's address and what became of the invitation sent to it.
+fn assigned(d: &Device) -> Option<String> {
+    let email = d.assigned_email.as_deref()?;
+    Some(match invite_state(d.invite.as_ref()) {
+        Some(state) => format!("{email} · invitation {state}"),
+        None => email.to_owned(),
+    })
+}
+
+/// The invitation e-mail's state in words: sent when, waiting after which failure, or dead why.
+fn invite_state(invite: Option<&InviteState>) -> Option<String> {
+    let invite = invite?;
+    let when = |at: &str| at.get(..16).unwrap_or(at).replace('T', " ");
+    Some(match invite.status {
+        MailStatus::Sent => format!(
+            "sent {}",
+            invite.sent_at.as_deref().map(when).unwrap_or_default()
+        ),
+        MailStatus::Pending if invite.attempts == 0 => "queued".into(),
+        MailStatus::Pending => format!(
+            "retrying after {} attempt(s): {}",
+            invite.attempts,
+            invite.last_error.as_deref().unwrap_or("-")
+        ),
+        MailStatus::Dead => format!(
+            "not delivered: {} (vesper mail retry {})",
+            invite.last_error.as_deref().unwrap_or("-"),
+            invite.id
+        ),
+    })
 }
 
 /// A centred box of `width` x `height` inside `area`.
