@@ -252,6 +252,48 @@ async fn assigning_a_device_delivers_the_invite_over_smtp_with_both_parts_and_es
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_stations_assign_task_delivers_the_invite() {
+    let smtp = SmtpServer::start(&[]);
+    let app = App::start_with(&smtp_config(smtp.port, "none", "")).await;
+    let (_, sns) = app.batch(1).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let labels = tempfile::tempdir().unwrap();
+    let runner = vesper::station::tasks::Runner::new(
+        vesper::client::ApiClient::new(&app.api, &app.technician),
+        Arc::new(app.config().clone()),
+        tx,
+        labels.path().to_owned(),
+    );
+    runner.spawn(vesper::station::Task::Assign {
+        sn: sns[0].clone(),
+        email: "lin@example.com".into(),
+    });
+    let got = smtp.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].envelope["rcpt_tos"], json!(["lin@example.com"]));
+    let text = MessageParser::default()
+        .parse(&got[0].raw)
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned();
+    assert!(
+        text.contains(&format!("Serial Number: {}", sns[0])),
+        "{text}"
+    );
+    // The station hears the assignment back, as its screens do.
+    let heard = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        format!("{heard:?}").contains("lin@example.com"),
+        "{heard:?}"
+    );
+    drop(runner);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn starttls_with_the_test_certificate_and_a_password_file_logs_in_before_sending() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(certs.path());

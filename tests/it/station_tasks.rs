@@ -139,6 +139,22 @@ async fn a_board_that_already_has_a_serial_number_is_never_written_again() {
     let second_now = client.device(&second.serial_number).await.unwrap();
     assert_eq!(second_now.status, Status::Manufactured);
     assert_eq!(second_now.mac, None);
+    // The refusal is on the device's record for the backend's failing-boards alert.
+    let failure = second_now
+        .history
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "device.failed")
+        .expect("the failure was reported");
+    let after = failure.after.unwrap();
+    assert_eq!(after["step"], "flash");
+    assert!(
+        after["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was written"),
+        "{after}"
+    );
 
     drop(runner);
     demo.stop().await;

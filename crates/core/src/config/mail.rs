@@ -329,6 +329,26 @@ mod tests {
         validate_mail(toml::from_str(text).unwrap(), Path::new("/etc/vesper"))
     }
 
+    /// The example configuration's commented `[mail]` block is valid once uncommented.
+    #[test]
+    fn the_documented_mail_block_parses() {
+        let text: String = crate::config::EXAMPLE
+            .lines()
+            .skip_while(|l| !l.starts_with("# [mail]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        #[derive(Deserialize)]
+        struct Doc {
+            mail: RawMail,
+        }
+        let doc: Doc = toml::from_str(&text).unwrap();
+        let mail = validate_mail(doc.mail, Path::new("/etc/vesper")).unwrap();
+        assert_eq!(mail.provider.name(), "smtp");
+        assert_eq!(mail.alerts.to, ["ops@example.com"]);
+        assert_eq!(mail.alerts.interval, Duration::from_secs(3600));
+    }
+
     #[test]
     fn files_is_the_default() {
         let mail = parse("").unwrap();
