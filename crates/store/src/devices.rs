@@ -128,6 +128,26 @@ fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// Queues the welcome e-mail for an assigned device that becomes active, once per device.
+fn welcome_once(tx: &Connection, device: &Device) -> Result<()> {
+    let Some(email) = device.assigned_email.as_deref() else {
+        return Ok(());
+    };
+    let sent_before: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE subject = ?1 AND kind = 'welcome')",
+        [&device.serial_number],
+        |r| r.get(0),
+    )?;
+    if !sent_before {
+        let content = MailContent::Welcome {
+            serial_number: device.serial_number.clone(),
+            name: device.assigned_name.clone(),
+        };
+        outbox::enqueue(tx, email, &content)?;
+    }
+    Ok(())
+}
+
 fn check_email(email: &str) -> Result<()> {
     if is_email_address(email) {
         Ok(())
@@ -267,6 +287,9 @@ impl Registry {
                 "UPDATE devices SET status = ?2, provisioned_at = COALESCE(provisioned_at, ?3) WHERE serial_number = ?1",
                 params![sn, to.as_str(), stamp],
             )?;
+            if to == Status::Active {
+                welcome_once(tx, before)?;
+            }
             Ok(true)
         })
     }

@@ -302,6 +302,7 @@ mod tests {
 
     fn welcome(name: &str) -> MailContent {
         MailContent::Welcome {
+            serial_number: "PV-26A18-BC02R-X7KQA".into(),
             name: Some(name.into()),
         }
     }
@@ -372,6 +373,52 @@ mod tests {
         assert!(
             r.enqueue_mail("not an address", &welcome("C"), "t")
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn an_assigned_device_that_becomes_active_gets_one_welcome() {
+        use vesper_core::config::{Config, Machine};
+        use vesper_core::model::{NewBatch, Status};
+        let (dir, r) = registry();
+        let machine = Machine {
+            station_name: "test".into(),
+            firmware_cache: dir.path().join("cache"),
+        };
+        let config = Config::example_at(&dir.path().join("config.toml"), &machine);
+        let batch = r
+            .create_batch(
+                &NewBatch {
+                    board: &config.boards[0],
+                    quantity: 2,
+                    subscription_plan: "standard".into(),
+                    available_outputs: 8,
+                },
+                "t",
+            )
+            .unwrap();
+        let (a, b) = (
+            &batch.devices[0].serial_number,
+            &batch.devices[1].serial_number,
+        );
+        r.assign(a, "ada@example.com", Some("Ada"), "t").unwrap();
+        for sn in [a, b] {
+            r.set_status(sn, Status::Sold, "t").unwrap();
+            r.set_status(sn, Status::Active, "t").unwrap();
+        }
+        let templates: Vec<(String, &str)> = r
+            .outbox(None, 10)
+            .unwrap()
+            .iter()
+            .map(|m| (m.recipient.clone(), m.content.template()))
+            .collect();
+        assert_eq!(
+            templates,
+            [
+                ("ada@example.com".to_owned(), "welcome"),
+                ("ada@example.com".to_owned(), "device_invite")
+            ],
+            "one welcome, and none for the device nobody was assigned"
         );
     }
 

@@ -427,6 +427,34 @@ fn resend_transport(resend: &Resend) -> Result<Transport, MailerError> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_address_no_mail_system_takes_is_a_permanent_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = Mailer::new(&Mail::default(), dir.path()).unwrap();
+        let rendered = Rendered {
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
+        };
+        let content = vesper_core::model::MailContent::Welcome {
+            serial_number: "PV-26A18-BC02R-X7KQA".into(),
+            name: None,
+        };
+        for bad in ["not an address", "a@b@c.de", ""] {
+            let message = OutboxMessage::unsaved(bad, content.clone());
+            assert!(
+                matches!(mailer.send(&message, &rendered).await, Err(SendError::Permanent(r)) if r.contains("is not an e-mail address")),
+                "{bad:?}"
+            );
+        }
+        let good = OutboxMessage::unsaved("a@b.co", content);
+        let answer = mailer.send(&good, &rendered).await.unwrap();
+        assert!(
+            answer.starts_with("wrote ") && answer.ends_with(&format!("-{}.eml", good.message_key)),
+            "{answer}"
+        );
+    }
+
     #[test]
     fn resend_answers_are_sorted_by_their_documented_codes() {
         assert_eq!(

@@ -192,9 +192,19 @@ mod tests {
     #[test]
     fn every_template_renders_and_a_subject_stays_one_line() {
         let t = templates();
-        let welcome = t.render(&MailContent::Welcome { name: None }).unwrap();
+        let welcome = t
+            .render(&MailContent::Welcome {
+                serial_number: "PV-26A18-BC02R-X7KQA".into(),
+                name: None,
+            })
+            .unwrap();
         assert_eq!(welcome.subject, "Welcome to Bellcore");
         assert!(welcome.text.starts_with("Hello,\n"));
+        assert!(
+            welcome.text.contains("PV-26A18-BC02R-X7KQA"),
+            "{}",
+            welcome.text
+        );
         let alert = t
             .render(&MailContent::Alert {
                 alert: AlertKind::DiskFull,

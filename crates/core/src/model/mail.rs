@@ -75,8 +75,11 @@ pub enum MailContent {
         serial_number: String,
         name: Option<String>,
     },
-    /// A customer's first device is set up.
-    Welcome { name: Option<String> },
+    /// A customer's assigned device is set up and active.
+    Welcome {
+        serial_number: String,
+        name: Option<String>,
+    },
     /// Something on the backend needs a person.
     Alert {
         alert: AlertKind,
@@ -106,7 +109,8 @@ impl MailContent {
     /// The serial number a message is about, when it is about one device.
     pub fn serial_number(&self) -> Option<&str> {
         match self {
-            MailContent::DeviceInvite { serial_number, .. } => Some(serial_number),
+            MailContent::DeviceInvite { serial_number, .. }
+            | MailContent::Welcome { serial_number, .. } => Some(serial_number),
             _ => None,
         }
     }
