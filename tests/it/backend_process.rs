@@ -12,6 +12,15 @@ use serde_json::json;
 use crate::backend_support::{SECRET, write_config};
 use crate::support::{stderr, stdout, vesper_env};
 
+/// `vesper serve` on free loopback ports.
+pub(crate) const SERVE_ON_FREE_PORTS: [&str; 5] = [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--auth-listen",
+    "127.0.0.1:0",
+];
+
 /// A `vesper serve` child process and its addresses.
 pub(crate) struct Serve {
     pub(crate) child: Child,
@@ -29,19 +38,12 @@ impl Serve {
                 .as_nanos()
         ));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vesper"));
-        cmd.args([
-            "--config",
-            dir.join("config.toml").to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--auth-listen",
-            "127.0.0.1:0",
-        ])
-        .env("MQTT_SECRET", SECRET)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).unwrap());
+        cmd.args(["--config", dir.join("config.toml").to_str().unwrap()])
+            .args(SERVE_ON_FREE_PORTS)
+            .env("MQTT_SECRET", SECRET)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap());
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -130,17 +132,7 @@ fn setup() -> (tempfile::TempDir, String) {
 fn serve_refuses_to_start_without_the_master_secret() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "http://127.0.0.1:9/unused");
-    let out = vesper_env(
-        dir.path(),
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--auth-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let out = vesper_env(dir.path(), &SERVE_ON_FREE_PORTS, &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("MQTT_SECRET"), "{}", stderr(&out));
     assert!(
@@ -156,17 +148,7 @@ fn serve_refuses_to_start_without_the_master_secret() {
         config.replace("[serve]\n", "[serve]\nsecret_file = \"weak_secret\"\n"),
     )
     .unwrap();
-    let weak = vesper_env(
-        dir.path(),
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--auth-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let weak = vesper_env(dir.path(), &SERVE_ON_FREE_PORTS, &[]);
     assert!(!weak.status.success());
     let message = stderr(&weak);
     assert!(

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use vesper::model::{MailStatus, OutboxMessage};
 
-use crate::backend_process::Serve;
+use crate::backend_process::{SERVE_ON_FREE_PORTS, Serve};
 use crate::backend_support::{App, write_config_with};
 use crate::support::{python, root, stderr, stdout, vesper_env};
 
@@ -956,13 +956,7 @@ fn vesper_mail_test_writes_an_eml_with_the_files_provider_and_config_check_repor
     );
     let out = vesper_env(
         dir.path(),
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--auth-listen",
-            "127.0.0.1:0",
-        ],
+        &SERVE_ON_FREE_PORTS,
         &[("MQTT_SECRET", crate::backend_support::SECRET)],
     );
     assert!(!out.status.success());
