@@ -13,6 +13,8 @@ mod broker_hardening;
 mod claims_race;
 mod cli;
 mod config;
+mod deploy_hook;
+mod deploy_nginx;
 mod embedded_broker;
 mod flashing;
 mod goauth_conformance;

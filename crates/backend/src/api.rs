@@ -96,6 +96,16 @@ pub fn routes(timeout: std::time::Duration) -> (Router<SharedState>, utoipa::ope
         .routes(routes!(ota_file))
         .routes(routes!(ota_release_file))
         .split_for_parts();
+    // The webhook takes larger bodies than the API (a push event lists its commits).
+    let (hooks, hooks_doc) = OpenApiRouter::new()
+        .routes(routes!(crate::hooks::gitea))
+        .routes(routes!(crate::hooks::deploys))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::hooks::MAX_EVENT,
+        ))
+        .split_for_parts();
+    doc.merge(hooks_doc);
+    let timed = timed.merge(hooks);
     let (waiting, waiting_doc) = OpenApiRouter::new()
         .routes(routes!(device))
         .routes(routes!(device_events))

@@ -20,6 +20,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("this needs the {0} role")]
     Forbidden(Role),
+    /// A webhook whose signature is missing or does not match the shared secret.
+    #[error("the webhook signature is missing or wrong; nothing was run")]
+    BadSignature,
     #[error("{0}")]
     NotFound(String),
     /// The request clashes with the record's state; `code` names the clash for programs.
@@ -40,7 +43,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::BadSignature => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -13,6 +13,7 @@ mod api;
 pub mod control;
 mod error;
 pub mod heartbeat;
+pub mod hooks;
 pub mod mail;
 mod mqtt;
 pub mod releases;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub downloads: Arc<tokio::sync::Semaphore>,
     /// Wakes the mail worker when a message is queued.
     pub mail_wake: tokio::sync::Notify,
+    /// The deploy webhook, when `[deploy]` turns it on.
+    pub deployer: Option<Arc<hooks::Deployer>>,
 }
 
 /// How many questions the broker asked, per route (a cache that works shows few).
@@ -92,6 +95,8 @@ pub enum ServeError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Mail(#[from] mail::MailerError),
+    #[error(transparent)]
+    Hook(#[from] hooks::HookSecretError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -217,12 +222,23 @@ impl Running {
     }
 }
 
-/// Loads the secret from the configured file or `MQTT_SECRET`.
+/// The name of the master secret among systemd's credentials (`LoadCredential=mqtt_secret:...`).
+pub const SECRET_CREDENTIAL: &str = "mqtt_secret";
+
+/// Loads the secret from the configured file, else `MQTT_SECRET`, else systemd's credential
+/// `$CREDENTIALS_DIRECTORY/mqtt_secret` (the shipped unit's `LoadCredential=`).
 pub fn load_secret(config: &Config) -> Result<MasterSecret, ServeError> {
-    Ok(match &config.serve.secret_file {
-        Some(path) => read_secret_file(path)?,
-        None => MasterSecret::from_env_value(std::env::var_os(SECRET_ENV))?,
-    })
+    if let Some(path) = &config.serve.secret_file {
+        return read_secret_file(path);
+    }
+    let from_env = std::env::var_os(SECRET_ENV);
+    let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|dir| PathBuf::from(dir).join(SECRET_CREDENTIAL))
+        .filter(|path| path.exists());
+    match (from_env, credential) {
+        (None, Some(path)) => read_secret_file(&path),
+        (from_env, _) => Ok(MasterSecret::from_env_value(from_env)?),
+    }
 }
 
 /// Reads the secret from a file (one trailing newline ignored).
@@ -245,12 +261,23 @@ pub async fn start(
 ) -> Result<Running, ServeError> {
     let registry = {
         let dir = options.data_dir.clone();
-        tokio::task::spawn_blocking(move || Registry::open(&dir))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??
+        tokio::task::spawn_blocking(move || -> Result<Registry, RegistryError> {
+            let registry = Registry::open(&dir)?;
+            // A deploy that was going when the backend stopped did not finish: say so.
+            for run in registry.deploys_interrupted()? {
+                tracing::warn!(
+                    run = run.id,
+                    "a deploy run was interrupted by the backend stopping"
+                );
+            }
+            Ok(registry)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??
     };
     let mailer = Arc::new(mail::Mailer::new(&config.mail, &options.data_dir)?);
     let templates = Arc::new(mail::Templates::new(mail::globals(&config)));
+    let deployer = hooks::Deployer::new(&config.deploy, &options.data_dir)?;
     let users = config
         .serve
         .users
@@ -271,6 +298,7 @@ pub async fn start(
         broker_control,
         downloads: Arc::new(tokio::sync::Semaphore::new(api::MAX_DOWNLOADS)),
         mail_wake: tokio::sync::Notify::new(),
+        deployer,
     });
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod deploy;
 mod mail;
+pub use deploy::Deploy;
 pub use mail::{
     Alerts, Mail, MailProvider, RESEND_BASE_URL, RESEND_KEY_ENV, Resend, SMTP_PASSWORD_ENV, Smtp,
     SmtpTls,
@@ -179,6 +181,8 @@ pub struct Config {
     pub labels: Labels,
     /// Outgoing e-mail (`[mail]`): the outbox's provider, templates' product name, alerts.
     pub mail: Mail,
+    /// The deploy webhook and the public address (`[deploy]`).
+    pub deploy: Deploy,
 }
 
 /// Label printing.
@@ -210,6 +214,8 @@ struct RawConfig {
     labels: RawLabels,
     #[serde(default)]
     mail: mail::RawMail,
+    #[serde(default)]
+    deploy: deploy::RawDeploy,
 }
 
 #[derive(Deserialize, Default)]
@@ -417,6 +423,7 @@ impl Config {
         let serve = validate_serve(raw.serve, base).map_err(|(k, m)| invalid(k, m))?;
         let labels = validate_labels(raw.labels).map_err(|(k, m)| invalid(k, m))?;
         let mail = mail::validate_mail(raw.mail, base).map_err(|(k, m)| invalid(k, m))?;
+        let deploy = deploy::validate_deploy(raw.deploy, base).map_err(|(k, m)| invalid(k, m))?;
         let station_settings =
             validate_station(&raw.station, base, machine).map_err(|(k, m)| invalid(k, m))?;
         let station = raw
@@ -436,6 +443,7 @@ impl Config {
             serve,
             labels,
             mail,
+            deploy,
         })
     }
 

@@ -10,6 +10,7 @@
 mod audit;
 mod batches;
 mod claims;
+mod deploys;
 mod devices;
 mod outbox;
 mod schema;
@@ -20,6 +21,7 @@ use std::sync::Mutex;
 
 use rusqlite::Connection;
 
+pub use deploys::DEPLOY_ACTOR;
 pub use outbox::MAIL_ACTOR;
 pub use tokens::TOKEN_PREFIX;
 pub use vesper_core::model::*;

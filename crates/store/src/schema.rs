@@ -121,6 +121,25 @@ CREATE INDEX outbox_subject ON outbox (subject, kind);
 -- Alerts count each device's failed flashes.
 CREATE INDEX audit_action ON audit (action, subject);
 "#,
+    r#"
+-- Deploy runs of the push webhook: one per delivery (a replay is refused by UNIQUE).
+CREATE TABLE deploy_runs (
+    id          INTEGER PRIMARY KEY,
+    delivery    TEXT NOT NULL UNIQUE,
+    git_ref     TEXT NOT NULL,
+    commit_id   TEXT NOT NULL,
+    repository  TEXT,
+    pusher      TEXT,
+    state       TEXT NOT NULL
+        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'superseded')),
+    received_at TEXT NOT NULL,
+    started_at  TEXT,
+    finished_at TEXT,
+    exit_code   INTEGER,
+    detail      TEXT,
+    log         TEXT
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -4,6 +4,7 @@
 mod audit;
 mod batch;
 mod board;
+mod deploy;
 mod device;
 mod mail;
 mod role;
@@ -12,6 +13,7 @@ mod status;
 pub use audit::{AuditEntry, AuditQuery};
 pub use batch::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY, NewBatch};
 pub use board::{Board, Chip, FlashMode};
+pub use deploy::{DeployRun, DeployState, Push};
 pub use device::{
     Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FailureReport,
     FlashReport, Sighting, Stats, UserAccess,

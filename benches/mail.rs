@@ -1,0 +1,161 @@
+//! Benchmark: invitations from the outbox to a real SMTP server on loopback (aiosmtpd, the mail
+//! tests' `tests/it/smtp_server.py`), against the customer's plan, Python sending each message
+//! with `smtplib` (`benches/mail_smtplib.py`, run by `scripts/bench` on its own server).
+//!
+//! `MAIL_MESSAGES` (default 1,000) devices are assigned one after another through the registry
+//! while `vesper serve` runs with `provider = "smtp"`: each assignment writes its outbox row, the
+//! worker renders the templates and delivers them (4 in flight, pooled connections). Timed from
+//! the first assignment to the last message recorded as sent; the latency of each message is
+//! its row's `sent_at - created_at`. Not a timed test.
+
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vesper::config::{Config, Machine, MailProvider, Smtp, SmtpTls};
+use vesper::credentials::MasterSecret;
+use vesper::model::{MailStatus, NewBatch};
+use vesper::server::{self, ServeOptions};
+
+const MESSAGES: usize = 1_000;
+
+fn messages() -> usize {
+    std::env::var("MAIL_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(MESSAGES)
+}
+
+fn python() -> String {
+    std::env::var("VESPER_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into())
+}
+
+fn millis(a: &str, b: &str) -> f64 {
+    let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap();
+    (t(b) - t(a)).num_microseconds().unwrap() as f64 / 1000.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let n = messages();
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    let mut smtp = Command::new(python())
+        .args(["tests/it/smtp_server.py", inbox.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the SMTP server (run ./scripts/test once: it makes the venv with aiosmtpd)");
+    let mut line = String::new();
+    std::io::BufReader::new(smtp.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("listening ")
+        .parse()
+        .unwrap();
+
+    let machine = Machine {
+        station_name: "bench".into(),
+        firmware_cache: dir.path().join("cache"),
+    };
+    let mut config = Config::example_at(&dir.path().join("config.toml"), &machine);
+    config.mail.provider = MailProvider::Smtp(Smtp {
+        host: "127.0.0.1".into(),
+        port,
+        tls: SmtpTls::None,
+        user: None,
+        password_file: None,
+        ca_file: None,
+    });
+    config.mail.from = "Vesper Devices <devices@vesper.example>".into();
+    let board = config.boards[1].clone();
+    let options = ServeOptions {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    let secret = MasterSecret::new("vesper-bench-secret-0123456789abcdef", "bench").unwrap();
+    let running = server::start(config, secret, &options).await.unwrap();
+    let registry = running.state.registry.clone();
+    let batch = registry
+        .create_batch(
+            &NewBatch {
+                board: &board,
+                quantity: n as u32,
+                subscription_plan: "standard".into(),
+                available_outputs: 8,
+            },
+            "bench",
+        )
+        .unwrap();
+
+    let start = Instant::now();
+    let assigning = {
+        let registry = registry.clone();
+        let state = running.state.clone();
+        tokio::task::spawn_blocking(move || {
+            for (i, device) in batch.devices.iter().enumerate() {
+                let email = format!("customer{i}@example.com");
+                registry
+                    .assign(&device.serial_number, &email, Some("Ada"), "bench")
+                    .unwrap();
+                state.mail_wake.notify_one();
+            }
+        })
+    };
+    assigning.await.unwrap();
+    let assigned = start.elapsed();
+    let rows = loop {
+        let rows = registry.outbox(None, n).unwrap();
+        if rows.iter().all(|m| m.status == MailStatus::Sent) {
+            break rows;
+        }
+        assert!(
+            !rows.iter().any(|m| m.status == MailStatus::Dead),
+            "a message died: {:?}",
+            rows.iter().find(|m| m.status == MailStatus::Dead)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "not all sent in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let total = start.elapsed();
+    running.stop().await.unwrap();
+    let received = std::fs::read_dir(&inbox)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        })
+        .count();
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+    assert_eq!(received, n, "the server has every message");
+
+    let mut latency: Vec<f64> = rows
+        .iter()
+        .map(|m| millis(&m.created_at, m.sent_at.as_deref().unwrap()))
+        .collect();
+    latency.sort_by(f64::total_cmp);
+    println!("outbox -> SMTP (aiosmtpd on loopback, plain), {n} invitations, text + HTML:");
+    println!(
+        "  vesper serve's worker: {:.2} s from the first assignment to the last sent ({:.0} messages/s; assigning took {:.2} s)",
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64(),
+        assigned.as_secs_f64()
+    );
+    println!(
+        "  queued -> accepted per message: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latency, 0.5),
+        percentile(&latency, 0.99),
+        latency[latency.len() - 1]
+    );
+}

@@ -1,0 +1,179 @@
+//! Deploy runs of the push webhook: one row per delivery (a replayed delivery is refused by the
+//! unique constraint), its state, and an audit row `deploy.run` when it ends.
+
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
+use serde_json::json;
+
+use vesper_core::model::{DeployRun, DeployState, Push};
+
+use super::{Registry, RegistryError, Result, audit, now};
+
+/// The actor of deploy audit rows.
+pub const DEPLOY_ACTOR: &str = "deploy-hook";
+
+const COLUMNS: &str = "id, delivery, git_ref, commit_id, repository, pusher, state, received_at,
+    started_at, finished_at, exit_code, detail, log";
+
+fn run_from_row(r: &Row) -> rusqlite::Result<DeployRun> {
+    let state: String = r.get(6)?;
+    Ok(DeployRun {
+        id: r.get(0)?,
+        push: Push {
+            delivery: r.get(1)?,
+            git_ref: r.get(2)?,
+            commit: r.get(3)?,
+            repository: r.get(4)?,
+            pusher: r.get(5)?,
+        },
+        state: state.parse().unwrap_or(DeployState::Failed),
+        received_at: r.get(7)?,
+        started_at: r.get(8)?,
+        finished_at: r.get(9)?,
+        exit_code: r.get(10)?,
+        detail: r.get(11)?,
+        log: r.get(12)?,
+    })
+}
+
+fn load(conn: &Connection, id: i64) -> Result<DeployRun> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM deploy_runs WHERE id = ?1"))?
+        .query_row([id], run_from_row)
+        .optional()?
+        .ok_or_else(|| RegistryError::Invalid(format!("no deploy run {id}")))
+}
+
+impl Registry {
+    /// Records a push as a queued run; `None` when its delivery was seen before (a replay).
+    pub fn deploy_received(&self, push: &Push) -> Result<Option<DeployRun>> {
+        self.write(|conn| {
+            let inserted = conn.execute(
+                "INSERT OR IGNORE INTO deploy_runs (delivery, git_ref, commit_id, repository, pusher, state, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
+                params![push.delivery, push.git_ref, push.commit, push.repository, push.pusher, now()],
+            )?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            load(conn, conn.last_insert_rowid()).map(Some)
+        })
+    }
+
+    /// The run starts now, writing its output to `log`.
+    pub fn deploy_started(&self, id: i64, log: &str) -> Result<DeployRun> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE deploy_runs SET state = 'running', started_at = ?2, log = ?3 WHERE id = ?1",
+                params![id, now(), log],
+            )?;
+            load(conn, id)
+        })
+    }
+
+    /// The run ended (succeeded, failed or superseded), with its audit row `deploy.run`.
+    pub fn deploy_finished(
+        &self,
+        id: i64,
+        state: DeployState,
+        exit_code: Option<i32>,
+        detail: Option<&str>,
+    ) -> Result<DeployRun> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE deploy_runs SET state = ?2, finished_at = ?3, exit_code = ?4, detail = ?5 WHERE id = ?1",
+                params![id, state.as_str(), now(), exit_code, detail],
+            )?;
+            let run = load(&tx, id)?;
+            let after = json!({
+                "commit": run.push.commit,
+                "ref": run.push.git_ref,
+                "delivery": run.push.delivery,
+                "pusher": run.push.pusher,
+                "result": state.as_str(),
+                "exit_code": exit_code,
+                "detail": detail,
+                "log": run.log,
+            });
+            audit::append(&tx, DEPLOY_ACTOR, "deploy.run", Some(&format!("deploy:{id}")), None, Some(&after))?;
+            tx.commit()?;
+            Ok(run)
+        })
+    }
+
+    /// Runs left queued or running by a backend that stopped: failed, said so.
+    pub fn deploys_interrupted(&self) -> Result<Vec<DeployRun>> {
+        let open: Vec<i64> = self.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT id FROM deploy_runs WHERE state IN ('queued', 'running')")?;
+            let ids = stmt.query_map([], |r| r.get(0))?;
+            Ok(ids.collect::<rusqlite::Result<_>>()?)
+        })?;
+        open.into_iter()
+            .map(|id| {
+                self.deploy_finished(
+                    id,
+                    DeployState::Failed,
+                    None,
+                    Some("interrupted: the backend stopped"),
+                )
+            })
+            .collect()
+    }
+
+    /// The most recent runs, newest first.
+    pub fn deploy_runs(&self, limit: usize) -> Result<Vec<DeployRun>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM deploy_runs ORDER BY id DESC LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit.clamp(1, 1000) as i64], run_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(delivery: &str) -> Push {
+        Push {
+            delivery: delivery.into(),
+            git_ref: "refs/heads/main".into(),
+            commit: "a".repeat(40),
+            repository: Some("factory/vesper".into()),
+            pusher: Some("ada".into()),
+        }
+    }
+
+    #[test]
+    fn a_delivery_runs_once_and_a_finished_run_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::open(dir.path()).unwrap();
+        let run = r.deploy_received(&push("d-1")).unwrap().unwrap();
+        assert_eq!(run.state, DeployState::Queued);
+        assert!(
+            r.deploy_received(&push("d-1")).unwrap().is_none(),
+            "a replay is refused"
+        );
+        r.deploy_started(run.id, "1.log").unwrap();
+        let done = r
+            .deploy_finished(run.id, DeployState::Failed, Some(2), Some("exit status 2"))
+            .unwrap();
+        assert_eq!((done.state, done.exit_code), (DeployState::Failed, Some(2)));
+        let audit = r
+            .audit(&vesper_core::model::AuditQuery {
+                action: Some("deploy.run".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(audit[0].after.as_ref().unwrap()["result"], "failed");
+
+        let left = r.deploy_received(&push("d-2")).unwrap().unwrap();
+        let interrupted = r.deploys_interrupted().unwrap();
+        assert_eq!(interrupted.len(), 1);
+        assert_eq!(interrupted[0].id, left.id);
+        assert_eq!(r.deploy_runs(10).unwrap()[0].state, DeployState::Failed);
+    }
+}
