@@ -6,6 +6,7 @@
 //! I/O), `vesper-store`, `vesper-backend`, `vesper-client`, `vesper-flash`, `vesper-sim`,
 //! `vesper-labels` and `vesper-station`. This crate sits on top of all of them.
 
+pub mod backup;
 pub mod broker;
 pub mod config;
 pub mod demo;

@@ -1,6 +1,7 @@
 //! The command line: argument definitions and dispatch. Each subcommand's work lives in the
 //! library; these modules only parse, call and print.
 
+mod backup;
 mod config_cmd;
 mod firmware;
 mod flash;
@@ -64,6 +65,10 @@ enum Command {
     /// Bearer tokens for the backend's API.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Back up the registry (while serving), the OTA tree and the configuration.
+    Backup(backup::BackupArgs),
+    /// Restore a backup onto a data folder no backend is running on.
+    Restore(backup::RestoreArgs),
     /// E-mail: send a test message, list the outbox, revive a dead message.
     #[command(subcommand)]
     Mail(mail::MailCommand),
@@ -114,6 +119,8 @@ pub fn run() -> ExitCode {
         Command::Token(cmd) => serve::token(cmd, config),
         Command::Firmware(cmd) => firmware::run(cmd, config),
         Command::Mail(cmd) => mail::run(cmd, config),
+        Command::Backup(args) => backup::backup(args, config),
+        Command::Restore(args) => backup::restore(args, config),
         Command::Flash(args) => flash::flash(args, config),
         Command::Sim(args) => flash::sim(args),
         Command::Ports(args) => flash::ports(args),

@@ -1,6 +1,7 @@
 //! Integration tests, one binary (see README: one test command installs what they need).
 
 mod backend_support;
+mod backup;
 mod support;
 
 mod acl_table;

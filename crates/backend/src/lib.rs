@@ -97,6 +97,8 @@ pub enum ServeError {
     Mail(#[from] mail::MailerError),
     #[error(transparent)]
     Hook(#[from] hooks::HookSecretError),
+    #[error(transparent)]
+    Lock(#[from] vesper_store::LockError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -208,6 +210,8 @@ pub struct Running {
     pub state: SharedState,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The data folder's lock, released when the server stops.
+    _lock: vesper_store::DataLock,
 }
 
 impl Running {
@@ -259,6 +263,7 @@ pub async fn start(
     secret: MasterSecret,
     options: &ServeOptions,
 ) -> Result<Running, ServeError> {
+    let lock = vesper_store::DataLock::acquire(&options.data_dir)?;
     let registry = {
         let dir = options.data_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<Registry, RegistryError> {
@@ -359,6 +364,7 @@ pub async fn start(
         state,
         shutdown,
         tasks,
+        _lock: lock,
     })
 }
 

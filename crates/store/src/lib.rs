@@ -12,6 +12,7 @@ mod batches;
 mod claims;
 mod deploys;
 mod devices;
+mod lock;
 mod outbox;
 mod schema;
 mod tokens;
@@ -22,6 +23,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use deploys::DEPLOY_ACTOR;
+pub use lock::{DataLock, LOCK_FILE, LockError};
 pub use outbox::MAIL_ACTOR;
 pub use tokens::TOKEN_PREFIX;
 pub use vesper_core::model::*;
@@ -162,6 +164,32 @@ impl Registry {
         f(&mut conn)
     }
 
+    /// Copies the registry to `dest` (a new SQLite file) through SQLite's online backup API, in
+    /// one step, so the copy is one consistent point even while others write.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        self.read(|c| {
+            let mut target = Connection::open(dest)?;
+            {
+                let backup = rusqlite::backup::Backup::new(c, &mut target)?;
+                backup.step(-1)?;
+            }
+            // One self-contained file (the copy took the source's WAL mode with its pages).
+            target.pragma_update(None, "journal_mode", "DELETE")?;
+            Ok(())
+        })
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: `ok`, or the problems it found.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.read(|c| {
+            let mut stmt = c.prepare("PRAGMA integrity_check")?;
+            let lines: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(lines.join("; "))
+        })
+    }
+
     /// Checks that the database answers (for health checks).
     pub fn ping(&self) -> Result<()> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
@@ -175,6 +203,19 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// Opens a registry file read-only (a backup's copy) and answers `PRAGMA integrity_check` and
+/// its numbers of devices and batches; nothing is written to it.
+pub fn inspect(db: &Path) -> Result<(String, i64, i64)> {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+    let lines: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let count =
+        |table: &str| conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0));
+    Ok((lines.join("; "), count("devices")?, count("batches")?))
 }
 
 /// The current time as stored in the registry: RFC 3339, UTC, milliseconds.

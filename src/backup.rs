@@ -1,0 +1,298 @@
+//! `vesper backup` and `vesper restore`: a dated folder holding the registry (copied through
+//! SQLite's online backup API, so a running backend keeps serving and the copy is one consistent
+//! point), the OTA tree and the configuration, with a manifest of SHA-256 sums that restore checks
+//! before it touches anything. Restore refuses while a backend holds the data folder.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use vesper_store::{DB_FILE, DataLock, LockError, Registry, RegistryError};
+
+/// The manifest: `<sha256>  <path>` per regular file, as `sha256sum -c` reads it.
+pub const MANIFEST: &str = "MANIFEST.sha256";
+/// Symbolic links of the OTA tree (`latest -> v1.2.0`), one `path -> target` per line.
+pub const SYMLINKS: &str = "SYMLINKS";
+
+/// Why a backup or a restore stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no registry in {0} (is --data-dir the backend's data folder?)")]
+    NoRegistry(PathBuf),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0} is not a vesper backup (no {MANIFEST})")]
+    NotABackup(PathBuf),
+    #[error("the backup is damaged: {0}")]
+    Damaged(String),
+    #[error(
+        "{0} already holds a registry; pass --force to replace it (the current one is kept beside it as *.before-restore-*)"
+    )]
+    Exists(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    pub folder: PathBuf,
+    pub files: usize,
+    pub bytes: u64,
+    pub devices: i64,
+    pub batches: i64,
+}
+
+/// Where a backend's data lives.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub data_dir: PathBuf,
+    pub ota_root: PathBuf,
+    /// Configuration files to keep, as (file, path inside `config/`).
+    pub config: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Writes `DEST/vesper-backup-YYYYMMDDTHHMMSSZ/`: `registry.sqlite3`, `ota/`, `config/`, the
+/// manifest. Safe while `vesper serve` runs on the data folder.
+pub fn backup(sources: &Sources, dest: &Path) -> Result<BackupReport, BackupError> {
+    let live = sources.data_dir.join(DB_FILE);
+    if !live.exists() {
+        return Err(BackupError::NoRegistry(sources.data_dir.clone()));
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let folder = dest.join(format!("vesper-backup-{stamp}"));
+    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    Registry::open(&sources.data_dir)?.backup_to(&folder.join(DB_FILE))?;
+    let mut links = Vec::new();
+    if sources.ota_root.exists() {
+        copy_tree(
+            &sources.ota_root,
+            &folder.join("ota"),
+            Path::new("ota"),
+            &mut links,
+        )?;
+    }
+    for (file, inside) in &sources.config {
+        let target = folder.join("config").join(inside);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::copy(file, &target).map_err(io(file))?;
+    }
+    std::fs::write(folder.join(SYMLINKS), links.join("")).map_err(io(&folder))?;
+    let (files, bytes) = write_manifest(&folder)?;
+    let (integrity, devices, batches) = vesper_store::inspect(&folder.join(DB_FILE))?;
+    if integrity != "ok" {
+        return Err(BackupError::Damaged(format!(
+            "the registry copy fails integrity_check: {integrity}"
+        )));
+    }
+    Ok(BackupReport {
+        folder,
+        files,
+        bytes,
+        devices,
+        batches,
+    })
+}
+
+/// Copies a tree, keeping symbolic links as links (listed in `links` for the manifest).
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    shown: &Path,
+    links: &mut Vec<String>,
+) -> Result<(), BackupError> {
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .map_err(io(from))?
+        .collect::<Result<_, _>>()
+        .map_err(io(from))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let name = shown.join(entry.file_name());
+        let kind = entry.file_type().map_err(io(&source))?;
+        if kind.is_symlink() {
+            let points_to = std::fs::read_link(&source).map_err(io(&source))?;
+            std::os::unix::fs::symlink(&points_to, &target).map_err(io(&target))?;
+            links.push(format!("{} -> {}\n", name.display(), points_to.display()));
+        } else if kind.is_dir() {
+            copy_tree(&source, &target, &name, links)?;
+        } else {
+            std::fs::copy(&source, &target).map_err(io(&source))?;
+        }
+    }
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<(String, u64), BackupError> {
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        total += n as u64;
+    }
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((hex, total))
+}
+
+/// Every regular file under `folder` (not links, not the manifest), as relative paths, sorted.
+fn regular_files(folder: &Path, inside: &Path, out: &mut Vec<PathBuf>) -> Result<(), BackupError> {
+    let dir = folder.join(inside);
+    for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+        let entry = entry.map_err(io(&dir))?;
+        let kind = entry.file_type().map_err(io(&dir))?;
+        let path = inside.join(entry.file_name());
+        if kind.is_dir() {
+            regular_files(folder, &path, out)?;
+        } else if kind.is_file() && path != Path::new(MANIFEST) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+fn write_manifest(folder: &Path) -> Result<(usize, u64), BackupError> {
+    let mut files = Vec::new();
+    regular_files(folder, Path::new(""), &mut files)?;
+    let mut text = String::new();
+    let mut bytes = 0;
+    for file in &files {
+        let (hex, size) = sha256_file(&folder.join(file))?;
+        text.push_str(&format!("{hex}  {}\n", file.display()));
+        bytes += size;
+    }
+    let manifest = folder.join(MANIFEST);
+    std::fs::write(&manifest, text).map_err(io(&manifest))?;
+    Ok((files.len(), bytes))
+}
+
+/// Checks every file against the manifest (and that no file was added); the number of files.
+pub fn verify(folder: &Path) -> Result<usize, BackupError> {
+    let manifest = folder.join(MANIFEST);
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|_| BackupError::NotABackup(folder.to_owned()))?;
+    let mut listed = Vec::new();
+    for line in text.lines() {
+        let (hex, file) = line.split_once("  ").ok_or_else(|| {
+            BackupError::Damaged(format!("{MANIFEST}: `{line}` is not `<sha256>  <file>`"))
+        })?;
+        let path = folder.join(file);
+        if !path.is_file() {
+            return Err(BackupError::Damaged(format!("{file} is missing")));
+        }
+        if sha256_file(&path)?.0 != hex {
+            return Err(BackupError::Damaged(format!(
+                "{file} does not match its SHA-256 in {MANIFEST}"
+            )));
+        }
+        listed.push(PathBuf::from(file));
+    }
+    let mut present = Vec::new();
+    regular_files(folder, Path::new(""), &mut present)?;
+    listed.sort();
+    if let Some(extra) = present.iter().find(|p| !listed.contains(p)) {
+        return Err(BackupError::Damaged(format!(
+            "{} is not in {MANIFEST}",
+            extra.display()
+        )));
+    }
+    Ok(listed.len())
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub devices: i64,
+    pub batches: i64,
+    /// Where the registry and OTA tree that were replaced now are.
+    pub kept: Vec<PathBuf>,
+}
+
+/// Puts a backup's registry and OTA tree in place. Refuses a damaged backup, a data folder a
+/// backend holds, and (without `force`) a data folder that already has a registry.
+pub fn restore(
+    folder: &Path,
+    data_dir: &Path,
+    ota_root: &Path,
+    force: bool,
+) -> Result<RestoreReport, BackupError> {
+    verify(folder)?;
+    let copy = folder.join(DB_FILE);
+    let (integrity, devices, batches) = vesper_store::inspect(&copy)?;
+    if integrity != "ok" {
+        return Err(BackupError::Damaged(format!(
+            "the registry fails integrity_check: {integrity}"
+        )));
+    }
+    let _lock = DataLock::acquire(data_dir)?;
+    let live = data_dir.join(DB_FILE);
+    if live.exists() && !force {
+        return Err(BackupError::Exists(data_dir.to_owned()));
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut kept = Vec::new();
+    let staged = data_dir.join(format!("{DB_FILE}.restoring"));
+    std::fs::copy(&copy, &staged).map_err(io(&staged))?;
+    std::fs::File::open(&staged)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&staged))?;
+    // The old database's WAL must never meet the new file: move all three aside together.
+    for suffix in ["", "-wal", "-shm"] {
+        let old = data_dir.join(format!("{DB_FILE}{suffix}"));
+        if old.exists() {
+            let aside = data_dir.join(format!("{DB_FILE}.before-restore-{stamp}{suffix}"));
+            std::fs::rename(&old, &aside).map_err(io(&old))?;
+            kept.push(aside);
+        }
+    }
+    std::fs::rename(&staged, &live).map_err(io(&live))?;
+    let ota_copy = folder.join("ota");
+    if ota_copy.exists() {
+        if ota_root.exists() {
+            let aside = ota_root.with_file_name(format!(
+                "{}.before-restore-{stamp}",
+                ota_root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "ota".into())
+            ));
+            std::fs::rename(ota_root, &aside).map_err(io(ota_root))?;
+            kept.push(aside);
+        }
+        copy_tree(&ota_copy, ota_root, Path::new("ota"), &mut Vec::new())?;
+    }
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(data_dir))?;
+    Ok(RestoreReport {
+        devices,
+        batches,
+        kept,
+    })
+}

@@ -1,0 +1,256 @@
+//! `vesper backup` while a backend serves a stream of writes, and `vesper restore`: the copy is
+//! one consistent point (every batch whole), restores to exactly that point, passes
+//! `integrity_check`, and restore refuses a running backend, a damaged backup and an occupied
+//! folder. The registries are read with rusqlite directly, not through the product.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::backend_support::App;
+use crate::support::{stderr, stdout, vesper_env};
+
+/// Every row of the registry's tables, in a fixed order, as text.
+fn dump(db: &Path) -> Vec<String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut rows = Vec::new();
+    for table in ["batches", "devices", "audit", "tokens", "outbox"] {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+            .unwrap();
+        let columns = stmt.column_count();
+        let mut query = stmt.query([]).unwrap();
+        while let Some(row) = query.next().unwrap() {
+            let values: Vec<String> = (0..columns)
+                .map(|i| format!("{:?}", row.get::<_, rusqlite::types::Value>(i).unwrap()))
+                .collect();
+            rows.push(format!("{table}: {}", values.join(" | ")));
+        }
+    }
+    rows
+}
+
+fn integrity(db: &Path) -> String {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// (batch name, quantity, devices it has) for every batch.
+fn batches(db: &Path) -> Vec<(String, i64, i64)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT b.name, b.quantity, (SELECT count(*) FROM devices d WHERE d.batch_id = b.id) FROM batches b ORDER BY b.id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn folder_from(out: &std::process::Output) -> PathBuf {
+    let said = stdout(out);
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("backed up "))
+        .unwrap_or_else(|| panic!("{said}{}", stderr(out)));
+    PathBuf::from(line.rsplit(" into ").next().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_guards_itself() {
+    let app = App::start().await;
+    let data = app.dir().join("data");
+    let board = data.join("ota/bellcore-v2");
+    std::fs::create_dir_all(&board).unwrap();
+    std::fs::write(board.join("v1.0.0.bin"), vec![0xE9; 4096]).unwrap();
+    std::os::unix::fs::symlink("v1.0.0.bin", board.join("latest.bin")).unwrap();
+
+    // Batches of 7 keep arriving over HTTP while the backup runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let created = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (client, url, token) = (
+            app.client.clone(),
+            format!("{}/manufacturing/batch", app.api),
+            app.technician.clone(),
+        );
+        let (stop, created) = (stop.clone(), created.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "board": "bellcore-v2", "quantity": 7 }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+                created.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    while created.load(Ordering::Relaxed) < 5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let (dir, dest_path, data_arg) = (
+        app.dir().to_owned(),
+        dest.path().to_owned(),
+        data.display().to_string(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        vesper_env(
+            &dir,
+            &[
+                "backup",
+                dest_path.to_str().unwrap(),
+                "--data-dir",
+                &data_arg,
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let during = created.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let folder = folder_from(&out);
+
+    // One consistent point: every batch in the copy is whole, and the copy is a prefix of the live registry.
+    let copy = folder.join("registry.sqlite3");
+    assert_eq!(integrity(&copy), "ok");
+    let copied = batches(&copy);
+    assert!(copied.len() >= 5, "{copied:?}");
+    assert!(
+        copied
+            .iter()
+            .all(|(_, quantity, devices)| quantity == devices),
+        "{copied:?}"
+    );
+    let live = batches(&data.join("registry.sqlite3"));
+    assert!(
+        live.len() > copied.len() && copied.len() <= during + 1,
+        "{} live, {} copied",
+        live.len(),
+        copied.len()
+    );
+    assert_eq!(live[..copied.len()], copied[..]);
+    // The manifest is what sha256sum reads.
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "--quiet", "MANIFEST.sha256"])
+        .current_dir(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert!(folder.join("config/config.toml").is_file());
+    assert!(folder.join("config/partitions/custom_4mb.csv").is_file());
+
+    // Not onto the data folder a backend serves.
+    let out = vesper_env(
+        app.dir(),
+        &[
+            "restore",
+            folder.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--force",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("a vesper serve is running on"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Into a fresh folder: exactly the backup's point, with the OTA tree and its links.
+    let fresh = tempfile::tempdir().unwrap();
+    let target = fresh.path().join("data");
+    let out = vesper_env(
+        app.dir(),
+        &[
+            "restore",
+            folder.to_str().unwrap(),
+            "--data-dir",
+            target.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("integrity_check ok"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(dump(&target.join("registry.sqlite3")), dump(&copy));
+    assert_eq!(integrity(&target.join("registry.sqlite3")), "ok");
+    assert_eq!(
+        std::fs::read_link(target.join("ota/bellcore-v2/latest.bin")).unwrap(),
+        Path::new("v1.0.0.bin")
+    );
+    assert_eq!(
+        std::fs::read(target.join("ota/bellcore-v2/latest.bin")).unwrap(),
+        vec![0xE9; 4096]
+    );
+    // A second time, the folder is occupied.
+    let out = vesper_env(
+        app.dir(),
+        &[
+            "restore",
+            folder.to_str().unwrap(),
+            "--data-dir",
+            target.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already holds a registry; pass --force"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A damaged backup is refused before anything is touched.
+    std::fs::write(folder.join("ota/bellcore-v2/v1.0.0.bin"), vec![0xE8; 4096]).unwrap();
+    let out = vesper_env(
+        app.dir(),
+        &[
+            "restore",
+            folder.to_str().unwrap(),
+            "--data-dir",
+            target.to_str().unwrap(),
+            "--force",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ota/bellcore-v2/v1.0.0.bin does not match its SHA-256"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        dump(&target.join("registry.sqlite3")),
+        dump(&copy),
+        "untouched"
+    );
+    app.stop().await;
+}
