@@ -10,6 +10,7 @@ pub mod backup;
 pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod files;
 
 pub use vesper_backend as server;

@@ -3,6 +3,7 @@
 
 mod backup;
 mod config_cmd;
+mod doctor;
 mod firmware;
 mod flash;
 mod labels;
@@ -65,6 +66,8 @@ enum Command {
     /// Bearer tokens for the backend's API.
     #[command(subcommand)]
     Token(serve::TokenCommand),
+    /// Check a deployment end to end; each failure says how to fix it.
+    Doctor(doctor::DoctorArgs),
     /// Back up the registry (while serving), the OTA tree and the configuration.
     Backup(backup::BackupArgs),
     /// Restore a backup onto a data folder no backend is running on.
@@ -120,6 +123,7 @@ pub fn run() -> ExitCode {
         Command::Firmware(cmd) => firmware::run(cmd, config),
         Command::Mail(cmd) => mail::run(cmd, config),
         Command::Backup(args) => backup::backup(args, config),
+        Command::Doctor(args) => doctor::doctor(args, config),
         Command::Restore(args) => backup::restore(args, config),
         Command::Flash(args) => flash::flash(args, config),
         Command::Sim(args) => flash::sim(args),

@@ -29,24 +29,38 @@ fn whoami() -> String {
 }
 
 /// nginx running the shipped site in front of `api_port`, on `https_port`.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
     dir: tempfile::TempDir,
-    https_port: u16,
-    cert: Vec<u8>,
+    pub(crate) https_port: u16,
+    pub(crate) cert: Vec<u8>,
 }
 
 impl Nginx {
-    fn start(api_port: u16, ota_root: &Path) -> Nginx {
+    pub(crate) fn start(api_port: u16, ota_root: &Path) -> Nginx {
+        Self::start_with_certificate(api_port, ota_root, None)
+    }
+
+    /// The same with a certificate that ends in `days_left` days (else far in the future).
+    pub(crate) fn start_with_certificate(
+        api_port: u16,
+        ota_root: &Path,
+        days_left: Option<i64>,
+    ) -> Nginx {
+        use chrono::Datelike as _;
         let dir = tempfile::tempdir().unwrap();
-        let made = rcgen::generate_simple_self_signed(vec![
-            "127.0.0.1".into(),
-            "vesper.example.com".into(),
-        ])
-        .unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "vesper.example.com".into()])
+                .unwrap();
+        if let Some(days) = days_left {
+            let end = chrono::Utc::now().date_naive() + chrono::Duration::days(days);
+            params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+        }
+        let signing_key = rcgen::KeyPair::generate().unwrap();
+        let made_cert = params.self_signed(&signing_key).unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, made.cert.pem()).unwrap();
-        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        std::fs::write(&cert, made_cert.pem()).unwrap();
+        std::fs::write(&key, signing_key.serialize_pem()).unwrap();
         let (http_port, https_port) = (free_port(), free_port());
         let site = std::fs::read_to_string(root().join("deploy/vesper.conf")).unwrap();
         // The test's copy: loopback ports, the test's data folder and certificate; nothing else.
@@ -126,11 +140,11 @@ impl Nginx {
             child,
             dir,
             https_port,
-            cert: made.cert.pem().into_bytes(),
+            cert: made_cert.pem().into_bytes(),
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.https_port)
     }
 

@@ -16,6 +16,7 @@ mod cli;
 mod config;
 mod deploy_hook;
 mod deploy_nginx;
+mod doctor;
 mod embedded_broker;
 mod flashing;
 mod goauth_conformance;
