@@ -121,7 +121,10 @@ pub fn run(cmd: ConfigCommand, explicit: Option<&Path>) -> anyhow::Result<Outcom
                     },
                 );
             }
-            // The provider is set up as `vesper serve` would: its secret must be readable.
+            // The provider is set up as `vesper serve` would: its secret must be readable (on a
+            // runtime, where the SMTP transport's connection pool lives).
+            let runtime = tokio::runtime::Runtime::new()?;
+            let _inside = runtime.enter();
             match vesper::server::mail::Mailer::new(&config.mail, &config.serve.data_dir) {
                 Ok(mailer) => println!(
                     "mail     {} from {}  alerts to {}",

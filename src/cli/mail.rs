@@ -121,6 +121,9 @@ fn line(m: &OutboxMessage) -> String {
 fn test(to: &str, data: &DataDir, config: Option<&Path>) -> anyhow::Result<Outcome> {
     let config = vesper::config::discover(config)?;
     let data_dir = data.resolve(Some(&config.path))?;
+    // The SMTP transport's connection pool lives on a runtime from the start.
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _inside = runtime.enter();
     let mailer = Mailer::new(&config.mail, &data_dir)?;
     let templates = Templates::new(mail::globals(&config));
     let content = MailContent::Test {
@@ -133,7 +136,6 @@ fn test(to: &str, data: &DataDir, config: Option<&Path>) -> anyhow::Result<Outco
         mailer.describe(),
         mailer.message_id(&message)
     );
-    let runtime = tokio::runtime::Runtime::new()?;
     match runtime.block_on(mailer.send(&message, &rendered)) {
         Ok(answer) => {
             println!("accepted: {answer}");

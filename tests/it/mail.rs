@@ -340,6 +340,13 @@ async fn starttls_with_the_test_certificate_and_a_password_file_logs_in_before_s
         &[],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let check = vesper_env(dir.path(), &["config", "check"], &[]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        stdout(&check).contains(&format!("mail     smtp 127.0.0.1:{} (STARTTLS)", smtp.port)),
+        "{}",
+        stdout(&check)
+    );
     assert!(
         stderr(&out).contains("not sent (a passing failure"),
         "{}",

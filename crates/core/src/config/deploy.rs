@@ -142,6 +142,28 @@ mod tests {
         assert_eq!(on.branch, "refs/heads/main");
     }
 
+    /// The example configuration's commented `[deploy]` block is valid once uncommented.
+    #[test]
+    fn the_documented_deploy_block_parses() {
+        let text: String = crate::config::EXAMPLE
+            .lines()
+            .skip_while(|l| !l.starts_with("# [deploy]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        #[derive(Deserialize)]
+        struct Doc {
+            deploy: RawDeploy,
+        }
+        let doc: Doc = toml::from_str(&text).unwrap();
+        let deploy = validate_deploy(doc.deploy, Path::new("/etc/vesper")).unwrap();
+        assert!(deploy.enabled());
+        assert_eq!(
+            deploy.public_url.as_deref(),
+            Some("https://vesper.example.com")
+        );
+    }
+
     #[test]
     fn bad_values_name_their_key() {
         for (text, key) in [
