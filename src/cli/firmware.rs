@@ -34,6 +34,13 @@ board's, a version that already exists.")]
         parts: Vec<PartSpec>,
         #[command(flatten)]
         data: DataDir,
+        /// Upload to a backend's API instead of writing the OTA folder here (from a firmware CI):
+        /// POST URL/manufacturing/firmware/BOARD/VERSION, checked and published there.
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// The backend's token for --to: a `publisher` token (vesper token create ci --role publisher).
+        #[arg(long, env = "VESPER_TOKEN", hide_env_values = true, requires = "to")]
+        token: Option<String>,
     },
     /// List the published versions of every board.
     List,
@@ -46,7 +53,24 @@ pub fn run(cmd: FirmwareCommand, config_path: Option<&Path>) -> anyhow::Result<O
             board,
             version,
             parts,
+            to: Some(url),
+            token,
+            ..
+        } => {
+            let board = config.board(&board)?;
+            let token = token.context("--to needs --token (or VESPER_TOKEN): a publisher token")?;
+            let manifest = tokio::runtime::Runtime::new()?
+                .block_on(upload(&url, &token, board, &version, &parts))?;
+            print_parts(&manifest);
+            println!("published {} v{version} at {url}", board.name);
+        }
+        FirmwareCommand::Publish {
+            board,
+            version,
+            parts,
             data,
+            to: None,
+            ..
         } => {
             let board = config.board(&board)?;
             let manifest = firmware::publish(&config.serve.ota_root, board, &version, &parts)?;
@@ -59,15 +83,7 @@ pub fn run(cmd: FirmwareCommand, config_path: Option<&Path>) -> anyhow::Result<O
                     &serde_json::to_value(&manifest)?,
                 )
                 .context("the release is published, but its audit row could not be written")?;
-            for part in &manifest.builds[0].parts {
-                println!(
-                    "  0x{:06x}  {:>8} bytes  {}  {}",
-                    part.offset,
-                    part.size,
-                    &part.sha256[..16],
-                    part.path
-                );
-            }
+            print_parts(&manifest);
             println!(
                 "published {} v{version} in {}",
                 board.name,
@@ -94,4 +110,76 @@ pub fn run(cmd: FirmwareCommand, config_path: Option<&Path>) -> anyhow::Result<O
         }
     }
     Ok(Outcome::Success)
+}
+
+fn print_parts(manifest: &firmware::Manifest) {
+    for part in manifest.builds.iter().flat_map(|b| &b.parts) {
+        println!(
+            "  0x{:06x}  {:>8} bytes  {}  {}",
+            part.offset,
+            part.size,
+            &part.sha256[..16],
+            part.path
+        );
+    }
+}
+
+/// Uploads a release to a backend: an ESP Web Tools manifest (offsets as `publish` places them,
+/// sizes and SHA-256 sums) and the parts, as one multipart request.
+async fn upload(
+    url: &str,
+    token: &str,
+    board: &vesper::model::Board,
+    version: &str,
+    parts: &[PartSpec],
+) -> anyhow::Result<firmware::Manifest> {
+    use sha2::Digest as _;
+    let mut form = reqwest::multipart::Form::new();
+    let mut listed = Vec::new();
+    for (path, offset) in firmware::offsets(board, parts)? {
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("a part needs a file name")?
+            .to_owned();
+        let sha256: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        listed.push(serde_json::json!({ "path": name, "offset": offset, "size": bytes.len(), "sha256": sha256 }));
+        form = form.part(
+            name.clone(),
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        );
+    }
+    let manifest = serde_json::json!({
+        "name": board.name,
+        "version": version,
+        "builds": [{ "chipFamily": firmware::chip_family(board.chip), "parts": listed }],
+    });
+    form = form.text("manifest", manifest.to_string());
+    let target = format!(
+        "{}/manufacturing/firmware/{}/{version}",
+        url.trim_end_matches('/'),
+        board.name
+    );
+    let response = reqwest::Client::new()
+        .post(&target)
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {target}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let said = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        anyhow::bail!("{target} refused the release ({status}): {said}");
+    }
+    serde_json::from_str(&body).context("the backend's answer is not a release manifest")
 }

@@ -40,7 +40,8 @@ pub enum TokenCommand {
     Create {
         /// Who the token is for; recorded as the actor of every action it performs.
         name: String,
-        /// admin (everything), technician (batches, flashing, assignment) or viewer (read only).
+        /// admin (everything), technician (batches, flashing, assignment), viewer (read only) or
+        /// publisher (uploads firmware releases and nothing else: for a firmware CI).
         #[arg(long)]
         role: Role,
         #[command(flatten)]

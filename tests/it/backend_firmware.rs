@@ -453,3 +453,168 @@ async fn downloads_stream_and_are_limited() {
     drop(held);
     app.stop().await;
 }
+
+/// A firmware CI's upload: the `vesper firmware publish --to` command with a publisher token,
+/// then raw multipart requests with a plain ESP Web Tools manifest (no size or sha256), a part
+/// that does not match its sum, the wrong roles and a version that exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_uploaded_by_a_publisher_token_is_published_like_the_command_does() {
+    let app = App::start().await;
+    let publisher = app
+        .registry()
+        .create_token("firmware-ci", vesper::registry::Role::Publisher, "test")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let specs = parts(dir.path(), &app);
+    let files: Vec<String> = specs.iter().map(|s| s.path.display().to_string()).collect();
+    let mut args = vec!["firmware", "publish", "bellcore-v2", "1.4.0"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--to", app.api.as_str()]);
+    let (config_dir, args): (std::path::PathBuf, Vec<String>) = (
+        app.dir().to_owned(),
+        args.iter().map(|s| s.to_string()).collect(),
+    );
+    let token = publisher.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::support::vesper_env(&config_dir, &args, &[("VESPER_TOKEN", token.as_str())])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    assert!(
+        crate::support::stdout(&out).contains("published bellcore-v2 v1.4.0 at"),
+        "{}",
+        crate::support::stdout(&out)
+    );
+    // Served as the command's release would be, audited with the CI's token name.
+    let latest = app
+        .client
+        .get(format!("{}/ota/bellcore-v2/latest.bin", app.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        latest.bytes().await.unwrap().as_ref(),
+        std::fs::read(dir.path().join("firmware.bin"))
+            .unwrap()
+            .as_slice()
+    );
+    let audit = app
+        .registry()
+        .audit(&vesper::model::AuditQuery {
+            action: Some("firmware.publish".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].subject.as_deref()),
+        ("firmware-ci", Some("bellcore-v2/v1.4.0"))
+    );
+
+    // A plain ESP Web Tools manifest (path and offset only), as ESPHome and PlatformIO write it.
+    let upload = |version: &str, token: &str, manifest: Value| {
+        let mut form = reqwest::multipart::Form::new().text("manifest", manifest.to_string());
+        for name in [
+            "bootloader.bin",
+            "partitions.bin",
+            "boot_app0.bin",
+            "firmware.bin",
+        ] {
+            let bytes = std::fs::read(dir.path().join(name)).unwrap();
+            form = form.part(name, reqwest::multipart::Part::bytes(bytes).file_name(name));
+        }
+        app.client
+            .post(format!(
+                "{}/manufacturing/firmware/bellcore-v2/{version}",
+                app.api
+            ))
+            .bearer_auth(token)
+            .multipart(form)
+    };
+    let plain = serde_json::json!({
+        "name": "Bellcore",
+        "builds": [{ "chipFamily": "ESP32", "parts": [
+            { "path": "bootloader.bin", "offset": 4096 },
+            { "path": "partitions.bin", "offset": 32768 },
+            { "path": "boot_app0.bin", "offset": 61440 },
+            { "path": "firmware.bin", "offset": 131072 },
+        ]}],
+    });
+    let r = upload("1.5.0", &publisher, plain.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let published: Value = r.json().await.unwrap();
+    assert_eq!(published["version"], "1.5.0");
+    assert_eq!(
+        firmware::versions(&app.config().serve.ota_root, "bellcore-v2"),
+        ["1.4.0", "1.5.0"]
+    );
+
+    let mut damaged = plain.clone();
+    damaged["builds"][0]["parts"][3]["sha256"] = "00".repeat(32).into();
+    let r = upload("1.6.0", &publisher, damaged).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let said: Value = r.json().await.unwrap();
+    assert!(
+        said["error"]
+            .as_str()
+            .unwrap()
+            .contains("firmware.bin does not match the manifest's sha256"),
+        "{said}"
+    );
+    let mut overlapping = plain.clone();
+    overlapping["builds"][0]["parts"][3]["offset"] = 0x9000.into();
+    let r = upload("1.6.0", &publisher, overlapping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "the command's checks apply"
+    );
+    assert_eq!(
+        upload("1.5.0", &publisher, plain.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CONFLICT
+    );
+    for token in [&app.technician, &app.viewer] {
+        assert_eq!(
+            upload("1.7.0", token, plain.clone())
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(
+        upload("1.7.0", &app.admin, plain)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    assert!(
+        !app.config()
+            .serve
+            .ota_root
+            .join("bellcore-v2/v1.6.0")
+            .exists(),
+        "nothing of a refused release"
+    );
+    // A publisher publishes and reads nothing else.
+    assert_eq!(
+        app.get("/manufacturing/batches", &publisher).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    app.stop().await;
+}

@@ -12,6 +12,15 @@ pub struct Caller(pub TokenPrincipal);
 
 impl Caller {
     /// The caller's name (for the audit log) if it has at least `role`.
+    /// A publisher's token (a firmware CI) or an admin's.
+    pub fn require_publisher(&self) -> Result<&str, ApiError> {
+        if matches!(self.0.role, Role::Publisher | Role::Admin) {
+            Ok(&self.0.name)
+        } else {
+            Err(ApiError::Forbidden(Role::Publisher))
+        }
+    }
+
     pub fn require(&self, role: Role) -> Result<&str, ApiError> {
         if self.0.role >= role {
             Ok(&self.0.name)

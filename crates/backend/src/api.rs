@@ -105,7 +105,22 @@ pub fn routes(timeout: std::time::Duration) -> (Router<SharedState>, utoipa::ope
         ))
         .split_for_parts();
     doc.merge(hooks_doc);
-    let timed = timed.merge(hooks);
+    // Firmware uploads carry whole releases. The route shares its path with the release lookup
+    // (GET .../{hw_type}/{hw_version}), so the router takes those names; the document says
+    // {board}/{version}, what the upload means.
+    let (_, uploads_doc) = OpenApiRouter::<SharedState>::new()
+        .routes(routes!(crate::publish::upload))
+        .split_for_parts();
+    doc.merge(uploads_doc);
+    let uploads = Router::new()
+        .route(
+            "/manufacturing/firmware/{hw_type}/{hw_version}",
+            axum::routing::post(crate::publish::upload),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::publish::MAX_UPLOAD,
+        ));
+    let timed = timed.merge(hooks).merge(uploads);
     let (waiting, waiting_doc) = OpenApiRouter::new()
         .routes(routes!(device))
         .routes(routes!(device_events))

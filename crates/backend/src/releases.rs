@@ -303,6 +303,17 @@ fn place(board: &Board, specs: &[PartSpec]) -> Result<(Vec<Placed>, usize), Firm
     Ok((placed, app))
 }
 
+/// Where each part goes (the offsets given, or inferred from the names as `publish` does),
+/// checked against the board's partition table: `(file, offset)` in the order given.
+pub fn offsets(board: &Board, specs: &[PartSpec]) -> Result<Vec<(PathBuf, u32)>, FirmwareError> {
+    let (placed, _) = place(board, specs)?;
+    Ok(specs
+        .iter()
+        .map(|s| s.path.clone())
+        .zip(placed.iter().map(|p| p.offset))
+        .collect())
+}
+
 /// The folder of one board's releases.
 pub fn board_dir(ota_root: &Path, board: &str) -> PathBuf {
     ota_root.join(board)

@@ -140,6 +140,21 @@ CREATE TABLE deploy_runs (
     log         TEXT
 );
 "#,
+    r#"
+-- Firmware CI uploads releases with a token of its own role, `publisher`.
+CREATE TABLE tokens_new (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL CHECK (role IN ('admin', 'technician', 'viewer', 'publisher')),
+    hash       TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+INSERT INTO tokens_new (id, name, role, hash, created_at, revoked_at)
+    SELECT id, name, role, hash, created_at, revoked_at FROM tokens;
+DROP TABLE tokens;
+ALTER TABLE tokens_new RENAME TO tokens;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -6,12 +6,16 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// What a token may do. Ordered: an admin may do everything a technician may, and so on.
+/// What a token may do. Ordered: an admin may do everything a technician may, and so on. A
+/// publisher is apart, below every reader: it may only publish firmware releases (a firmware
+/// team's CI holds it), which admins may do too.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Publishes firmware releases, and nothing else.
+    Publisher,
     /// Reads the registry.
     Viewer,
     /// Creates batches, flashes, provisions and assigns devices.
@@ -23,6 +27,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Publisher => "publisher",
             Role::Viewer => "viewer",
             Role::Technician => "technician",
             Role::Admin => "admin",
@@ -43,7 +48,10 @@ impl FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "technician" => Ok(Role::Technician),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("role `{other}` is not admin, technician or viewer")),
+            "publisher" => Ok(Role::Publisher),
+            other => Err(format!(
+                "role `{other}` is not admin, technician, viewer or publisher"
+            )),
         }
     }
 }
