@@ -57,6 +57,20 @@ fn batches(db: &Path) -> Vec<(String, i64, i64)> {
         .unwrap()
 }
 
+/// `vesper restore FOLDER --data-dir TARGET [--force]`.
+fn restore(dir: &Path, folder: &Path, target: &Path, force: bool) -> std::process::Output {
+    let mut args = vec![
+        "restore",
+        folder.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ];
+    if force {
+        args.push("--force");
+    }
+    vesper_env(dir, &args, &[])
+}
+
 fn folder_from(out: &std::process::Output) -> PathBuf {
     let said = stdout(out);
     let line = said
@@ -163,17 +177,7 @@ async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_gu
     assert!(folder.join("config/partitions/custom_4mb.csv").is_file());
 
     // Not onto the data folder a backend serves.
-    let out = vesper_env(
-        app.dir(),
-        &[
-            "restore",
-            folder.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--force",
-        ],
-        &[],
-    );
+    let out = restore(app.dir(), &folder, &data, true);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("a vesper serve is running on"),
@@ -184,16 +188,7 @@ async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_gu
     // Into a fresh folder: exactly the backup's point, with the OTA tree and its links.
     let fresh = tempfile::tempdir().unwrap();
     let target = fresh.path().join("data");
-    let out = vesper_env(
-        app.dir(),
-        &[
-            "restore",
-            folder.to_str().unwrap(),
-            "--data-dir",
-            target.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = restore(app.dir(), &folder, &target, false);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("integrity_check ok"),
@@ -211,16 +206,7 @@ async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_gu
         vec![0xE9; 4096]
     );
     // A second time, the folder is occupied.
-    let out = vesper_env(
-        app.dir(),
-        &[
-            "restore",
-            folder.to_str().unwrap(),
-            "--data-dir",
-            target.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = restore(app.dir(), &folder, &target, false);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("already holds a registry; pass --force"),
@@ -230,17 +216,7 @@ async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_gu
 
     // A damaged backup is refused before anything is touched.
     std::fs::write(folder.join("ota/bellcore-v2/v1.0.0.bin"), vec![0xE8; 4096]).unwrap();
-    let out = vesper_env(
-        app.dir(),
-        &[
-            "restore",
-            folder.to_str().unwrap(),
-            "--data-dir",
-            target.to_str().unwrap(),
-            "--force",
-        ],
-        &[],
-    );
+    let out = restore(app.dir(), &folder, &target, true);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("ota/bellcore-v2/v1.0.0.bin does not match its SHA-256"),

@@ -120,6 +120,17 @@ async fn ended(app: &App, n: usize) -> Vec<Value> {
     }
 }
 
+/// The `deploy.run` audit rows, newest first.
+fn deploy_audit(app: &App) -> Vec<vesper::model::AuditEntry> {
+    app.registry()
+        .audit(&vesper::model::AuditQuery {
+            action: Some("deploy.run".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
 fn log_of(dir: &Path, run: &Value) -> String {
     let path: PathBuf = dir.join("logs").join(run["log"].as_str().unwrap());
     std::fs::read_to_string(path).unwrap()
@@ -162,14 +173,7 @@ async fn a_signed_push_to_main_runs_the_command_once_with_its_log_and_audit_row(
     ended(&app, 2).await;
     assert_eq!(ran(dir.path()), [commit(1), commit(2)]);
 
-    let audit = app
-        .registry()
-        .audit(&vesper::model::AuditQuery {
-            action: Some("deploy.run".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .unwrap();
+    let audit = deploy_audit(&app);
     assert_eq!(audit.len(), 2);
     let first = audit.last().unwrap().after.clone().unwrap();
     assert_eq!(first["commit"], commit(1));
@@ -246,14 +250,7 @@ async fn a_failing_command_is_a_failed_run_with_its_exit_code_and_output() {
         log.contains("building") && log.contains("cargo: error"),
         "{log}"
     );
-    let audit = app
-        .registry()
-        .audit(&vesper::model::AuditQuery {
-            action: Some("deploy.run".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .unwrap();
+    let audit = deploy_audit(&app);
     assert_eq!(audit[0].after.as_ref().unwrap()["result"], "failed");
     assert_eq!(audit[0].after.as_ref().unwrap()["exit_code"], 3);
     app.stop().await;

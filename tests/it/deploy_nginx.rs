@@ -11,17 +11,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::backend_support::App;
+use crate::broker::free_port;
 use crate::support::root;
 
 const CONSOLE: &str = "https://console.example.com";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn whoami() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
