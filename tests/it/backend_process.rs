@@ -183,7 +183,7 @@ fn tokens_from_the_command_line_work_and_sigterm_stops_cleanly_without_leaking_s
     assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
     let bad_role = vesper_env(dir.path(), &["token", "create", "x", "--role", "root"], &[]);
     assert!(
-        stderr(&bad_role).contains("admin, technician or viewer"),
+        stderr(&bad_role).contains("admin, technician, viewer or publisher"),
         "{}",
         stderr(&bad_role)
     );

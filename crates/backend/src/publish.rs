@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -68,9 +69,12 @@ pub async fn upload(
     State(state): State<SharedState>,
     caller: Caller,
     Path((board, version)): Path<(String, String)>,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Manifest>), ApiError> {
     let actor = caller.require_publisher()?.to_owned();
+    // Every refusal is a JSON error, also a body that is not multipart at all.
+    let mut form = form
+        .map_err(|e| ApiError::BadRequest(format!("not a multipart upload: {}", e.body_text())))?;
     let board = state
         .config
         .board(&board)
