@@ -1,5 +1,5 @@
 """An SMTP server on loopback for the mail tests (aiosmtpd): it stores every accepted message as
-DIR/N.eml with its envelope in DIR/N.json, and can refuse, hold or delay on purpose.
+DIR/N.eml with its envelope in DIR/N.json (written before the message, each whole), and can refuse, hold or delay on purpose.
 
     smtp_server.py DIR [--tls-cert CERT --tls-key KEY] [--auth USER:PASS]
                        [--reject-rcpt TEXT] [--hold-first SECONDS]
@@ -47,13 +47,15 @@ class Store:
         self.count += 1
         n = self.count
         base = os.path.join(self.folder, str(n))
-        with open(base + ".eml.part", "wb") as f:
-            f.write(envelope.original_content)
-        os.replace(base + ".eml.part", base + ".eml")
-        with open(base + ".json", "w") as f:
+        # The envelope first, the message last: a reader that sees N.eml sees both whole.
+        with open(base + ".json.part", "w") as f:
             json.dump({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
                        "tls": session.ssl is not None,
                        "login": session.auth_data if session.authenticated else None}, f)
+        os.replace(base + ".json.part", base + ".json")
+        with open(base + ".eml.part", "wb") as f:
+            f.write(envelope.original_content)
+        os.replace(base + ".eml.part", base + ".eml")
         if n == 1 and self.hold_first:
             open(os.path.join(self.folder, "held"), "w").close()
             await asyncio.sleep(self.hold_first)

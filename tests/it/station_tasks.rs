@@ -139,14 +139,23 @@ async fn a_board_that_already_has_a_serial_number_is_never_written_again() {
     let second_now = client.device(&second.serial_number).await.unwrap();
     assert_eq!(second_now.status, Status::Manufactured);
     assert_eq!(second_now.mac, None);
-    // The refusal is on the device's record for the backend's failing-boards alert.
-    let failure = second_now
-        .history
-        .unwrap()
-        .into_iter()
-        .find(|e| e.action == "device.failed")
-        .expect("the failure was reported");
-    let after = failure.after.unwrap();
+    // The refusal is on the device's record for the backend's failing-boards alert (the
+    // pipeline reports it right after the flash's own failure event).
+    let mut failure = None;
+    for _ in 0..100 {
+        let history = client
+            .device(&second.serial_number)
+            .await
+            .unwrap()
+            .history
+            .unwrap();
+        failure = history.into_iter().find(|e| e.action == "device.failed");
+        if failure.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = failure.expect("the failure was reported").after.unwrap();
     assert_eq!(after["step"], "flash");
     assert!(
         after["reason"]
