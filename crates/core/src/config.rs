@@ -499,6 +499,18 @@ pub struct Machine {
 
 type Invalid = (String, String);
 
+/// The example configuration's commented block that starts with `# [header]`, uncommented (for
+/// the tests that check the documented keys parse).
+#[cfg(test)]
+pub(crate) fn documented_block(header: &str) -> String {
+    EXAMPLE
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("# [{header}]")))
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+        .collect()
+}
+
 fn validate_mqtt(raw: RawMqtt) -> Result<Mqtt, Invalid> {
     if raw.host.trim().is_empty() || raw.host.contains(char::is_whitespace) {
         return Err((

@@ -145,12 +145,7 @@ mod tests {
     /// The example configuration's commented `[deploy]` block is valid once uncommented.
     #[test]
     fn the_documented_deploy_block_parses() {
-        let text: String = crate::config::EXAMPLE
-            .lines()
-            .skip_while(|l| !l.starts_with("# [deploy]"))
-            .take_while(|l| l.starts_with('#'))
-            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
-            .collect();
+        let text = crate::config::documented_block("deploy");
         #[derive(Deserialize)]
         struct Doc {
             deploy: RawDeploy,

@@ -332,12 +332,7 @@ mod tests {
     /// The example configuration's commented `[mail]` block is valid once uncommented.
     #[test]
     fn the_documented_mail_block_parses() {
-        let text: String = crate::config::EXAMPLE
-            .lines()
-            .skip_while(|l| !l.starts_with("# [mail]"))
-            .take_while(|l| l.starts_with('#'))
-            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
-            .collect();
+        let text = crate::config::documented_block("mail");
         #[derive(Deserialize)]
         struct Doc {
             mail: RawMail,
