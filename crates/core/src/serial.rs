@@ -414,6 +414,42 @@ mod tests {
         err.problems[0].clone()
     }
 
+    /// The name a problem has in the vector file shared with the firmware core.
+    fn kind(problem: &Problem) -> &'static str {
+        match problem {
+            Problem::Length(_) => "length",
+            Problem::NonAscii => "non_ascii",
+            Problem::Prefix(_) => "prefix",
+            Problem::Separator { .. } => "separator",
+            Problem::Year(_) => "year",
+            Problem::Month(_) => "month",
+            Problem::DayFormat(_) => "day_format",
+            Problem::DayRange(_) => "day_range",
+            Problem::Day { .. } => "day",
+            Problem::BoardType(_) => "board_type",
+            Problem::Revision(_) => "revision",
+            Problem::LiteralR(_) => "literal_r",
+            Problem::Suffix { .. } => "suffix",
+        }
+    }
+
+    /// The cases the firmware core checks too (firmware/test/test_core/test_serial.cpp).
+    #[test]
+    fn the_vectors_shared_with_the_firmware() {
+        let vectors = include_str!("../../../tests/vectors/device/serial_numbers.tsv");
+        let mut count = 0;
+        for line in vectors.lines().filter(|l| !l.starts_with('#')) {
+            let (input, expected) = line.split_once('\t').expect("input<TAB>problems");
+            let got = match input.parse::<SerialNumber>() {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.problems.iter().map(kind).collect::<Vec<_>>().join(","),
+            };
+            assert_eq!(got, expected, "{input:?}");
+            count += 1;
+        }
+        assert!(count >= 30, "only {count} vectors");
+    }
+
     #[test]
     fn each_wrong_part_is_named() {
         assert_eq!(only_problem("PV-26A18-BC02R-X7KQ"), Problem::Length(19));

@@ -1,0 +1,34 @@
+#include "console.h"
+
+namespace vesper::console {
+namespace {
+
+// A value printed inside a line: one line, printable ASCII, bounded.
+std::string clean(std::string_view value) {
+    std::string out;
+    for (char c : value.substr(0, 120)) out += (c >= 0x20 && c < 0x7F) ? c : '?';
+    return out;
+}
+
+std::string line(std::string_view rest) { return "vesper: " + std::string(rest); }
+
+}  // namespace
+
+std::string boot(std::string_view sn, std::string_view hw_type, std::string_view hw_version, std::string_view fw) {
+    return line("boot sn=" + clean(sn) + " hw=" + clean(hw_type) + clean(hw_version) + " fw=" + clean(fw));
+}
+std::string wifi_connected(std::string_view ip) { return line("wifi connected ip=" + clean(ip)); }
+std::string wifi_failed(std::string_view reason) { return line("wifi failed reason=" + clean(reason)); }
+std::string mqtt_connected() { return line("mqtt connected"); }
+std::string heartbeat_sent() { return line("heartbeat sent"); }
+std::string error(std::string_view what) { return line("error what=" + clean(what)); }
+std::string ota_update(std::string_view from, std::string_view to) {
+    return line("ota update from=" + clean(from) + " to=" + clean(to));
+}
+std::string ota_done(std::string_view version) { return line("ota done fw=" + clean(version)); }
+std::string ota_skipped(std::string_view offered, std::string_view reason) {
+    return line("ota skipped offered=" + clean(offered) + " reason=" + clean(reason));
+}
+std::string reboot() { return line("reboot"); }
+
+}  // namespace vesper::console

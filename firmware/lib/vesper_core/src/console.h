@@ -1,0 +1,25 @@
+// The lines a device prints on its serial console, one per step (DESIGN.md section 3). The
+// station shows them in the slot and reads them to tell where a board stopped, and `vesper sim`
+// prints the same ones (tests/vectors/device/messages.tsv holds both sides to that).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace vesper::console {
+
+std::string boot(std::string_view sn, std::string_view hw_type, std::string_view hw_version, std::string_view fw);
+std::string wifi_connected(std::string_view ip);
+std::string wifi_failed(std::string_view reason);
+std::string mqtt_connected();
+std::string heartbeat_sent();
+std::string error(std::string_view what);
+// OTA steps: a higher release found, and installed (the device reboots into it next).
+std::string ota_update(std::string_view from, std::string_view to);
+std::string ota_done(std::string_view version);
+// The offered release is not taken (`reason`: up-to-date, older, bad-version).
+std::string ota_skipped(std::string_view offered, std::string_view reason);
+// A reboot asked for by {"cmd":"reboot"} or after an update.
+std::string reboot();
+
+}  // namespace vesper::console
