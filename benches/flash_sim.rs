@@ -66,7 +66,11 @@ fn main() {
                 parts,
             }],
             app: "firmware.bin".into(),
-        },
+            size: 0,
+            sha256: String::new(),
+            url: String::new(),
+        }
+        .into(),
         dir: dir.path().to_owned(),
     };
     let plan = FlashPlan::new(&board, &bundle, vec![0xFF; board.nvs.size as usize]).unwrap();

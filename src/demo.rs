@@ -265,6 +265,8 @@ impl Demo {
             // Paced boards are real boards in time: UART and flash chip.
             flash_timing: options.paced.then_some(FlashTiming::W25Q32JV),
             data_topic: config.mqtt.topics.data.to_string(),
+            status_topic: config.mqtt.topics.status.to_string(),
+            control_topic: config.mqtt.topics.control.to_string(),
             heartbeat_every: Duration::from_secs(5),
         };
         let feeder = Feeder::start(&config.station_settings.slots, template, options.swap_after)?;

@@ -16,7 +16,9 @@ pub mod files;
 pub use vesper_backend as server;
 pub use vesper_backend::users;
 pub use vesper_client as client;
-pub use vesper_core::{acl, clientid, credentials, goauth, model, nvs, partitions, serial, wire};
+pub use vesper_core::{
+    acl, clientid, credentials, device, goauth, model, nvs, partitions, serial, wire,
+};
 pub use vesper_flash as flashing;
 pub use vesper_labels as labels;
 pub use vesper_sim as sim;
@@ -25,6 +27,7 @@ pub use vesper_store as registry;
 
 /// Firmware bundles: the manifest types (core) and the release store of `vesper serve`.
 pub mod firmware {
+    pub use vesper_backend::pio;
     pub use vesper_backend::releases::*;
     pub use vesper_core::firmware::*;
 }

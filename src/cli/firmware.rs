@@ -1,6 +1,6 @@
 //! `vesper firmware publish|list`: releases in the OTA layout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -19,8 +19,11 @@ pub enum FirmwareCommand {
 Each FILE may carry its offset as FILE@0xOFFSET; without one it is inferred from the name:
   *bootloader*  -> 0x1000 (esp32, esp32s2) or 0x0      *partition*  -> 0x8000
   *boot_app0* / *otadata* -> the otadata partition      anything else -> the first app partition
-Example (PlatformIO output):
+Example (PlatformIO output, named file by file or as the build folder):
   vesper firmware publish bellcore-v2 1.0.1 bootloader.bin partitions.bin boot_app0.bin firmware.bin
+  vesper firmware publish bellcore-v2 1.0.1 --pio firmware/.pio/build/bellcore-v2
+With --pio, boot_app0.bin (needed when the table has otadata) comes from --boot-app0, the build
+folder, or PlatformIO's Arduino framework package ($PLATFORMIO_CORE_DIR or ~/.platformio).
 Refused: overlapping parts, a part over the NVS partition or beyond the flash, an app that is not
 an ESP image (0xE9) or larger than its partition, a partition table whose NVS differs from the
 board's, a version that already exists.")]
@@ -30,8 +33,19 @@ board's, a version that already exists.")]
         /// Release version, e.g. 1.0.1.
         version: String,
         /// Parts: FILE or FILE@OFFSET.
-        #[arg(required = true, value_name = "FILE[@OFFSET]")]
+        #[arg(
+            required_unless_present = "pio",
+            conflicts_with = "pio",
+            value_name = "FILE[@OFFSET]"
+        )]
         parts: Vec<PartSpec>,
+        /// A PlatformIO build folder (.pio/build/ENV): its bootloader.bin, partitions.bin and
+        /// firmware.bin, plus the framework's boot_app0.bin.
+        #[arg(long, value_name = "DIR")]
+        pio: Option<PathBuf>,
+        /// boot_app0.bin for --pio, when it is not in PlatformIO's framework package here.
+        #[arg(long, value_name = "FILE", requires = "pio")]
+        boot_app0: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
         /// Upload to a backend's API instead of writing the OTA folder here (from a firmware CI):
@@ -48,6 +62,7 @@ board's, a version that already exists.")]
 
 pub fn run(cmd: FirmwareCommand, config_path: Option<&Path>) -> anyhow::Result<Outcome> {
     let config = vesper::config::discover(config_path)?;
+    let cmd = with_pio_parts(cmd, &config)?;
     match cmd {
         FirmwareCommand::Publish {
             board,
@@ -110,6 +125,38 @@ pub fn run(cmd: FirmwareCommand, config_path: Option<&Path>) -> anyhow::Result<O
         }
     }
     Ok(Outcome::Success)
+}
+
+/// A `publish --pio DIR` with the build folder's files as its parts.
+fn with_pio_parts(
+    cmd: FirmwareCommand,
+    config: &vesper::config::Config,
+) -> anyhow::Result<FirmwareCommand> {
+    match cmd {
+        FirmwareCommand::Publish {
+            board,
+            version,
+            pio: Some(dir),
+            boot_app0,
+            data,
+            to,
+            token,
+            ..
+        } => {
+            let parts = firmware::pio::parts(config.board(&board)?, &dir, boot_app0.as_deref())?;
+            Ok(FirmwareCommand::Publish {
+                board,
+                version,
+                parts,
+                pio: None,
+                boot_app0: None,
+                data,
+                to,
+                token,
+            })
+        }
+        other => Ok(other),
+    }
 }
 
 fn print_parts(manifest: &firmware::Manifest) {

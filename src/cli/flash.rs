@@ -201,6 +201,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<Outcome> {
         flash_timing: (!args.instant_flash).then_some(sim::FlashTiming::W25Q32JV),
         data_topic: args.topic,
         heartbeat_every: Duration::from_secs(args.heartbeat_every.max(1)),
+        ..SimConfig::default()
     };
     let board = SimBoard::spawn(config)?;
     if let Some(image) = &args.load {

@@ -260,7 +260,7 @@ fn plans_refuse_what_would_brick_a_board() {
         "{err}"
     );
     let mut relabelled = f.bundle.clone();
-    relabelled.manifest.name = "bellcore-v1".into();
+    relabelled.manifest.name = Some("bellcore-v1".into());
     let err = FlashPlan::new(v1, &relabelled, vec![0xFF; 0x4000])
         .unwrap_err()
         .to_string();

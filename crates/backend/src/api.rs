@@ -844,8 +844,12 @@ fn with_urls(mut manifest: Manifest, base: &str) -> FirmwareRelease {
             part.path = format!("{release}/{}", part.path);
         }
     }
+    let app_url = format!("{base}/ota/{}/v{}.bin", manifest.name, manifest.version);
+    if !manifest.url.is_empty() {
+        manifest.url = app_url.clone();
+    }
     FirmwareRelease {
-        app_url: format!("{base}/ota/{}/v{}.bin", manifest.name, manifest.version),
+        app_url,
         manifest_url: format!("{release}/manifest.json"),
         manifest,
     }

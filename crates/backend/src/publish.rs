@@ -9,38 +9,17 @@ use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::releases::{self, FirmwareError, Manifest, PartSpec};
 use crate::{ApiError, Caller, SharedState, db};
+use vesper_core::firmware::{BundleManifest, BundlePart};
 use vesper_core::wire::ConflictCode;
 
 /// Most bytes of one upload (every part together).
 pub const MAX_UPLOAD: usize = 64 * 1024 * 1024;
 /// Most parts in a release.
 const MAX_PARTS: usize = 16;
-
-/// An ESP Web Tools manifest as firmware tools write it: `size` and `sha256` are optional and
-/// checked when present.
-#[derive(Deserialize)]
-struct UploadManifest {
-    version: Option<String>,
-    builds: Vec<UploadBuild>,
-}
-
-#[derive(Deserialize)]
-struct UploadBuild {
-    parts: Vec<UploadPart>,
-}
-
-#[derive(Deserialize)]
-struct UploadPart {
-    path: String,
-    offset: u32,
-    size: Option<u64>,
-    sha256: Option<String>,
-}
 
 /// A part's file name: one plain name, no folders.
 fn plain_name(name: &str) -> bool {
@@ -94,7 +73,7 @@ pub async fn upload(
             .map_err(|e| ApiError::BadRequest(format!("field `{name}`: {e}")))?;
         if name == "manifest" {
             manifest = Some(
-                serde_json::from_slice::<UploadManifest>(&bytes)
+                serde_json::from_slice::<BundleManifest>(&bytes)
                     .map_err(|e| ApiError::BadRequest(format!("manifest: {e}")))?,
             );
         } else if !plain_name(&name) {
@@ -114,7 +93,19 @@ pub async fn upload(
             manifest.version.unwrap_or_default()
         )));
     }
-    let parts: Vec<&UploadPart> = manifest.builds.iter().flat_map(|b| &b.parts).collect();
+    let parts: Vec<&BundlePart> = match manifest.build_for(board.chip) {
+        Some(build) => build.parts.iter().collect(),
+        // One build without a chipFamily: taken as the board's.
+        None if manifest.builds.len() == 1 && manifest.builds[0].chip_family.is_none() => {
+            manifest.builds[0].parts.iter().collect()
+        }
+        None => {
+            return Err(ApiError::BadRequest(format!(
+                "the manifest has no build for {}",
+                vesper_core::firmware::chip_family(board.chip)
+            )));
+        }
+    };
     let staging = tempfile::tempdir().map_err(|_| ApiError::Internal)?;
     let mut specs = Vec::with_capacity(parts.len());
     for part in parts {
@@ -144,7 +135,7 @@ pub async fn upload(
         std::fs::write(&path, bytes).map_err(|_| ApiError::Internal)?;
         specs.push(PartSpec {
             path,
-            offset: Some(part.offset),
+            offset: Some(part.offset.0),
         });
     }
     let ota_root = state.config.serve.ota_root.clone();

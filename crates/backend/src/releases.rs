@@ -115,12 +115,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The lowest app partition of a table (factory or ota_0): where a fresh app is flashed.
 fn first_app(table: &PartitionTable) -> Option<Region> {
-    table
-        .partitions()
-        .iter()
-        .filter(|p| p.ty() == esp_idf_part::Type::App)
-        .map(region)
-        .min_by_key(|r| r.offset)
+    table.apps().first().copied()
 }
 
 /// Where a part goes when its offset is not given, from its file name.
@@ -364,6 +359,9 @@ pub fn publish(
             parts,
         }],
         app: placed[app].name.clone(),
+        size: placed[app].bytes.len() as u64,
+        sha256: sha256_hex(&placed[app].bytes),
+        url: format!("v{version}.bin"),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     for p in &placed {

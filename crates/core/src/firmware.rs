@@ -27,7 +27,10 @@ pub struct Build {
     pub parts: Vec<Part>,
 }
 
-/// An ESP Web Tools manifest with a size and SHA-256 for every part.
+/// An ESP Web Tools manifest with a size and SHA-256 for every part, as `vesper firmware
+/// publish` writes it. It is also a release's `latest.json`, so it carries the application's
+/// `size`, `sha256` and `url` at the top level too: what a device's OTA reads (DESIGN.md
+/// section 3).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Manifest {
     pub name: String,
@@ -35,6 +38,101 @@ pub struct Manifest {
     pub builds: Vec<Build>,
     /// Which part is the application (also published as `v{version}.bin`).
     pub app: String,
+    /// The application's size in bytes (releases published before this field: 0).
+    #[serde(default)]
+    pub size: u64,
+    /// The application's SHA-256, lower-case hex.
+    #[serde(default)]
+    pub sha256: String,
+    /// Where the application image is, relative to the manifest: `v{version}.bin`.
+    #[serde(default)]
+    pub url: String,
+}
+
+/// A part's offset as manifests write it: a number, or a string such as `"0x10000"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offset(pub u32);
+
+impl<'de> Deserialize<'de> for Offset {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u32),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Number(n) => Ok(Offset(n)),
+            Written::Text(text) => crate::partitions::parse_number(&text)
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Offset)
+                .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not an offset"))),
+        }
+    }
+}
+
+/// An ESP Web Tools manifest as any tool writes it (ESPHome, PlatformIO scripts, ESP Web
+/// Tools' documentation): only `builds[].parts[]` with `path` and `offset` are needed; `size`
+/// and `sha256` are checked when present. Our own manifests read as this too, with `app` set.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct BundleManifest {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub builds: Vec<BundleBuild>,
+    /// Our manifests name their application part; plain ones do not (it is found by offset).
+    pub app: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct BundleBuild {
+    #[serde(rename = "chipFamily")]
+    pub chip_family: Option<String>,
+    pub parts: Vec<BundlePart>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct BundlePart {
+    pub path: String,
+    pub offset: Offset,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+impl From<Manifest> for BundleManifest {
+    fn from(m: Manifest) -> Self {
+        BundleManifest {
+            name: Some(m.name),
+            version: Some(m.version),
+            builds: m
+                .builds
+                .into_iter()
+                .map(|b| BundleBuild {
+                    chip_family: Some(b.chip_family),
+                    parts: b
+                        .parts
+                        .into_iter()
+                        .map(|p| BundlePart {
+                            path: p.path,
+                            offset: Offset(p.offset),
+                            size: Some(p.size),
+                            sha256: (!p.sha256.is_empty()).then_some(p.sha256),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            app: Some(m.app),
+        }
+    }
+}
+
+impl BundleManifest {
+    /// The build for a chip (ESP Web Tools manifests may hold one per chip family).
+    pub fn build_for(&self, chip: Chip) -> Option<&BundleBuild> {
+        let family = chip_family(chip);
+        self.builds
+            .iter()
+            .find(|b| b.chip_family.as_deref() == Some(family))
+    }
 }
 
 /// ESP Web Tools' name for a chip.
@@ -55,5 +153,27 @@ pub fn bootloader_offset(chip: Chip) -> u32 {
     match chip {
         Chip::Esp32 | Chip::Esp32s2 => 0x1000,
         _ => 0x0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_esp_web_tools_manifest_reads() {
+        // As ESP Web Tools' documentation shows one: no sizes, no sums, offsets as numbers.
+        let text = r#"{"name":"ESPHome","version":"2024.6.0","new_install_prompt_erase":true,
+            "builds":[{"chipFamily":"ESP32","parts":[{"path":"bootloader.bin","offset":4096},
+            {"path":"partitions.bin","offset":32768},{"path":"firmware.bin","offset":"0x10000"}]}]}"#;
+        let m: BundleManifest = serde_json::from_str(text).unwrap();
+        assert_eq!(m.app, None);
+        let build = m.build_for(Chip::Esp32).unwrap();
+        assert_eq!(build.parts[2].offset, Offset(0x10000));
+        assert_eq!(build.parts[0].size, None);
+        assert!(m.build_for(Chip::Esp32s3).is_none());
+        let bad = text.replace("\"0x10000\"", "\"ten\"");
+        let err = serde_json::from_str::<BundleManifest>(&bad).unwrap_err();
+        assert!(err.to_string().contains("`ten` is not an offset"), "{err}");
     }
 }

@@ -22,6 +22,7 @@ pub mod acl;
 pub mod clientid;
 pub mod config;
 pub mod credentials;
+pub mod device;
 pub mod firmware;
 pub mod goauth;
 pub mod model;

@@ -218,6 +218,19 @@ impl PartitionTable {
         Ok(region(partition))
     }
 
+    /// The app partitions (factory, ota_0, ...), lowest offset first: where an app image goes.
+    pub fn apps(&self) -> Vec<Region> {
+        let mut apps: Vec<Region> = self
+            .table
+            .partitions()
+            .iter()
+            .filter(|p| p.ty() == Type::App)
+            .map(region)
+            .collect();
+        apps.sort_by_key(|r| r.offset);
+        apps
+    }
+
     /// A human table of the resolved layout, one partition per line.
     pub fn describe(&self) -> String {
         let mut out = format!(

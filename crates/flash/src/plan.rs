@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use vesper_core::firmware::{self, Manifest};
+use vesper_core::firmware::{self, BundleManifest};
 use vesper_core::model::Board;
 use vesper_core::partitions::Region;
 
@@ -66,6 +66,10 @@ pub enum PlanError {
     },
     #[error("part `{0}` overwrites the NVS partition, which holds the device's own data")]
     OverNvs(String),
+    #[error(
+        "the manifest has no part at an app partition of board {board} ({apps}): which part is the application?"
+    )]
+    NoApp { board: String, apps: String },
     #[error("the bundle is a release of {bundle}, not of board {board}")]
     WrongBoard { bundle: String, board: String },
     #[error(
@@ -80,15 +84,18 @@ pub enum PlanError {
     },
 }
 
-/// A bundle read from disk: its manifest and the folder its parts are in.
+/// A bundle read from disk: its manifest and the folder its parts are in. The manifest is ours
+/// (`vesper firmware publish`) or a plain ESP Web Tools manifest from another tool.
 #[derive(Debug, Clone)]
 pub struct Bundle {
-    pub manifest: Manifest,
+    pub manifest: BundleManifest,
     pub dir: PathBuf,
 }
 
 impl Bundle {
-    /// Reads a bundle from a release folder (with `manifest.json`) or a manifest file.
+    /// Reads a bundle from a release folder (with `manifest.json`) or a manifest file: ours, or a
+    /// plain ESP Web Tools manifest (parts with `path` and `offset`; `size` and `sha256` are
+    /// checked when present).
     pub fn load(path: &Path) -> Result<Bundle, PlanError> {
         let manifest_path = if path.is_dir() {
             path.join("manifest.json")
@@ -97,7 +104,7 @@ impl Bundle {
         };
         let text = std::fs::read(&manifest_path)
             .map_err(|e| PlanError::Bundle(format!("{}: {e}", manifest_path.display())))?;
-        let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        let manifest: BundleManifest = serde_json::from_slice(&text).map_err(|e| {
             PlanError::Bundle(format!(
                 "{}: not a bundle manifest: {e}",
                 manifest_path.display()
@@ -107,14 +114,36 @@ impl Bundle {
         Ok(Bundle { manifest, dir })
     }
 
-    /// The parts' bytes, each checked against its size and SHA-256.
-    pub fn parts(&self) -> Result<Vec<PlannedPart>, PlanError> {
-        let build = self
-            .manifest
-            .builds
-            .first()
-            .ok_or_else(|| PlanError::Bundle("the manifest has no build".into()))?;
-        build
+    /// The version the manifest names (`unknown` when a plain manifest names none).
+    pub fn version(&self) -> &str {
+        self.manifest.version.as_deref().unwrap_or("unknown")
+    }
+
+    /// The build for `board`'s chip: the one whose `chipFamily` matches (the only one of our
+    /// bundles).
+    fn build(&self, board: &Board) -> Result<&firmware::BundleBuild, PlanError> {
+        if self.manifest.builds.is_empty() {
+            return Err(PlanError::Bundle("the manifest has no build".into()));
+        }
+        self.manifest.build_for(board.chip).ok_or_else(|| {
+            let families: Vec<&str> = self
+                .manifest
+                .builds
+                .iter()
+                .map(|b| b.chip_family.as_deref().unwrap_or("no chipFamily"))
+                .collect();
+            PlanError::ChipFamily {
+                bundle: families.join(", "),
+                board: board.name.clone(),
+                chip: board.chip.to_string(),
+            }
+        })
+    }
+
+    /// The parts' bytes for `board`, each checked against its size and SHA-256 when the
+    /// manifest gives them.
+    pub fn parts(&self, board: &Board) -> Result<Vec<PlannedPart>, PlanError> {
+        self.build(board)?
             .parts
             .iter()
             .map(|p| {
@@ -126,25 +155,27 @@ impl Bundle {
                     return Err(bad("paths must be plain file names".into()));
                 }
                 let data = std::fs::read(self.dir.join(&p.path)).map_err(|e| bad(e.to_string()))?;
-                if data.len() as u64 != p.size {
+                if let Some(size) = p.size.filter(|&size| size != data.len() as u64) {
                     return Err(bad(format!(
-                        "is {} bytes, the manifest says {}",
+                        "is {} bytes, the manifest says {size}",
                         data.len(),
-                        p.size
                     )));
                 }
                 let digest: String = Sha256::digest(&data)
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect();
-                if !p.sha256.is_empty() && digest != p.sha256 {
+                if p.sha256
+                    .as_deref()
+                    .is_some_and(|sum| !sum.is_empty() && !sum.eq_ignore_ascii_case(&digest))
+                {
                     return Err(bad(
                         "SHA-256 does not match the manifest (corrupt download?)".into(),
                     ));
                 }
                 Ok(PlannedPart {
                     name: p.path.clone(),
-                    offset: p.offset,
+                    offset: p.offset.0,
                     data,
                 })
             })
@@ -155,23 +186,13 @@ impl Bundle {
 impl FlashPlan {
     /// The bundle plus this device's NVS image, checked against the board.
     pub fn new(board: &Board, bundle: &Bundle, nvs: Vec<u8>) -> Result<FlashPlan, PlanError> {
-        if bundle.manifest.name != board.name {
+        // Our bundles name their board; a plain manifest's name is a product label.
+        if let (Some(_), Some(name)) = (&bundle.manifest.app, &bundle.manifest.name)
+            && name != &board.name
+        {
             return Err(PlanError::WrongBoard {
-                bundle: bundle.manifest.name.clone(),
+                bundle: name.clone(),
                 board: board.name.clone(),
-            });
-        }
-        let family = bundle
-            .manifest
-            .builds
-            .first()
-            .map(|b| b.chip_family.clone())
-            .unwrap_or_default();
-        if family != firmware::chip_family(board.chip) {
-            return Err(PlanError::ChipFamily {
-                bundle: family,
-                board: board.name.clone(),
-                chip: board.chip.to_string(),
             });
         }
         if nvs.len() != board.nvs.size as usize {
@@ -181,7 +202,22 @@ impl FlashPlan {
                 board: board.name.clone(),
             });
         }
-        let mut parts = bundle.parts()?;
+        let mut parts = bundle.parts(board)?;
+        let apps = board.table.apps();
+        if bundle.manifest.app.is_none()
+            && !parts
+                .iter()
+                .any(|p| apps.iter().any(|a| a.offset == p.offset))
+        {
+            return Err(PlanError::NoApp {
+                board: board.name.clone(),
+                apps: apps
+                    .iter()
+                    .map(|a| format!("0x{:x}", a.offset))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         if let Some(table) = parts
             .iter()
             .find(|p| p.offset == vesper_core::partitions::TABLE_OFFSET)
@@ -234,7 +270,7 @@ impl FlashPlan {
         Ok(FlashPlan {
             parts,
             board: board.name.clone(),
-            firmware_version: bundle.manifest.version.clone(),
+            firmware_version: bundle.version().to_owned(),
         })
     }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serialport::TTYPort;
+use vesper_core::device::{self, ConsoleLine};
 
 use super::{Fault, SimConfig, SimEvent};
 use crate::readers::{app_image, nvs, partition_table};
@@ -144,12 +145,15 @@ pub fn boot(flash: &[u8], mac: [u8; 6], bad_app: bool) -> (BootReport, String) {
             return fail(report, log, reason);
         }
         // The firmware's own console lines (DESIGN.md section 3), as the real firmware prints them.
-        Some(sn) => log.push_str(&format!(
-            "vesper: boot sn={sn} hw={}{} fw={}\r\n",
-            report.nvs.get("hw_type").map_or("?", String::as_str),
-            report.nvs.get("hw_version").map_or("?", String::as_str),
-            report.firmware_version.as_deref().unwrap_or("unknown")
-        )),
+        Some(sn) => {
+            let line = ConsoleLine::Boot {
+                serial_number: sn,
+                hw_type: report.nvs.get("hw_type").map_or("?", String::as_str),
+                hw_version: report.nvs.get("hw_version").map_or("?", String::as_str),
+                firmware: report.firmware_version.as_deref().unwrap_or("unknown"),
+            };
+            log.push_str(&format!("{line}\r\n"));
+        }
         None => {
             return fail(
                 report,
@@ -191,7 +195,12 @@ impl Firmware {
         if faults.contains(&Fault::WrongPassword) {
             password = "0".repeat(32);
         }
-        let topic = config.data_topic.replace(SN_PLACEHOLDER, &sn);
+        let topic = |template: &str| template.replace(SN_PLACEHOLDER, &sn);
+        let (data_topic, status_topic, control_topic) = (
+            topic(&config.data_topic),
+            topic(&config.status_topic),
+            topic(&config.control_topic),
+        );
         let every = config.heartbeat_every;
         let version = report
             .firmware_version
@@ -201,9 +210,17 @@ impl Firmware {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
+            // As the firmware logs in (DESIGN.md section 3): client id = SN, keepalive 60 s,
+            // a retained last will {"online":false} on the status topic.
             let mut options = rumqttc::MqttOptions::new(sn.clone(), host, port);
             options.set_credentials(user, password);
-            options.set_keep_alive(Duration::from_secs(30));
+            options.set_keep_alive(Duration::from_secs(device::KEEPALIVE_SECONDS));
+            options.set_last_will(rumqttc::LastWill::new(
+                status_topic.clone(),
+                device::STATUS_OFFLINE_PAYLOAD,
+                rumqttc::QoS::AtLeastOnce,
+                true,
+            ));
             let (client, mut connection) = rumqttc::Client::new(options, 16);
             let started = Instant::now();
             let mut next = Instant::now();
@@ -214,21 +231,32 @@ impl Firmware {
                     .push((Instant::now(), e))
             };
             let mut connected = false;
-            let mut say = |line: &str| {
+            let mut say = |line: ConsoleLine| {
                 if let Some(port) = console.as_mut() {
-                    let _ = port.write_all(format!("vesper: {line}\r\n").as_bytes());
+                    let _ = port.write_all(format!("{line}\r\n").as_bytes());
                 }
             };
-            say("wifi connected ip=127.0.0.1");
+            say(ConsoleLine::WifiConnected { ip: "127.0.0.1" });
             while !flag.load(Ordering::Relaxed) {
                 match connection.recv_timeout(Duration::from_millis(50)) {
                     Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
                         connected = true;
-                        say("mqtt connected");
+                        say(ConsoleLine::MqttConnected);
+                        let online = device::status_online_payload(&version);
+                        let _ = client.try_publish(
+                            status_topic.clone(),
+                            rumqttc::QoS::AtLeastOnce,
+                            true,
+                            online,
+                        );
+                        let _ =
+                            client.try_subscribe(control_topic.clone(), rumqttc::QoS::AtLeastOnce);
+                        next = Instant::now();
                     }
                     Ok(Ok(_)) | Err(_) => {}
                     Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => {
-                        say(&format!("error what=mqtt refused ({code:?})"));
+                        let what = format!("mqtt refused ({})", refusal(code));
+                        say(ConsoleLine::Error { what: &what });
                         record(SimEvent::MqttRefused {
                             serial_number: sn.clone(),
                             reason: format!("{code:?}"),
@@ -236,20 +264,27 @@ impl Firmware {
                         return;
                     }
                     Ok(Err(_)) => {
+                        if connected {
+                            say(ConsoleLine::Error {
+                                what: "mqtt disconnected (the connection was lost)",
+                            });
+                        }
                         connected = false;
                         std::thread::sleep(Duration::from_millis(200));
                     }
                 }
                 if connected && !silent && Instant::now() >= next {
-                    let payload = format!(
-                        r#"{{"type":"heartbeat","fw":"{version}","uptime":{}}}"#,
-                        started.elapsed().as_secs()
-                    );
+                    let payload = device::heartbeat_payload(&version, started.elapsed().as_secs());
                     if client
-                        .try_publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, payload)
+                        .try_publish(
+                            data_topic.clone(),
+                            rumqttc::QoS::AtLeastOnce,
+                            false,
+                            payload,
+                        )
                         .is_ok()
                     {
-                        say("heartbeat sent");
+                        say(ConsoleLine::HeartbeatSent);
                         record(SimEvent::HeartbeatSent {
                             serial_number: sn.clone(),
                         });
@@ -265,5 +300,17 @@ impl Firmware {
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
+    }
+}
+
+/// A CONNACK refusal in the words the firmware's console uses (MQTT 3.1.1 section 3.2.2.3).
+fn refusal(code: rumqttc::ConnectReturnCode) -> &'static str {
+    match code {
+        rumqttc::ConnectReturnCode::RefusedProtocolVersion => "unacceptable protocol version",
+        rumqttc::ConnectReturnCode::BadClientId => "identifier rejected",
+        rumqttc::ConnectReturnCode::ServiceUnavailable => "server unavailable",
+        rumqttc::ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+        rumqttc::ConnectReturnCode::NotAuthorized => "not authorised",
+        rumqttc::ConnectReturnCode::Success => "accepted",
     }
 }

@@ -95,6 +95,10 @@ pub struct SimConfig {
     pub flash_timing: Option<FlashTiming>,
     /// The data topic template (`{sn}` replaced by the serial number from NVS).
     pub data_topic: String,
+    /// The status topic template: the retained online status and the last will.
+    pub status_topic: String,
+    /// The control topic template the firmware subscribes to.
+    pub control_topic: String,
     pub heartbeat_every: Duration,
 }
 
@@ -108,6 +112,8 @@ impl Default for SimConfig {
             broker: None,
             flash_timing: None,
             data_topic: "vesper/{sn}/data".into(),
+            status_topic: "vesper/{sn}/status".into(),
+            control_topic: "vesper/{sn}/control".into(),
             heartbeat_every: Duration::from_secs(5),
         }
     }

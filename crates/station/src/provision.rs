@@ -304,9 +304,9 @@ impl Pipeline {
             .firmware_cache
             .join(&board.name)
             .join(format!("v{version}"));
-        let bundle = match Bundle::load(&dir).ok().filter(|b| b.parts().is_ok()) {
+        let bundle = match Bundle::load(&dir).ok().filter(|b| b.parts(board).is_ok()) {
             Some(b) => b,
-            None => self.download(&release, &dir).await?,
+            None => self.download(&release, board, &dir).await?,
         };
         let bundle = Arc::new(bundle);
         cache.insert(key, bundle.clone());
@@ -314,7 +314,12 @@ impl Pipeline {
     }
 
     /// Downloads a release (its manifest and parts) into `dir`, checking every part.
-    async fn download(&self, release: &FirmwareRelease, dir: &Path) -> Result<Bundle, String> {
+    async fn download(
+        &self,
+        release: &FirmwareRelease,
+        board: &Board,
+        dir: &Path,
+    ) -> Result<Bundle, String> {
         let fail = |e: String| format!("cannot download the firmware: {e}");
         let original = self
             .client
@@ -337,7 +342,7 @@ impl Pipeline {
         }
         write_atomic(&dir.join("manifest.json"), &original).map_err(|e| fail(e.to_string()))?;
         let bundle = Bundle::load(dir).map_err(|e| fail(e.to_string()))?;
-        bundle.parts().map_err(|e| fail(e.to_string()))?;
+        bundle.parts(board).map_err(|e| fail(e.to_string()))?;
         Ok(bundle)
     }
 }

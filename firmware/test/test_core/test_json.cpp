@@ -57,5 +57,6 @@ TEST_CASE("json: size and depth are bounded") {
 
 TEST_CASE("json: quoting") {
     CHECK(json_quote("1.0.1") == "\"1.0.1\"");
-    CHECK(json_quote("a\"b\\c\n") == "\"a\\\"b\\\\c\\u000a\"");
+    CHECK(json_quote("a\"b\\c\n") == "\"a\\\"b\\\\c\\n\"");
+    CHECK(json_quote(std::string("\x01\t", 2)) == "\"\\u0001\\t\"");
 }

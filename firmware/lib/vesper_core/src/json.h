@@ -37,7 +37,7 @@ class JsonObject {
     std::vector<JsonMember> members_;
 };
 
-// `text` as a JSON string literal, quotes included.
+// `text` as a JSON string literal, quotes included, escaped as serde_json escapes it.
 std::string json_quote(std::string_view text);
 
 }  // namespace vesper

@@ -1,0 +1,176 @@
+//! What a device prints and publishes (DESIGN.md section 3), for `vesper sim`: the same console
+//! lines and payloads as the firmware's core (firmware/lib/vesper_core), held to the same vector
+//! file (tests/vectors/device/messages.tsv) on both sides.
+
+use std::fmt;
+
+/// One line of the device's serial console, printed as `vesper: ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleLine<'a> {
+    Boot {
+        serial_number: &'a str,
+        hw_type: &'a str,
+        hw_version: &'a str,
+        firmware: &'a str,
+    },
+    WifiConnected {
+        ip: &'a str,
+    },
+    WifiFailed {
+        reason: &'a str,
+    },
+    MqttConnected,
+    HeartbeatSent,
+    Error {
+        what: &'a str,
+    },
+    OtaUpdate {
+        from: &'a str,
+        to: &'a str,
+    },
+    OtaDone {
+        firmware: &'a str,
+    },
+    OtaSkipped {
+        offered: &'a str,
+        reason: &'a str,
+    },
+    Reboot,
+}
+
+/// A value inside a line, as the firmware prints it: printable ASCII, at most 120 bytes.
+struct Clean<'a>(&'a str);
+
+impl fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &b in self.0.as_bytes().iter().take(120) {
+            let c = if (0x20..0x7F).contains(&b) {
+                b as char
+            } else {
+                '?'
+            };
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ConsoleLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("vesper: ")?;
+        match *self {
+            ConsoleLine::Boot {
+                serial_number,
+                hw_type,
+                hw_version,
+                firmware,
+            } => write!(
+                f,
+                "boot sn={} hw={}{} fw={}",
+                Clean(serial_number),
+                Clean(hw_type),
+                Clean(hw_version),
+                Clean(firmware)
+            ),
+            ConsoleLine::WifiConnected { ip } => write!(f, "wifi connected ip={}", Clean(ip)),
+            ConsoleLine::WifiFailed { reason } => write!(f, "wifi failed reason={}", Clean(reason)),
+            ConsoleLine::MqttConnected => f.write_str("mqtt connected"),
+            ConsoleLine::HeartbeatSent => f.write_str("heartbeat sent"),
+            ConsoleLine::Error { what } => write!(f, "error what={}", Clean(what)),
+            ConsoleLine::OtaUpdate { from, to } => {
+                write!(f, "ota update from={} to={}", Clean(from), Clean(to))
+            }
+            ConsoleLine::OtaDone { firmware } => write!(f, "ota done fw={}", Clean(firmware)),
+            ConsoleLine::OtaSkipped { offered, reason } => write!(
+                f,
+                "ota skipped offered={} reason={}",
+                Clean(offered),
+                Clean(reason)
+            ),
+            ConsoleLine::Reboot => f.write_str("reboot"),
+        }
+    }
+}
+
+/// `text` as a JSON string literal (what the firmware's `json_quote` writes).
+fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// `{"type":"heartbeat","fw":"VERSION","uptime":SECONDS}` on the data topic.
+pub fn heartbeat_payload(firmware: &str, uptime_s: u64) -> String {
+    format!(
+        r#"{{"type":"heartbeat","fw":{},"uptime":{uptime_s}}}"#,
+        quoted(firmware)
+    )
+}
+
+/// Retained on the status topic after connecting.
+pub fn status_online_payload(firmware: &str) -> String {
+    format!(r#"{{"online":true,"fw":{}}}"#, quoted(firmware))
+}
+
+/// The last will, retained on the status topic.
+pub const STATUS_OFFLINE_PAYLOAD: &str = r#"{"online":false}"#;
+
+/// The MQTT keepalive a device uses.
+pub const KEEPALIVE_SECONDS: u64 = 60;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text for one row of the vector file, as `vesper sim` makes it.
+    fn render(row: &[&str]) -> String {
+        match row {
+            ["boot", sn, t, v, fw, _] => ConsoleLine::Boot {
+                serial_number: sn,
+                hw_type: t,
+                hw_version: v,
+                firmware: fw,
+            }
+            .to_string(),
+            ["wifi_connected", ip, _] => ConsoleLine::WifiConnected { ip }.to_string(),
+            ["wifi_failed", reason, _] => ConsoleLine::WifiFailed { reason }.to_string(),
+            ["mqtt_connected", _] => ConsoleLine::MqttConnected.to_string(),
+            ["heartbeat_sent", _] => ConsoleLine::HeartbeatSent.to_string(),
+            ["error", what, _] => ConsoleLine::Error { what }.to_string(),
+            ["ota_update", from, to, _] => ConsoleLine::OtaUpdate { from, to }.to_string(),
+            ["ota_done", fw, _] => ConsoleLine::OtaDone { firmware: fw }.to_string(),
+            ["ota_skipped", offered, reason, _] => {
+                ConsoleLine::OtaSkipped { offered, reason }.to_string()
+            }
+            ["reboot", _] => ConsoleLine::Reboot.to_string(),
+            ["heartbeat_json", fw, uptime, _] => heartbeat_payload(fw, uptime.parse().unwrap()),
+            ["status_online_json", fw, _] => status_online_payload(fw),
+            ["status_offline_json", _] => STATUS_OFFLINE_PAYLOAD.to_owned(),
+            other => panic!("unknown row {other:?}"),
+        }
+    }
+
+    /// The rows the firmware core checks too (firmware/test/test_core/test_messages.cpp).
+    #[test]
+    fn the_vectors_shared_with_the_firmware() {
+        let vectors = include_str!("../../../tests/vectors/device/messages.tsv");
+        let mut count = 0;
+        for line in vectors.lines().filter(|l| !l.starts_with('#')) {
+            let row: Vec<&str> = line.split('\t').collect();
+            assert_eq!(&render(&row), row.last().unwrap(), "{line}");
+            count += 1;
+        }
+        assert!(count >= 16, "only {count} rows");
+    }
+
+    #[test]
+    fn values_stay_on_one_printable_line() {
+        let what = "bad\r\nline\u{1}";
+        assert_eq!(
+            ConsoleLine::Error { what }.to_string(),
+            "vesper: error what=bad??line?"
+        );
+        assert_eq!(
+            heartbeat_payload("1.0\"x", 1),
+            r#"{"type":"heartbeat","fw":"1.0\"x","uptime":1}"#
+        );
+    }
+}
