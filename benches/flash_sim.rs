@@ -72,6 +72,7 @@ fn main() {
         }
         .into(),
         dir: dir.path().to_owned(),
+        elsewhere: Vec::new(),
     };
     let plan = FlashPlan::new(&board, &bundle, vec![0xFF; board.nvs.size as usize]).unwrap();
     let options = FlashOptions {

@@ -27,7 +27,7 @@ pub use vesper_store as registry;
 
 /// Firmware bundles: the manifest types (core) and the release store of `vesper serve`.
 pub mod firmware {
-    pub use vesper_backend::pio;
     pub use vesper_backend::releases::*;
     pub use vesper_core::firmware::*;
+    pub use vesper_core::pio;
 }

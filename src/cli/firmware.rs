@@ -143,7 +143,13 @@ fn with_pio_parts(
             token,
             ..
         } => {
-            let parts = firmware::pio::parts(config.board(&board)?, &dir, boot_app0.as_deref())?;
+            let parts = firmware::pio::parts(config.board(&board)?, &dir, boot_app0.as_deref())?
+                .into_iter()
+                .map(|p| PartSpec {
+                    path: p.path,
+                    offset: Some(p.offset),
+                })
+                .collect();
             Ok(FirmwareCommand::Publish {
                 board,
                 version,

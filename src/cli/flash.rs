@@ -29,7 +29,8 @@ pub struct FlashArgs {
     /// Board name from the configuration (partition table, chip, flash size).
     #[arg(long)]
     board: String,
-    /// Firmware bundle: a release folder with manifest.json, or the manifest itself.
+    /// Firmware bundle: a release folder with manifest.json, a manifest (ours or a plain ESP Web
+    /// Tools one), or a PlatformIO build folder (.pio/build/ENV).
     #[arg(long, value_name = "DIR_OR_MANIFEST")]
     bundle: PathBuf,
     /// The device's NVS image (`vesper nvs device`, or the backend's nvs.bin); once per --port.
@@ -131,7 +132,7 @@ pub fn flash(args: FlashArgs, config_path: Option<&Path>) -> anyhow::Result<Outc
             args.nvs.len()
         );
     }
-    let bundle = Bundle::load(&args.bundle)?;
+    let bundle = Bundle::load_for(&args.bundle, board)?;
     let mut plans = Vec::new();
     for path in &args.nvs {
         let nvs = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -222,8 +223,8 @@ pub fn sim(args: SimArgs) -> anyhow::Result<Outcome> {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             let events = board.events();
-            for e in &events[shown..] {
-                println!("{}", describe(e));
+            for line in events[shown..].iter().filter_map(describe) {
+                println!("{line}");
             }
             shown = events.len();
             if events.iter().any(|e| matches!(e, SimEvent::Unplugged)) {
@@ -239,8 +240,10 @@ pub fn sim(args: SimArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn describe(e: &SimEvent) -> String {
-    match e {
+/// What `vesper sim` prints for an event: the firmware's console lines as the firmware prints
+/// them, and what the board does around them (heartbeats and refusals are in the console lines).
+fn describe(e: &SimEvent) -> Option<String> {
+    Some(match e {
         SimEvent::HostConnected => "host connected".into(),
         SimEvent::HostClosed => "host closed the port".into(),
         SimEvent::Booted(r) if r.ok => format!(
@@ -250,13 +253,10 @@ fn describe(e: &SimEvent) -> String {
             r.firmware_version.as_deref().unwrap_or("unknown")
         ),
         SimEvent::Booted(r) => format!("boot failed: {}", r.error.as_deref().unwrap_or("?")),
-        SimEvent::HeartbeatSent { serial_number } => format!("heartbeat {serial_number}"),
-        SimEvent::MqttRefused {
-            serial_number,
-            reason,
-        } => format!("mqtt refused {serial_number}: {reason}"),
+        SimEvent::Console(line) => line.clone(),
+        SimEvent::HeartbeatSent { .. } | SimEvent::MqttRefused { .. } => return None,
         SimEvent::Unplugged => "unplugged".into(),
-    }
+    })
 }
 
 pub fn ports(args: PortsArgs) -> anyhow::Result<Outcome> {

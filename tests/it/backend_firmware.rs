@@ -294,10 +294,7 @@ async fn unsafe_releases_are_refused_and_leave_nothing_behind() {
 
 /// The SHA-256 of a file, as hex.
 fn sha256_of(path: &std::path::Path) -> String {
-    sha2::Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::support::sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// The release `latest.json` names, checked whole: every part of its manifest is there with its

@@ -304,3 +304,70 @@ fn a_simulated_flash_chip_takes_its_datasheet_time() {
     );
     assert!(took[1] < took[0], "{took:?}");
 }
+
+/// Plain ESP Web Tools manifests (no size, no sha256, no `app`): planned like ours, their sums
+/// checked when given, the app found by the board's table, and the one without an app, the one
+/// for another chip and one with a wrong sum refused with the reason.
+#[test]
+fn plain_esp_web_tools_manifests_are_planned_and_their_mistakes_named() {
+    let f = fixture(50_000);
+    let board = f.config.board("bellcore-v2").unwrap();
+    let nvs = vec![0xFF; board.nvs.size as usize];
+    let plan_of = |manifest: serde_json::Value| {
+        std::fs::write(f.bundle.dir.join("plain.json"), manifest.to_string()).unwrap();
+        let bundle = Bundle::load(&f.bundle.dir.join("plain.json")).unwrap();
+        FlashPlan::new(board, &bundle, nvs.clone()).map_err(|e| e.to_string())
+    };
+    let part = |path: &str, offset: u32| serde_json::json!({ "path": path, "offset": offset });
+    let ours = f.plan("PV-26A18-BC02R-X7KQA");
+    let plan = plan_of(serde_json::json!({ "name": "Any product", "builds": [
+        { "chipFamily": "ESP32-S3", "parts": [part("firmware.bin", 0)] },
+        { "chipFamily": "ESP32", "parts": [
+            part("bootloader.bin", 0x1000), part("partitions.bin", 0x8000),
+            part("boot_app0.bin", 0xF000), part("firmware.bin", 0x20000)] },
+    ]}))
+    .unwrap();
+    let names = |p: &FlashPlan| -> Vec<(String, u32, usize)> {
+        p.parts
+            .iter()
+            .filter(|x| x.name != "nvs")
+            .map(|x| (x.name.clone(), x.offset, x.data.len()))
+            .collect()
+    };
+    assert_eq!(names(&plan), names(&ours));
+    assert_eq!(
+        plan.firmware_version, "1.0.1",
+        "read from the app's description"
+    );
+
+    let err = plan_of(
+        serde_json::json!({ "builds": [{ "chipFamily": "ESP32", "parts": [
+        part("bootloader.bin", 0x1000), part("partitions.bin", 0x8000)] }]}),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("no part at an app partition of board bellcore-v2 (0x20000, 0x200000)"),
+        "{err}"
+    );
+    let err = plan_of(
+        serde_json::json!({ "builds": [{ "chipFamily": "ESP32-C3", "parts": [
+        part("firmware.bin", 0x20000)] }]}),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("the bundle is for ESP32-C3, but board bellcore-v2"),
+        "{err}"
+    );
+    let err = plan_of(
+        serde_json::json!({ "builds": [{ "chipFamily": "ESP32", "parts": [
+        { "path": "firmware.bin", "offset": "0x20000", "sha256": "00".repeat(32) }] }]}),
+    )
+    .unwrap_err();
+    assert!(err.contains("SHA-256 does not match"), "{err}");
+    let err = plan_of(
+        serde_json::json!({ "builds": [{ "chipFamily": "ESP32", "parts": [
+        { "path": "firmware.bin", "offset": 0x20000, "size": 3 }] }]}),
+    )
+    .unwrap_err();
+    assert!(err.contains("the manifest says 3"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! Every NVS vector made by Espressif's tool (tests/vectors/nvs), byte for byte, through the
 //! library and through the command line; and every vector dumps back to a CSV that regenerates it.
 
-use sha2::Digest as _;
+use crate::support::sha256_hex;
 
 use vesper::nvs::{self, PageState, Version, dump};
 
@@ -13,13 +13,6 @@ fn size(text: &str) -> u64 {
 
 fn version(text: &str) -> Version {
     Version::from_number(text.parse().expect("version")).expect("1 or 2")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]

@@ -98,3 +98,12 @@ pub fn expected_password(secret: &str, message: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The SHA-256 of bytes, as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -16,7 +16,6 @@ pub mod heartbeat;
 pub mod hooks;
 pub mod mail;
 mod mqtt;
-pub mod pio;
 mod publish;
 pub mod releases;
 pub mod users;

@@ -38,12 +38,12 @@ pub enum ConsoleLine<'a> {
     Reboot,
 }
 
-/// A value inside a line, as the firmware prints it: printable ASCII, at most 120 bytes.
+/// A value inside a line, as the firmware prints it: printable ASCII, at most 240 bytes.
 struct Clean<'a>(&'a str);
 
 impl fmt::Display for Clean<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &b in self.0.as_bytes().iter().take(120) {
+        for &b in self.0.as_bytes().iter().take(240) {
             let c = if (0x20..0x7F).contains(&b) {
                 b as char
             } else {

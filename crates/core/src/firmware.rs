@@ -148,6 +148,25 @@ pub fn chip_family(chip: Chip) -> &'static str {
     }
 }
 
+/// The version an ESP-IDF app image carries in its `esp_app_desc_t` (after the 24-byte image
+/// header and the first 8-byte segment header: magic 0xABCD5432, then `char version[32]` at
+/// byte 16), as `esp_app_get_description()` reads it; `None` for images without one.
+pub fn app_version(image: &[u8]) -> Option<String> {
+    const DESC_AT: usize = 24 + 8;
+    const DESC_MAGIC: u32 = 0xABCD_5432;
+    if image.first() != Some(&IMAGE_MAGIC) {
+        return None;
+    }
+    let desc = image.get(DESC_AT..DESC_AT + 48)?;
+    if u32::from_le_bytes(desc[..4].try_into().ok()?) != DESC_MAGIC {
+        return None;
+    }
+    let field = &desc[16..48];
+    let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    let version = std::str::from_utf8(&field[..len]).ok()?;
+    (!version.is_empty()).then(|| version.to_owned())
+}
+
 /// Where the second-stage bootloader goes on a chip.
 pub fn bootloader_offset(chip: Chip) -> u32 {
     match chip {
@@ -159,6 +178,20 @@ pub fn bootloader_offset(chip: Chip) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_of_an_app_image() {
+        // esp_image_header_t, a segment header, then esp_app_desc_t, laid out by hand.
+        let mut image = vec![0u8; 128];
+        image[0] = 0xE9;
+        image[32..36].copy_from_slice(&[0x32, 0x54, 0xCD, 0xAB]);
+        image[48..55].copy_from_slice(b"2.10.0\0");
+        assert_eq!(app_version(&image).as_deref(), Some("2.10.0"));
+        image[32] = 0;
+        assert_eq!(app_version(&image), None);
+        assert_eq!(app_version(&[0xE9; 40]), None);
+        assert_eq!(app_version(&[]), None);
+    }
 
     #[test]
     fn a_plain_esp_web_tools_manifest_reads() {

@@ -28,6 +28,7 @@ pub mod goauth;
 pub mod model;
 pub mod nvs;
 pub mod partitions;
+pub mod pio;
 pub mod serial;
 pub mod stock;
 pub mod wire;

@@ -90,6 +90,8 @@ pub enum PlanError {
 pub struct Bundle {
     pub manifest: BundleManifest,
     pub dir: PathBuf,
+    /// Parts kept outside `dir` (a PlatformIO build's boot_app0.bin in the framework package).
+    pub elsewhere: Vec<(String, PathBuf)>,
 }
 
 impl Bundle {
@@ -111,12 +113,47 @@ impl Bundle {
             ))
         })?;
         let dir = manifest_path.parent().unwrap_or(Path::new(".")).to_owned();
-        Ok(Bundle { manifest, dir })
+        Ok(Bundle {
+            manifest,
+            dir,
+            elsewhere: Vec::new(),
+        })
     }
 
-    /// The version the manifest names (`unknown` when a plain manifest names none).
-    pub fn version(&self) -> &str {
-        self.manifest.version.as_deref().unwrap_or("unknown")
+    /// Reads a bundle for `board`: a release folder or manifest as [`Bundle::load`] does, or a
+    /// PlatformIO build folder (`.pio/build/ENV`), its parts placed by the board's table.
+    pub fn load_for(path: &Path, board: &Board) -> Result<Bundle, PlanError> {
+        if !(path.is_dir() && vesper_core::pio::is_build_dir(path)) {
+            return Self::load(path);
+        }
+        let parts = vesper_core::pio::parts(board, path, None)
+            .map_err(|e| PlanError::Bundle(e.to_string()))?;
+        let manifest = BundleManifest {
+            name: Some(board.name.clone()),
+            version: None,
+            builds: vec![firmware::BundleBuild {
+                chip_family: Some(firmware::chip_family(board.chip).to_owned()),
+                parts: parts
+                    .iter()
+                    .map(|p| firmware::BundlePart {
+                        path: p.name.to_owned(),
+                        offset: firmware::Offset(p.offset),
+                        size: None,
+                        sha256: None,
+                    })
+                    .collect(),
+            }],
+            app: None,
+        };
+        Ok(Bundle {
+            manifest,
+            dir: path.to_owned(),
+            elsewhere: parts
+                .into_iter()
+                .filter(|p| p.path.parent() != Some(path))
+                .map(|p| (p.name.to_owned(), p.path))
+                .collect(),
+        })
     }
 
     /// The build for `board`'s chip: the one whose `chipFamily` matches (the only one of our
@@ -154,7 +191,11 @@ impl Bundle {
                 if p.path.contains('/') || p.path.contains("..") {
                     return Err(bad("paths must be plain file names".into()));
                 }
-                let data = std::fs::read(self.dir.join(&p.path)).map_err(|e| bad(e.to_string()))?;
+                let file = match self.elsewhere.iter().find(|(name, _)| *name == p.path) {
+                    Some((_, path)) => path.clone(),
+                    None => self.dir.join(&p.path),
+                };
+                let data = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
                 if let Some(size) = p.size.filter(|&size| size != data.len() as u64) {
                     return Err(bad(format!(
                         "is {} bytes, the manifest says {size}",
@@ -246,6 +287,15 @@ impl FlashPlan {
                 return Err(PlanError::OverNvs(p.name.clone()));
             }
         }
+        // A plain manifest may name no version: the app image's own description does.
+        let firmware_version = match &bundle.manifest.version {
+            Some(version) => version.clone(),
+            None => parts
+                .iter()
+                .find(|p| apps.iter().any(|a| a.offset == p.offset))
+                .and_then(|p| firmware::app_version(&p.data))
+                .unwrap_or_else(|| "unknown".into()),
+        };
         parts.push(PlannedPart {
             name: "nvs".into(),
             offset: board.nvs.offset,
@@ -270,7 +320,7 @@ impl FlashPlan {
         Ok(FlashPlan {
             parts,
             board: board.name.clone(),
-            firmware_version: bundle.version().to_owned(),
+            firmware_version,
         })
     }
 

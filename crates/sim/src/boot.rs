@@ -235,6 +235,7 @@ impl Firmware {
                 if let Some(port) = console.as_mut() {
                     let _ = port.write_all(format!("{line}\r\n").as_bytes());
                 }
+                record(SimEvent::Console(line.to_string()));
             };
             say(ConsoleLine::WifiConnected { ip: "127.0.0.1" });
             while !flag.load(Ordering::Relaxed) {

@@ -142,6 +142,8 @@ pub enum SimEvent {
         serial_number: String,
         reason: String,
     },
+    /// A `vesper: ...` line the firmware printed on the serial console (DESIGN.md section 3).
+    Console(String),
     Unplugged,
 }
 
@@ -444,6 +446,9 @@ impl Worker {
             let _ = write_all(m, log.as_bytes());
         }
         self.event(SimEvent::Booted(report.clone()));
+        for line in log.lines().filter(|l| l.starts_with("vesper: ")) {
+            self.event(SimEvent::Console(line.trim_end().to_owned()));
+        }
         let rom = self.rom.lock().unwrap_or_else(|e| e.into_inner());
         let faults = [Fault::WrongPassword, Fault::NoHeartbeat]
             .into_iter()

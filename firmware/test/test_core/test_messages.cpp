@@ -40,7 +40,7 @@ TEST_CASE("console lines and payloads: the vectors shared with vesper sim") {
 
 TEST_CASE("console lines stay one printable line") {
     CHECK(console::error("bad\r\nline\x01") == "vesper: error what=bad??line?");
-    CHECK(console::error(std::string(500, 'x')).size() == std::string("vesper: error what=").size() + 120);
+    CHECK(console::error(std::string(500, 'x')).size() == std::string("vesper: error what=").size() + 240);
 }
 
 TEST_CASE("payloads escape what they quote") {

@@ -3,10 +3,10 @@
 namespace vesper::console {
 namespace {
 
-// A value printed inside a line: one line, printable ASCII, bounded.
+// A value printed inside a line: one line, printable ASCII, at most 240 bytes.
 std::string clean(std::string_view value) {
     std::string out;
-    for (char c : value.substr(0, 120)) out += (c >= 0x20 && c < 0x7F) ? c : '?';
+    for (char c : value.substr(0, 240)) out += (c >= 0x20 && c < 0x7F) ? c : '?';
     return out;
 }
 
