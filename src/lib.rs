@@ -7,6 +7,7 @@
 //! `vesper-labels` and `vesper-station`. This crate sits on top of all of them.
 
 pub mod backup;
+pub mod boards;
 pub mod broker;
 pub mod config;
 pub mod demo;

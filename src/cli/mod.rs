@@ -2,6 +2,7 @@
 //! library; these modules only parse, call and print.
 
 mod backup;
+mod boards;
 mod config_cmd;
 mod doctor;
 mod firmware;
@@ -75,6 +76,9 @@ enum Command {
     /// E-mail: send a test message, list the outbox, revive a dead message.
     #[command(subcommand)]
     Mail(mail::MailCommand),
+    /// Boards from the firmware's platformio.ini: import into config.toml, FIRMWARE_VARIANTS.md.
+    #[command(subcommand)]
+    Boards(boards::BoardsCommand),
     /// Firmware releases in the OTA layout.
     #[command(subcommand)]
     Firmware(firmware::FirmwareCommand),
@@ -120,6 +124,7 @@ pub fn run() -> ExitCode {
         Command::Partitions(cmd) => partitions::run(cmd),
         Command::Serve(args) => serve::serve(args, config),
         Command::Token(cmd) => serve::token(cmd, config),
+        Command::Boards(cmd) => boards::run(cmd, config),
         Command::Firmware(cmd) => firmware::run(cmd, config),
         Command::Mail(cmd) => mail::run(cmd, config),
         Command::Backup(args) => backup::backup(args, config),

@@ -9,6 +9,7 @@ mod backend_api;
 mod backend_firmware;
 mod backend_mqtt;
 mod backend_process;
+mod boards_import;
 mod broker;
 mod broker_hardening;
 mod claims_race;

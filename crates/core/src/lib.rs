@@ -29,6 +29,7 @@ pub mod model;
 pub mod nvs;
 pub mod partitions;
 pub mod pio;
+pub mod platformio;
 pub mod serial;
 pub mod stock;
 pub mod wire;
