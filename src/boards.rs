@@ -33,6 +33,15 @@ pub enum BoardsError {
     Invalid(String),
 }
 
+/// Reads a `platformio.ini`.
+pub fn read_project(path: &Path) -> Result<Project, BoardsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BoardsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Project::parse(&text, path)?)
+}
+
 /// The configuration text with the project's environments merged in.
 #[derive(Debug)]
 pub struct Import {
@@ -65,7 +74,7 @@ impl Import {
 /// partition table (its other keys, such as `nvs_extra`, stay); a new one is appended. Comments
 /// and every other table stay as written. The result is checked to load.
 pub fn import(ini: &Path, config: &Path) -> Result<Import, BoardsError> {
-    let project = Project::read(ini)?;
+    let project = read_project(ini)?;
     let before = std::fs::read_to_string(config).map_err(|source| BoardsError::Read {
         path: config.to_owned(),
         source,
@@ -160,7 +169,7 @@ fn relative_to(base: &Path, path: &Path) -> String {
 /// FIRMWARE_VARIANTS.md for the project at `ini`: one row per ESP32 environment, then each
 /// environment's flags and partition layout (read from its table).
 pub fn variants_doc(ini: &Path) -> Result<String, BoardsError> {
-    let project = Project::read(ini)?;
+    let project = read_project(ini)?;
     let file = ini.file_name().map_or_else(
         || ini.display().to_string(),
         |f| f.to_string_lossy().into_owned(),

@@ -30,5 +30,5 @@ pub use vesper_store as registry;
 pub mod firmware {
     pub use vesper_backend::releases::*;
     pub use vesper_core::firmware::*;
-    pub use vesper_core::pio;
+    pub use vesper_flash::pio;
 }

@@ -126,12 +126,7 @@ fn infer_offset(board: &Board, name: &str) -> Option<u32> {
     } else if lower.contains("partition") {
         Some(TABLE_OFFSET)
     } else if lower.contains("boot_app0") || lower.contains("otadata") {
-        board
-            .table
-            .partitions()
-            .iter()
-            .find(|p| p.subtype() == esp_idf_part::SubType::Data(esp_idf_part::DataType::Ota))
-            .map(|p| p.offset())
+        board.table.otadata().map(|r| r.offset)
     } else {
         first_app(&board.table).map(|r| r.offset)
     }

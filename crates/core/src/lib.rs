@@ -28,7 +28,6 @@ pub mod goauth;
 pub mod model;
 pub mod nvs;
 pub mod partitions;
-pub mod pio;
 pub mod platformio;
 pub mod serial;
 pub mod stock;

@@ -231,6 +231,15 @@ impl PartitionTable {
         apps
     }
 
+    /// The `otadata` partition (which app slot boots), if the table has OTA slots.
+    pub fn otadata(&self) -> Option<Region> {
+        self.table
+            .partitions()
+            .iter()
+            .find(|p| p.subtype() == SubType::Data(DataType::Ota))
+            .map(region)
+    }
+
     /// A human table of the resolved layout, one partition per line.
     pub fn describe(&self) -> String {
         let mut out = format!(

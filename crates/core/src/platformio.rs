@@ -17,7 +17,7 @@ const MAX_INTERPOLATION: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformioError {
-    #[error("cannot read {path}: {message}")]
+    #[error("{path} is not a PlatformIO project file: {message}")]
     Read { path: PathBuf, message: String },
     #[error("{path}: [env:{env}]: {message}")]
     Env {
@@ -60,14 +60,6 @@ pub struct Project {
 }
 
 impl Project {
-    pub fn read(path: &Path) -> Result<Project, PlatformioError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PlatformioError::Read {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        Self::parse(&text, path)
-    }
-
     /// Reads `text` as the project file at `path` (partition tables are found beside it).
     pub fn parse(text: &str, path: &Path) -> Result<Project, PlatformioError> {
         let mut ini = Ini::new_cs();

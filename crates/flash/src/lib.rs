@@ -6,6 +6,7 @@
 
 mod console;
 mod engine;
+pub mod pio;
 mod plan;
 mod ports;
 

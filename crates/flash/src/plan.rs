@@ -123,11 +123,11 @@ impl Bundle {
     /// Reads a bundle for `board`: a release folder or manifest as [`Bundle::load`] does, or a
     /// PlatformIO build folder (`.pio/build/ENV`), its parts placed by the board's table.
     pub fn load_for(path: &Path, board: &Board) -> Result<Bundle, PlanError> {
-        if !(path.is_dir() && vesper_core::pio::is_build_dir(path)) {
+        if !(path.is_dir() && crate::pio::is_build_dir(path)) {
             return Self::load(path);
         }
-        let parts = vesper_core::pio::parts(board, path, None)
-            .map_err(|e| PlanError::Bundle(e.to_string()))?;
+        let parts =
+            crate::pio::parts(board, path, None).map_err(|e| PlanError::Bundle(e.to_string()))?;
         let manifest = BundleManifest {
             name: Some(board.name.clone()),
             version: None,

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::firmware::bootloader_offset;
-use crate::model::Board;
-use crate::partitions::TABLE_OFFSET;
+use vesper_core::firmware::bootloader_offset;
+use vesper_core::model::Board;
+use vesper_core::partitions::TABLE_OFFSET;
 
 /// Where the Arduino-ESP32 framework keeps `boot_app0.bin` inside PlatformIO's core folder.
 const BOOT_APP0_IN_CORE: &str =
@@ -75,7 +75,7 @@ pub fn parts(
         built("partitions.bin", TABLE_OFFSET)?,
         built("firmware.bin", app.offset)?,
     ];
-    if let Some(otadata) = otadata_offset(board) {
+    if let Some(otadata) = board.table.otadata().map(|r| r.offset) {
         let candidates = match boot_app0 {
             Some(given) => vec![given.to_owned()],
             None => boot_app0_candidates(build_dir),
@@ -107,15 +107,6 @@ pub fn parts(
 /// Is `dir` a PlatformIO build folder (it has the app `pio run` writes, and no manifest)?
 pub fn is_build_dir(dir: &Path) -> bool {
     dir.join("firmware.bin").is_file() && !dir.join("manifest.json").exists()
-}
-
-fn otadata_offset(board: &Board) -> Option<u32> {
-    board
-        .table
-        .partitions()
-        .iter()
-        .find(|p| p.subtype() == esp_idf_part::SubType::Data(esp_idf_part::DataType::Ota))
-        .map(|p| p.offset())
 }
 
 /// Where `boot_app0.bin` may be, in the order they are tried.
