@@ -70,7 +70,7 @@ fn mosquitto(dir: &Path, port: u16, auth_port: u16) -> Child {
         ),
     )
     .unwrap();
-    let child = Command::new("mosquitto")
+    let mut child = Command::new("mosquitto")
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
@@ -83,7 +83,9 @@ fn mosquitto(dir: &Path, port: u16, auth_port: u16) -> Child {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("mosquitto did not listen");
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("mosquitto did not listen; see mosquitto.log");
 }
 
 /// Runs `command` and returns how long it took; it must succeed.
@@ -182,7 +184,8 @@ async fn main() {
             devices
                 .iter()
                 .map(|d| {
-                    let image = vesper::demo::device_image(&board, &secret, &d.serial_number);
+                    let sn = d.serial_number.parse().unwrap();
+                    let image = vesper::demo::device_image(&board, &secret, &sn);
                     let nvs = dir.join("nvs.bin");
                     std::fs::write(&nvs, image).unwrap();
                     timed(Command::new(&runner).args([
@@ -207,7 +210,7 @@ async fn main() {
                 .iter()
                 .map(|d| {
                     let sn = d.serial_number.as_str();
-                    let password = secret.device_password(&d.serial_number);
+                    let password = secret.device_password(&sn.parse().unwrap());
                     timed(Command::new("mosquitto_pub").args([
                         "-h",
                         "127.0.0.1",
