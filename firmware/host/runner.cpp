@@ -180,6 +180,9 @@ Ending boot_once(const Identity& identity, const RunnerOptions& options, std::st
         return Ending::Exit;
     }
     mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    // The status, the subscription and the heartbeat go out back to back: without this, Nagle's
+    // algorithm holds each small packet until the previous one is acknowledged.
+    mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_username_pw_set(mosq, identity.mqtt_user.c_str(), identity.mqtt_pass.c_str());
     const auto will = session.will();
     mosquitto_will_set(mosq, will.topic.c_str(), static_cast<int>(will.payload.size()), will.payload.data(), 1,

@@ -129,6 +129,7 @@ void setup() {
         say(console::wifi_connected(WiFi.localIP().toString().c_str()));
     }
     session.reset(new Session(id, VESPER_FIRMWARE_VERSION));
+    net.setNoDelay(true);  // status, subscription and heartbeat go out back to back
     mqtt.setServer(id.mqtt_host.c_str(), id.mqtt_port);
     mqtt.setKeepAlive(kKeepAliveSeconds);
     mqtt.setBufferSize(8 * 1024);
