@@ -22,25 +22,15 @@ use vesper::credentials::MasterSecret;
 use vesper::model::{FlashReport, NewBatch, Status};
 use vesper::server::{self, ServeOptions};
 
+#[path = "support/broker.rs"]
+mod broker;
+use broker::{free_port, mosquitto};
+
 const RUNS: usize = 200;
 const SECRET: &str = "vesper-bench-secret-0123456789abcdef";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn user() -> String {
-    String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
-        .trim()
-        .to_owned()
 }
 
 fn existing(paths: &[&str]) -> PathBuf {
@@ -51,45 +41,28 @@ fn existing(paths: &[&str]) -> PathBuf {
         .unwrap_or_else(|| panic!("none of {paths:?}: run scripts/bench (it builds them)"))
 }
 
-/// mosquitto with the plugin asking the backend's auth listener, as shipped (local ACL).
-fn mosquitto(dir: &Path, port: u16, auth_port: u16) -> Child {
+/// mosquitto with the plugin asking the backend's auth listener, with the shipped settings
+/// (local ACL, TCP_NODELAY).
+fn broker_with_plugin(dir: &Path, port: u16, auth_port: u16) -> Child {
     let plugin = std::fs::canonicalize(existing(&[
         "target/release/libvesper_mosquitto.so",
         "target/debug/libvesper_mosquitto.so",
     ]))
     .unwrap();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\n\
-             max_packet_size 8192\nset_tcp_nodelay true\nplugin {}\nplugin_opt_http_host 127.0.0.1\n\
+    mosquitto(
+        dir,
+        "plugin",
+        port,
+        &format!(
+            "set_tcp_nodelay true\nplugin {}\nplugin_opt_http_host 127.0.0.1\n\
              plugin_opt_http_port {auth_port}\nplugin_opt_http_getuser_uri /mqtt/auth/user\n\
              plugin_opt_http_aclcheck_uri /mqtt/auth/acl\nplugin_opt_http_timeout 2\n\
              plugin_opt_local_acl true\nplugin_opt_service_account vesper-backend\n\
              plugin_opt_topic_data vesper/{{sn}}/data\nplugin_opt_topic_status vesper/{{sn}}/status\n\
-             plugin_opt_topic_control vesper/{{sn}}/control\nlog_dest stderr\nlog_type error\n",
-            user(),
+             plugin_opt_topic_control vesper/{{sn}}/control\n",
             plugin.display()
         ),
     )
-    .unwrap();
-    let mut child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
-        .spawn()
-        .expect("mosquitto (apt-get install mosquitto)");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("mosquitto did not listen; see mosquitto.log");
 }
 
 /// Runs `command` and returns how long it took; it must succeed. Cargo's LD_LIBRARY_PATH (the
@@ -150,7 +123,7 @@ async fn main() {
     let running = server::start(config, secret.clone(), &options)
         .await
         .unwrap();
-    let mut broker = mosquitto(dir.path(), broker_port, running.auth_addr.port());
+    let mut broker = broker_with_plugin(dir.path(), broker_port, running.auth_addr.port());
     let registry = running.state.registry.clone();
     let batch = registry
         .create_batch(

@@ -17,7 +17,7 @@
 //! Run with `scripts/bench-heartbeats` (it builds the binary and the plugin in release mode and
 //! raises the open file limit). Not a timed test.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -28,62 +28,21 @@ use tokio::sync::watch;
 use vesper::credentials::MasterSecret;
 use vesper::registry::{FlashReport, NewBatch, Registry, Status};
 
+#[path = "support/broker.rs"]
+mod broker;
+use broker::{free_port, mosquitto};
+
 const DEVICES: usize = 10_000;
 const JITTER_MS: usize = 3_000;
 const BAD_RATE: usize = 1_000;
 /// A device gives up on one connection attempt after this long (then it would retry).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|d| d.parse().ok())
         .unwrap_or(default)
-}
-
-fn user() -> String {
-    String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
-        .trim()
-        .to_owned()
-}
-
-/// Starts mosquitto with `config` (the listener line is added here) and waits for its port.
-fn mosquitto(dir: &std::path::Path, name: &str, port: u16, config: &str) -> Child {
-    let conf = dir.join(format!("{name}.conf"));
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\n\
-             max_connections -1\nmax_packet_size 8192\nmax_queued_messages 100000\nmax_inflight_messages 100\n\
-             log_dest stderr\nlog_type error\n{config}",
-            user()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-        .spawn()
-        .expect("mosquitto (apt-get install mosquitto)");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("mosquitto did not start; see {name}.log");
 }
 
 /// Connects one client; the time from the start of the TCP connect to the CONNACK.
