@@ -42,7 +42,7 @@ fn existing(paths: &[&str]) -> PathBuf {
 }
 
 /// mosquitto with the plugin asking the backend's auth listener, with the shipped settings
-/// (local ACL, TCP_NODELAY).
+/// (local ACL; TCP_NODELAY from `support/broker.rs`).
 fn broker_with_plugin(dir: &Path, port: u16, auth_port: u16) -> Child {
     let plugin = std::fs::canonicalize(existing(&[
         "target/release/libvesper_mosquitto.so",
@@ -54,7 +54,7 @@ fn broker_with_plugin(dir: &Path, port: u16, auth_port: u16) -> Child {
         "plugin",
         port,
         &format!(
-            "set_tcp_nodelay true\nplugin {}\nplugin_opt_http_host 127.0.0.1\n\
+            "plugin {}\nplugin_opt_http_host 127.0.0.1\n\
              plugin_opt_http_port {auth_port}\nplugin_opt_http_getuser_uri /mqtt/auth/user\n\
              plugin_opt_http_aclcheck_uri /mqtt/auth/acl\nplugin_opt_http_timeout 2\n\
              plugin_opt_local_acl true\nplugin_opt_service_account vesper-backend\n\

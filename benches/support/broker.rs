@@ -20,7 +20,8 @@ fn user() -> String {
         .to_owned()
 }
 
-/// Starts mosquitto with `config` (the listener line is added here) and waits for its port.
+/// Starts mosquitto with `config` (the listener line and the shipped configs' limits and
+/// `set_tcp_nodelay` are added here) and waits for its port.
 pub fn mosquitto(dir: &std::path::Path, name: &str, port: u16, config: &str) -> Child {
     let conf = dir.join(format!("{name}.conf"));
     std::fs::write(
@@ -28,6 +29,7 @@ pub fn mosquitto(dir: &std::path::Path, name: &str, port: u16, config: &str) -> 
         format!(
             "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\n\
              max_connections -1\nmax_packet_size 8192\nmax_queued_messages 100000\nmax_inflight_messages 100\n\
+             set_tcp_nodelay true\n\
              log_dest stderr\nlog_type error\n{config}",
             user()
         ),

@@ -1,3 +1,3 @@
 // doctest's main for the core's tests.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <doctest/doctest.h>
+#include "doctest_compat.h"

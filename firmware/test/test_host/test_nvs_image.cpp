@@ -1,6 +1,6 @@
 // The NVS image reader against the images Espressif's nvs_partition_gen.py made
 // (tests/vectors/nvs): every key of every namespace read back as its CSV row says.
-#include <doctest/doctest.h>
+#include "../test_core/doctest_compat.h"
 
 #include <algorithm>
 #include <sstream>
