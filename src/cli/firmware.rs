@@ -186,7 +186,6 @@ async fn upload(
     version: &str,
     parts: &[PartSpec],
 ) -> anyhow::Result<firmware::Manifest> {
-    use sha2::Digest as _;
     let mut form = reqwest::multipart::Form::new();
     let mut listed = Vec::new();
     for (path, offset) in firmware::offsets(board, parts)? {
@@ -197,10 +196,7 @@ async fn upload(
             .and_then(|n| n.to_str())
             .context("a part needs a file name")?
             .to_owned();
-        let sha256: String = sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = firmware::sha256_hex(&bytes);
         listed.push(serde_json::json!({ "path": name, "offset": offset, "size": bytes.len(), "sha256": sha256 }));
         form = form.part(
             name.clone(),

@@ -9,11 +9,10 @@ use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
-use sha2::{Digest as _, Sha256};
 
 use crate::releases::{self, FirmwareError, Manifest, PartSpec};
 use crate::{ApiError, Caller, SharedState, db};
-use vesper_core::firmware::{BundleManifest, BundlePart};
+use vesper_core::firmware::{BundleManifest, BundlePart, sha256_hex};
 use vesper_core::wire::ConflictCode;
 
 /// Most bytes of one upload (every part together).
@@ -125,7 +124,7 @@ pub async fn upload(
         if part
             .sha256
             .as_deref()
-            .is_some_and(|sum| !sum.eq_ignore_ascii_case(&hex(&Sha256::digest(bytes))))
+            .is_some_and(|sum| !sum.eq_ignore_ascii_case(&sha256_hex(bytes)))
         {
             return Err(ApiError::BadRequest(format!(
                 "part {name} does not match the manifest's sha256"
@@ -160,8 +159,4 @@ pub async fn upload(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(manifest)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

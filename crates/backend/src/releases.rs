@@ -20,8 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
+use vesper_core::firmware::sha256_hex;
 pub use vesper_core::firmware::{Build, IMAGE_MAGIC, Manifest, Part, chip_family};
 use vesper_core::model::Board;
 use vesper_core::partitions::{PartitionTable, Region, TABLE_OFFSET, region};
@@ -104,13 +103,6 @@ fn check_version(version: &str) -> Result<(), FirmwareError> {
     } else {
         Err(FirmwareError::BadVersion(version.to_owned()))
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The lowest app partition of a table (factory or ota_0): where a fresh app is flashed.

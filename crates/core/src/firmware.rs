@@ -148,6 +148,15 @@ pub fn chip_family(chip: Chip) -> &'static str {
     }
 }
 
+/// The SHA-256 of `bytes` as manifests write it: 64 lower-case hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The version an ESP-IDF app image carries in its `esp_app_desc_t` (after the 24-byte image
 /// header and the first 8-byte segment header: magic 0xABCD5432, then `char version[32]` at
 /// byte 16), as `esp_app_get_description()` reads it; `None` for images without one.

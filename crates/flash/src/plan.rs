@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use vesper_core::firmware::{self, BundleManifest};
 use vesper_core::model::Board;
 use vesper_core::partitions::Region;
@@ -202,10 +200,7 @@ impl Bundle {
                         data.len(),
                     )));
                 }
-                let digest: String = Sha256::digest(&data)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
+                let digest = firmware::sha256_hex(&data);
                 if p.sha256
                     .as_deref()
                     .is_some_and(|sum| !sum.is_empty() && !sum.eq_ignore_ascii_case(&digest))
