@@ -130,23 +130,13 @@ fn set_board(table: &mut toml_edit::Table, env: &Environment, partition_table: &
         ("hw_version", env.hw_version.clone()),
         ("chip", env.chip.to_string()),
         ("flash_size", env.flash_size.clone()),
-        ("flash_mode", flash_mode_name(env.flash_mode).to_owned()),
+        ("flash_mode", env.flash_mode.to_string()),
         ("partition_table", partition_table.to_owned()),
     ];
     for (key, value) in values {
         if table.get(key).and_then(|v| v.as_str()) != Some(value.as_str()) {
             table.insert(key, toml_edit::value(value));
         }
-    }
-}
-
-fn flash_mode_name(mode: vesper_core::model::FlashMode) -> &'static str {
-    use vesper_core::model::FlashMode;
-    match mode {
-        FlashMode::Qio => "qio",
-        FlashMode::Qout => "qout",
-        FlashMode::Dio => "dio",
-        FlashMode::Dout => "dout",
     }
 }
 
@@ -193,7 +183,7 @@ pub fn variants_doc(ini: &Path) -> Result<String, BoardsError> {
             e.board,
             e.chip,
             e.flash_size,
-            flash_mode_name(e.flash_mode),
+            e.flash_mode,
             e.partitions
         ));
     }

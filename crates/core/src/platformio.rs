@@ -167,7 +167,10 @@ fn environment(name: &str, values: &Values, dir: &Path) -> Result<Environment, S
         .get("board")
         .ok_or("no `board` (e.g. board = esp32dev)")?;
     let chip = match values.get("board_build.mcu") {
-        Some(mcu) => chip_named(&mcu).ok_or(format!("board_build.mcu `{mcu}` is not an ESP32 chip"))?,
+        Some(mcu) => mcu
+            .to_ascii_lowercase()
+            .parse()
+            .map_err(|()| format!("board_build.mcu `{mcu}` is not an ESP32 chip"))?,
         None => chip_of_board(&board).ok_or(format!(
             "PlatformIO board `{board}` is not one this tool knows; add board_build.mcu (e.g. esp32s3)"
         ))?,
@@ -191,17 +194,9 @@ fn environment(name: &str, values: &Values, dir: &Path) -> Result<Environment, S
     let mode_text = values
         .get("board_build.flash_mode")
         .unwrap_or_else(|| "dio".into());
-    let flash_mode = match mode_text.as_str() {
-        "qio" => FlashMode::Qio,
-        "qout" => FlashMode::Qout,
-        "dio" => FlashMode::Dio,
-        "dout" => FlashMode::Dout,
-        other => {
-            return Err(format!(
-                "board_build.flash_mode `{other}` is not qio, qout, dio or dout"
-            ));
-        }
-    };
+    let flash_mode: FlashMode = mode_text.parse().map_err(|()| {
+        format!("board_build.flash_mode `{mode_text}` is not qio, qout, dio or dout")
+    })?;
     let partitions = values
         .get("board_build.partitions")
         .ok_or("no board_build.partitions (the station needs the table to place NVS)")?;
@@ -239,19 +234,6 @@ fn defines(flags: &str) -> BTreeMap<String, String> {
         out.insert(name.to_owned(), value.to_owned());
     }
     out
-}
-
-fn chip_named(name: &str) -> Option<Chip> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "esp32" => Chip::Esp32,
-        "esp32s2" => Chip::Esp32s2,
-        "esp32s3" => Chip::Esp32s3,
-        "esp32c2" => Chip::Esp32c2,
-        "esp32c3" => Chip::Esp32c3,
-        "esp32c6" => Chip::Esp32c6,
-        "esp32h2" => Chip::Esp32h2,
-        _ => return None,
-    })
 }
 
 /// The chip of PlatformIO's common ESP32 board ids (platform-espressif32's boards/*.json).

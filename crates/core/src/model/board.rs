@@ -37,6 +37,26 @@ impl fmt::Display for Chip {
     }
 }
 
+impl Chip {
+    pub const ALL: [Chip; 7] = [
+        Chip::Esp32,
+        Chip::Esp32s2,
+        Chip::Esp32s3,
+        Chip::Esp32c2,
+        Chip::Esp32c3,
+        Chip::Esp32c6,
+        Chip::Esp32h2,
+    ];
+}
+
+/// A chip by its name as displayed (`esp32s3`), the name configuration and PlatformIO use.
+impl std::str::FromStr for Chip {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Chip::ALL.into_iter().find(|c| c.to_string() == s).ok_or(())
+    }
+}
+
 /// SPI flash modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,6 +65,37 @@ pub enum FlashMode {
     Qout,
     Dio,
     Dout,
+}
+
+impl FlashMode {
+    pub const ALL: [FlashMode; 4] = [
+        FlashMode::Qio,
+        FlashMode::Qout,
+        FlashMode::Dio,
+        FlashMode::Dout,
+    ];
+}
+
+/// The name configuration and PlatformIO use: `qio`, `qout`, `dio`, `dout`.
+impl fmt::Display for FlashMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FlashMode::Qio => "qio",
+            FlashMode::Qout => "qout",
+            FlashMode::Dio => "dio",
+            FlashMode::Dout => "dout",
+        })
+    }
+}
+
+impl std::str::FromStr for FlashMode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        FlashMode::ALL
+            .into_iter()
+            .find(|m| m.to_string() == s)
+            .ok_or(())
+    }
 }
 
 /// One hardware variant (a PlatformIO environment in the customer's firmware repository).
