@@ -19,18 +19,6 @@ using Clock = std::chrono::steady_clock;
 
 void say(const std::string& line) { std::cout << line << std::endl; }
 
-// CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3), as the console says them.
-std::string refusal(int rc) {
-    switch (rc) {
-        case 1: return "unacceptable protocol version";
-        case 2: return "identifier rejected";
-        case 3: return "server unavailable";
-        case 4: return "bad user name or password";
-        case 5: return "not authorised";
-        default: return "code " + std::to_string(rc);
-    }
-}
-
 // What the MQTT callbacks tell the loop.
 struct Link {
     Session* session = nullptr;
@@ -50,7 +38,7 @@ struct Link {
 void on_connect(struct mosquitto* mosq, void* obj, int rc) {
     auto* link = static_cast<Link*>(obj);
     if (rc != 0) {
-        say(console::error("mqtt refused (" + refusal(rc) + ")"));
+        say(console::mqtt_refused(rc));
         link->refused = true;
         mosquitto_disconnect(mosq);
         return;

@@ -104,7 +104,8 @@ void connect_mqtt() {
         mqtt.subscribe(session->topics().control.c_str(), 1);
         was_connected = true;
     } else {
-        say(console::error("mqtt refused (state " + std::to_string(mqtt.state()) + ")"));
+        const int state = mqtt.state();  // 1..5: the CONNACK code; below 0: no answer
+        say(state > 0 ? console::mqtt_refused(state) : console::error("mqtt unreachable (state " + std::to_string(state) + ")"));
         next_attempt = millis() + backoff.next(esp_random());
     }
 }

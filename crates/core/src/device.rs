@@ -24,6 +24,10 @@ pub enum ConsoleLine<'a> {
     Error {
         what: &'a str,
     },
+    /// The broker refused the login with this CONNACK return code (MQTT 3.1.1 section 3.2.2.3).
+    MqttRefused {
+        code: u8,
+    },
     OtaUpdate {
         from: &'a str,
         to: &'a str,
@@ -77,6 +81,17 @@ impl fmt::Display for ConsoleLine<'_> {
             ConsoleLine::MqttConnected => f.write_str("mqtt connected"),
             ConsoleLine::HeartbeatSent => f.write_str("heartbeat sent"),
             ConsoleLine::Error { what } => write!(f, "error what={}", Clean(what)),
+            ConsoleLine::MqttRefused { code } => {
+                let words = match code {
+                    1 => "unacceptable protocol version",
+                    2 => "identifier rejected",
+                    3 => "server unavailable",
+                    4 => "bad user name or password",
+                    5 => "not authorised",
+                    other => return write!(f, "error what=mqtt refused (code {other})"),
+                };
+                write!(f, "error what=mqtt refused ({words})")
+            }
             ConsoleLine::OtaUpdate { from, to } => {
                 write!(f, "ota update from={} to={}", Clean(from), Clean(to))
             }
@@ -135,6 +150,10 @@ mod tests {
             ["mqtt_connected", _] => ConsoleLine::MqttConnected.to_string(),
             ["heartbeat_sent", _] => ConsoleLine::HeartbeatSent.to_string(),
             ["error", what, _] => ConsoleLine::Error { what }.to_string(),
+            ["mqtt_refused", code, _] => ConsoleLine::MqttRefused {
+                code: code.parse().unwrap(),
+            }
+            .to_string(),
             ["ota_update", from, to, _] => ConsoleLine::OtaUpdate { from, to }.to_string(),
             ["ota_done", fw, _] => ConsoleLine::OtaDone { firmware: fw }.to_string(),
             ["ota_skipped", offered, reason, _] => {
@@ -158,7 +177,7 @@ mod tests {
             assert_eq!(&render(&row), row.last().unwrap(), "{line}");
             count += 1;
         }
-        assert!(count >= 16, "only {count} rows");
+        assert!(count >= 20, "only {count} rows");
     }
 
     #[test]

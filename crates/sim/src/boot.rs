@@ -256,8 +256,9 @@ impl Firmware {
                     }
                     Ok(Ok(_)) | Err(_) => {}
                     Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => {
-                        let what = format!("mqtt refused ({})", refusal(code));
-                        say(ConsoleLine::Error { what: &what });
+                        say(ConsoleLine::MqttRefused {
+                            code: connack_code(code),
+                        });
                         record(SimEvent::MqttRefused {
                             serial_number: sn.clone(),
                             reason: format!("{code:?}"),
@@ -304,14 +305,14 @@ impl Firmware {
     }
 }
 
-/// A CONNACK refusal in the words the firmware's console uses (MQTT 3.1.1 section 3.2.2.3).
-fn refusal(code: rumqttc::ConnectReturnCode) -> &'static str {
+/// rumqttc's CONNACK return code as its number on the wire (MQTT 3.1.1 section 3.2.2.3).
+fn connack_code(code: rumqttc::ConnectReturnCode) -> u8 {
     match code {
-        rumqttc::ConnectReturnCode::RefusedProtocolVersion => "unacceptable protocol version",
-        rumqttc::ConnectReturnCode::BadClientId => "identifier rejected",
-        rumqttc::ConnectReturnCode::ServiceUnavailable => "server unavailable",
-        rumqttc::ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-        rumqttc::ConnectReturnCode::NotAuthorized => "not authorised",
-        rumqttc::ConnectReturnCode::Success => "accepted",
+        rumqttc::ConnectReturnCode::Success => 0,
+        rumqttc::ConnectReturnCode::RefusedProtocolVersion => 1,
+        rumqttc::ConnectReturnCode::BadClientId => 2,
+        rumqttc::ConnectReturnCode::ServiceUnavailable => 3,
+        rumqttc::ConnectReturnCode::BadUserNamePassword => 4,
+        rumqttc::ConnectReturnCode::NotAuthorized => 5,
     }
 }

@@ -12,6 +12,17 @@ std::string clean(std::string_view value) {
 
 std::string line(std::string_view rest) { return "vesper: " + std::string(rest); }
 
+std::string refusal(int code) {
+    switch (code) {
+        case 1: return "unacceptable protocol version";
+        case 2: return "identifier rejected";
+        case 3: return "server unavailable";
+        case 4: return "bad user name or password";
+        case 5: return "not authorised";
+        default: return "code " + std::to_string(code);
+    }
+}
+
 }  // namespace
 
 std::string boot(std::string_view sn, std::string_view hw_type, std::string_view hw_version, std::string_view fw) {
@@ -22,6 +33,7 @@ std::string wifi_failed(std::string_view reason) { return line("wifi failed reas
 std::string mqtt_connected() { return line("mqtt connected"); }
 std::string heartbeat_sent() { return line("heartbeat sent"); }
 std::string error(std::string_view what) { return line("error what=" + clean(what)); }
+std::string mqtt_refused(int connack_code) { return error("mqtt refused (" + refusal(connack_code) + ")"); }
 std::string ota_update(std::string_view from, std::string_view to) {
     return line("ota update from=" + clean(from) + " to=" + clean(to));
 }

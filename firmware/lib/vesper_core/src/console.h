@@ -14,6 +14,8 @@ std::string wifi_failed(std::string_view reason);
 std::string mqtt_connected();
 std::string heartbeat_sent();
 std::string error(std::string_view what);
+// The broker refused the login: the CONNACK return code of MQTT 3.1.1 (section 3.2.2.3) in words.
+std::string mqtt_refused(int connack_code);
 // OTA steps: a higher release found, and installed (the device reboots into it next).
 std::string ota_update(std::string_view from, std::string_view to);
 std::string ota_done(std::string_view version);
