@@ -105,25 +105,6 @@ fn check_version(version: &str) -> Result<(), FirmwareError> {
     }
 }
 
-/// The lowest app partition of a table (factory or ota_0): where a fresh app is flashed.
-fn first_app(table: &PartitionTable) -> Option<Region> {
-    table.apps().first().copied()
-}
-
-/// Where a part goes when its offset is not given, from its file name.
-fn infer_offset(board: &Board, name: &str) -> Option<u32> {
-    let lower = name.to_ascii_lowercase();
-    if lower.contains("bootloader") {
-        Some(vesper_core::firmware::bootloader_offset(board.chip))
-    } else if lower.contains("partition") {
-        Some(TABLE_OFFSET)
-    } else if lower.contains("boot_app0") || lower.contains("otadata") {
-        board.table.otadata().map(|r| r.offset)
-    } else {
-        first_app(&board.table).map(|r| r.offset)
-    }
-}
-
 /// A part read from disk and placed.
 struct Placed {
     name: String,
@@ -168,7 +149,7 @@ fn place(board: &Board, specs: &[PartSpec]) -> Result<(Vec<Placed>, usize), Firm
         }
         let offset = spec
             .offset
-            .or_else(|| infer_offset(board, &name))
+            .or_else(|| vesper_core::firmware::offset_by_name(board, &name))
             .ok_or_else(|| {
                 FirmwareError::Part(
                     name.clone(),

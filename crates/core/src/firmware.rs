@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::Chip;
+use crate::model::{Board, Chip};
 
 /// First byte of every ESP application and bootloader image.
 pub const IMAGE_MAGIC: u8 = 0xE9;
@@ -174,6 +174,22 @@ pub fn app_version(image: &[u8]) -> Option<String> {
     let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
     let version = std::str::from_utf8(&field[..len]).ok()?;
     (!version.is_empty()).then(|| version.to_owned())
+}
+
+/// Where a part goes on `board`, from its file name as ESP-IDF and PlatformIO builds name them:
+/// `*bootloader*` at the chip's bootloader offset, `*partition*` at the table's, `*boot_app0*` /
+/// `*otadata*` at the otadata partition, anything else at the first app partition.
+pub fn offset_by_name(board: &Board, name: &str) -> Option<u32> {
+    let lower = name.to_ascii_lowercase();
+    if lower.contains("bootloader") {
+        Some(bootloader_offset(board.chip))
+    } else if lower.contains("partition") {
+        Some(crate::partitions::TABLE_OFFSET)
+    } else if lower.contains("boot_app0") || lower.contains("otadata") {
+        board.table.otadata().map(|r| r.offset)
+    } else {
+        board.table.apps().first().map(|r| r.offset)
+    }
 }
 
 /// Where the second-stage bootloader goes on a chip.

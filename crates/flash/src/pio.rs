@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use vesper_core::firmware::bootloader_offset;
+use vesper_core::firmware::offset_by_name;
 use vesper_core::model::Board;
-use vesper_core::partitions::TABLE_OFFSET;
 
 /// Where the Arduino-ESP32 framework keeps `boot_app0.bin` inside PlatformIO's core folder.
 const BOOT_APP0_IN_CORE: &str =
@@ -48,34 +47,29 @@ pub fn parts(
     build_dir: &Path,
     boot_app0: Option<&Path>,
 ) -> Result<Vec<PioPart>, PioError> {
-    let app = board
-        .table
-        .apps()
-        .first()
-        .copied()
-        .ok_or_else(|| PioError::NoApp(board.name.clone()))?;
-    let built = |file: &'static str, offset: u32| {
+    let built = |file: &'static str| {
         let path = build_dir.join(file);
-        if path.is_file() {
-            Ok(PioPart {
-                name: file,
-                path,
-                offset,
-            })
-        } else {
-            Err(PioError::Missing {
+        if !path.is_file() {
+            return Err(PioError::Missing {
                 file,
                 dir: build_dir.to_owned(),
                 board: board.name.clone(),
-            })
+            });
         }
+        let offset =
+            offset_by_name(board, file).ok_or_else(|| PioError::NoApp(board.name.clone()))?;
+        Ok(PioPart {
+            name: file,
+            path,
+            offset,
+        })
     };
     let mut parts = vec![
-        built("bootloader.bin", bootloader_offset(board.chip))?,
-        built("partitions.bin", TABLE_OFFSET)?,
-        built("firmware.bin", app.offset)?,
+        built("bootloader.bin")?,
+        built("partitions.bin")?,
+        built("firmware.bin")?,
     ];
-    if let Some(otadata) = board.table.otadata().map(|r| r.offset) {
+    if let Some(otadata) = offset_by_name(board, "boot_app0.bin") {
         let candidates = match boot_app0 {
             Some(given) => vec![given.to_owned()],
             None => boot_app0_candidates(build_dir),
