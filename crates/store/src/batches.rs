@@ -35,29 +35,35 @@ fn summary_from_row(r: &rusqlite::Row) -> rusqlite::Result<BatchSummary> {
     })
 }
 
+/// Refuses a batch the registry would not hold (either engine).
+pub(crate) fn check_new_batch(new: &NewBatch) -> Result<()> {
+    if new.quantity == 0 || new.quantity > MAX_QUANTITY {
+        return Err(RegistryError::Invalid(format!(
+            "quantity must be 1..={MAX_QUANTITY}, not {}",
+            new.quantity
+        )));
+    }
+    if new.subscription_plan.is_empty()
+        || new.subscription_plan.len() > 64
+        || new.subscription_plan.chars().any(char::is_control)
+    {
+        return Err(RegistryError::Invalid(
+            "subscription_plan must be 1..64 characters".into(),
+        ));
+    }
+    if !(0..=1024).contains(&new.available_outputs) {
+        return Err(RegistryError::Invalid(
+            "available_outputs must be 0..=1024".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Creates a batch and all its devices in one transaction. Serial numbers are unique by the
     /// primary key; a collision draws a new number, it never fails the batch.
     pub fn create_batch(&self, new: &NewBatch, actor: &str) -> Result<Batch> {
-        if new.quantity == 0 || new.quantity > MAX_QUANTITY {
-            return Err(RegistryError::Invalid(format!(
-                "quantity must be 1..={MAX_QUANTITY}, not {}",
-                new.quantity
-            )));
-        }
-        if new.subscription_plan.is_empty()
-            || new.subscription_plan.len() > 64
-            || new.subscription_plan.chars().any(char::is_control)
-        {
-            return Err(RegistryError::Invalid(
-                "subscription_plan must be 1..64 characters".into(),
-            ));
-        }
-        if !(0..=1024).contains(&new.available_outputs) {
-            return Err(RegistryError::Invalid(
-                "available_outputs must be 0..=1024".into(),
-            ));
-        }
+        check_new_batch(new)?;
         let board = new.board;
         let name = self.write(|conn| {
             let tx = conn.transaction()?;

@@ -12,14 +12,14 @@ use super::{Device, Registry, RegistryError, Result, now};
 /// Longest claim a station may ask for.
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 
-fn lease_end(lease: Duration) -> String {
+pub(crate) fn lease_end(lease: Duration) -> String {
     let lease = chrono::Duration::from_std(lease.min(MAX_LEASE)).unwrap_or_default();
     (chrono::Utc::now() + lease)
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
 }
 
-fn check_claimant(claimant: &str) -> Result<()> {
+pub(crate) fn check_claimant(claimant: &str) -> Result<()> {
     if claimant.is_empty() || claimant.len() > 128 || claimant.chars().any(char::is_control) {
         return Err(RegistryError::Invalid(
             "station must be 1..128 characters without control characters".into(),

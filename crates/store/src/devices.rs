@@ -98,7 +98,7 @@ fn sort_column(sort: DeviceSort) -> &'static str {
 }
 
 /// A bare date `YYYY-MM-DD` as the start of that day, or the text as given.
-fn date_bound(text: &str, end: bool) -> Result<String> {
+pub(crate) fn date_bound(text: &str, end: bool) -> Result<String> {
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         let day = if end {
             date.succ_opt().unwrap_or(date)
@@ -120,7 +120,7 @@ fn date_bound(text: &str, end: bool) -> Result<String> {
         })
 }
 
-fn like_pattern(text: &str) -> String {
+pub(crate) fn like_pattern(text: &str) -> String {
     let escaped = text
         .replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -148,7 +148,7 @@ fn welcome_once(tx: &Connection, device: &Device) -> Result<()> {
     Ok(())
 }
 
-fn check_email(email: &str) -> Result<()> {
+pub(crate) fn check_email(email: &str) -> Result<()> {
     if is_email_address(email) {
         Ok(())
     } else {
@@ -158,7 +158,7 @@ fn check_email(email: &str) -> Result<()> {
     }
 }
 
-fn check_user_id(id: &str) -> Result<()> {
+pub(crate) fn check_user_id(id: &str) -> Result<()> {
     let ok = (1..=128).contains(&id.len())
         && !id
             .chars()
@@ -172,7 +172,7 @@ fn check_user_id(id: &str) -> Result<()> {
     }
 }
 
-fn check_mac(mac: &str) -> Result<String> {
+pub(crate) fn check_mac(mac: &str) -> Result<String> {
     let upper = mac.to_ascii_uppercase();
     let parts: Vec<&str> = upper.split(':').collect();
     if parts.len() == 6
@@ -188,7 +188,7 @@ fn check_mac(mac: &str) -> Result<String> {
     }
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
         return Err(RegistryError::Invalid(format!(
             "{field} must be 1..{max} characters without control characters"

@@ -12,8 +12,10 @@ mod batches;
 mod claims;
 mod deploys;
 mod devices;
+mod engine;
 mod lock;
 mod outbox;
+pub mod postgres;
 mod schema;
 mod tokens;
 
@@ -23,8 +25,10 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use deploys::DEPLOY_ACTOR;
+pub use engine::{Delivery, Engine, SqliteStore, Store};
 pub use lock::{DataLock, LOCK_FILE, LockError};
-pub use outbox::MAIL_ACTOR;
+pub use outbox::{MAIL_ACTOR, MAIL_LEASE};
+pub use postgres::PgStore;
 pub use tokens::TOKEN_PREFIX;
 pub use vesper_core::model::*;
 
@@ -39,6 +43,12 @@ const MAX_READERS: usize = 8;
 pub enum RegistryError {
     #[error("registry database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("registry database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("cannot reach the registry database: {0}")]
+    Pool(String),
+    #[error("registry task failed: {0}")]
+    Task(String),
     #[error("cannot use data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -94,6 +104,9 @@ impl RegistryError {
         !matches!(
             self,
             RegistryError::Sqlite(_)
+                | RegistryError::Postgres(_)
+                | RegistryError::Pool(_)
+                | RegistryError::Task(_)
                 | RegistryError::DataDir { .. }
                 | RegistryError::SchemaTooNew { .. }
         )

@@ -12,6 +12,10 @@ use super::{Registry, RegistryError, Result, audit, now, stamp};
 /// The actor of the worker's audit rows.
 pub const MAIL_ACTOR: &str = "mail";
 
+/// How long a message handed to a mail worker stays its own: another worker (another
+/// instance) takes it only after that, so a worker that died mid-send is covered.
+pub const MAIL_LEASE: std::time::Duration = std::time::Duration::from_secs(300);
+
 const COLUMNS: &str =
     "id, created_at, recipient, payload, status, attempts, next_attempt_at, sent_at,
     last_error, message_key, provider_answer";
@@ -83,7 +87,7 @@ fn load(conn: &Connection, id: i64) -> Result<OutboxMessage> {
 }
 
 /// What an audit row says about a message: never its text, only where it went and why.
-fn audit_state(m: &OutboxMessage) -> serde_json::Value {
+pub(crate) fn audit_state(m: &OutboxMessage) -> serde_json::Value {
     json!({
         "id": m.id,
         "template": m.content.template(),
@@ -96,7 +100,7 @@ fn audit_state(m: &OutboxMessage) -> serde_json::Value {
 }
 
 /// The audit subject of a message: its device when it is about one, else `mail:ID`.
-fn subject(m: &OutboxMessage) -> String {
+pub(crate) fn subject(m: &OutboxMessage) -> String {
     m.content
         .serial_number()
         .map(str::to_owned)
@@ -143,6 +147,25 @@ impl Registry {
             ))?;
             let rows = stmt.query_map(params![now(), limit as i64], message_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Due messages handed to this worker: each is leased for [`MAIL_LEASE`] (its next attempt
+    /// moved past the lease), so a second worker does not send it too. Oldest first.
+    pub fn mail_lease(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
+        let until = stamp(chrono::Utc::now() + chrono::Duration::from_std(MAIL_LEASE).unwrap_or_default());
+        self.write(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE outbox SET next_attempt_at = ?3 WHERE id IN (
+                    SELECT id FROM outbox WHERE status = 'pending'
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
+                    ORDER BY id LIMIT ?2)
+                 RETURNING {COLUMNS}"
+            ))?;
+            let rows = stmt.query_map(params![now(), limit as i64, until], message_from_row)?;
+            let mut leased = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            leased.sort_by_key(|m| m.id);
+            Ok(leased)
         })
     }
 
@@ -281,7 +304,7 @@ impl Registry {
 }
 
 /// Providers' answers and errors are kept to 1 KiB.
-fn truncate(text: &str) -> &str {
+pub(crate) fn truncate(text: &str) -> &str {
     let mut end = text.len().min(1024);
     while !text.is_char_boundary(end) {
         end -= 1;

@@ -12,14 +12,14 @@ use super::{Registry, RegistryError, Result, audit, now};
 /// Prefix of every token, so that a leaked one is recognisable in logs and scanners.
 pub const TOKEN_PREFIX: &str = "vst_";
 
-fn hash(token: &str) -> String {
+pub(crate) fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -33,19 +33,19 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// A fresh token: the prefix and 32 random bytes in hex.
+pub(crate) fn new_token() -> String {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{TOKEN_PREFIX}{hex}")
+}
+
 impl Registry {
     /// Creates a token and returns it; only its hash is kept.
     pub fn create_token(&self, name: &str, role: Role, actor: &str) -> Result<String> {
         check_name(name)?;
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let token = format!(
-            "{TOKEN_PREFIX}{}",
-            secret
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let token = new_token();
         self.write(|conn| {
             let tx = conn.transaction()?;
             let exists: bool =

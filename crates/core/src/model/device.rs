@@ -213,7 +213,7 @@ pub struct Sighting {
 }
 
 /// What changed for a device, for listeners (server-sent events, long polls).
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct DeviceEvent {
     /// `provisioned`, `seen`, or the API action (`status`, `flashed`, `assigned`, `users`).
     pub kind: String,
