@@ -124,7 +124,7 @@ async fn main() {
         .await
         .unwrap();
     let mut broker = broker_with_plugin(dir.path(), broker_port, running.auth_addr.port());
-    let registry = running.state.registry.clone();
+    let registry = running.state.store.clone();
     let batch = registry
         .create_batch(
             &NewBatch {
@@ -135,6 +135,7 @@ async fn main() {
             },
             "bench",
         )
+        .await
         .unwrap();
     for (i, d) in batch.devices.iter().enumerate() {
         let report = FlashReport {
@@ -146,6 +147,7 @@ async fn main() {
         };
         registry
             .flashed(d.serial_number.as_str(), &report, "bench")
+            .await
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(1)).await; // the heartbeat listener logs in
@@ -220,7 +222,12 @@ async fn main() {
     // Every heartbeat of both sets provisioned its device.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let provisioned = registry.stats().unwrap().by_status.get(Status::Provisioned);
+        let provisioned = registry
+            .stats()
+            .await
+            .unwrap()
+            .by_status
+            .get(Status::Provisioned);
         if provisioned == 2 * runs as i64 {
             break;
         }

@@ -82,7 +82,7 @@ async fn main() {
     };
     let secret = MasterSecret::new("vesper-bench-secret-0123456789abcdef", "bench").unwrap();
     let running = server::start(config, secret, &options).await.unwrap();
-    let registry = running.state.registry.clone();
+    let registry = running.state.store.clone();
     let batch = registry
         .create_batch(
             &NewBatch {
@@ -93,17 +93,19 @@ async fn main() {
             },
             "bench",
         )
+        .await
         .unwrap();
 
     let start = Instant::now();
     let assigning = {
         let registry = registry.clone();
         let state = running.state.clone();
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(async move {
             for (i, device) in batch.devices.iter().enumerate() {
                 let email = format!("customer{i}@example.com");
                 registry
                     .assign(&device.serial_number, &email, Some("Ada"), "bench")
+                    .await
                     .unwrap();
                 state.mail_wake.notify_one();
             }
@@ -112,7 +114,7 @@ async fn main() {
     assigning.await.unwrap();
     let assigned = start.elapsed();
     let rows = loop {
-        let rows = registry.outbox(None, n).unwrap();
+        let rows = registry.outbox(None, n).await.unwrap();
         if rows.iter().all(|m| m.status == MailStatus::Sent) {
             break rows;
         }

@@ -34,13 +34,26 @@ pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
     load(&locate(explicit)?)
 }
 
-/// Reads and validates one file.
+/// Reads and validates one file; `$VESPER_DATABASE_URL`, when set, names the registry
+/// database over `serve.database`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text, path)
+    let mut config = parse(&text, path)?;
+    if let Some(url) = std::env::var(vesper_core::config::DATABASE_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        let database = url.parse().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: format!("${}", vesper_core::config::DATABASE_ENV),
+            message,
+        })?;
+        config.serve.database = Some(database);
+    }
+    Ok(config)
 }
 
 /// Validates configuration text that lives at `path`, reading the files it names from disk.

@@ -237,8 +237,9 @@ impl Demo {
         let token_name = format!("demo-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f"));
         let token = backend
             .state
-            .registry
-            .create_token(&token_name, Role::Admin, "demo")?;
+            .store
+            .create_token(&token_name, Role::Admin, "demo")
+            .await?;
         listener.set_nonblocking(true).map_err(io(&dir))?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(io(&dir))?;
         let broker = Broker::serve(listener, Arc::new(BackendGate(backend.state.clone())));

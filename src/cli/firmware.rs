@@ -6,7 +6,6 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use vesper::firmware::{self, PartSpec};
-use vesper::registry::Registry;
 
 use super::Outcome;
 use super::serve::{DataDir, local_actor};
@@ -89,14 +88,11 @@ pub fn run(cmd: FirmwareCommand, config_path: Option<&Path>) -> anyhow::Result<O
         } => {
             let board = config.board(&board)?;
             let manifest = firmware::publish(&config.serve.ota_root, board, &version, &parts)?;
-            let registry = Registry::open(&data.resolve(config_path)?)?;
-            registry
-                .record(
-                    &local_actor(),
-                    "firmware.publish",
-                    Some(&format!("{}/v{version}", board.name)),
-                    &serde_json::to_value(&manifest)?,
-                )
+            let store = data.open_store(config_path)?;
+            let (actor, subject) = (local_actor(), format!("{}/v{version}", board.name));
+            let record = serde_json::to_value(&manifest)?;
+            store
+                .run(|s| s.record(&actor, "firmware.publish", Some(&subject), &record))
                 .context("the release is published, but its audit row could not be written")?;
             print_parts(&manifest);
             println!(

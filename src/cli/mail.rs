@@ -7,7 +7,6 @@ use std::path::Path;
 use clap::Subcommand;
 
 use vesper::model::{MailContent, MailStatus, OutboxMessage};
-use vesper::registry::Registry;
 use vesper::server::mail::{self, Mailer, SendError, Templates};
 
 use super::Outcome;
@@ -63,8 +62,8 @@ pub fn run(cmd: MailCommand, config: Option<&Path>) -> anyhow::Result<Outcome> {
             json,
             data,
         } => {
-            let registry = Registry::open(&data.resolve(config)?)?;
-            let messages = registry.outbox(status, limit)?;
+            let store = data.open_store(config)?;
+            let messages = store.run(|s| s.outbox(status, limit))?;
             for m in &messages {
                 if json {
                     println!("{}", serde_json::to_string(m)?);
@@ -83,8 +82,9 @@ pub fn run(cmd: MailCommand, config: Option<&Path>) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         MailCommand::Retry { id, data } => {
-            let registry = Registry::open(&data.resolve(config)?)?;
-            let m = registry.mail_retry(id, &local_actor())?;
+            let store = data.open_store(config)?;
+            let actor = local_actor();
+            let m = store.run(|s| s.mail_retry(id, &actor))?;
             println!(
                 "message {} to {} is pending again; a running `vesper serve` sends it within seconds",
                 m.id, m.recipient

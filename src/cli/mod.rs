@@ -9,6 +9,7 @@ mod firmware;
 mod flash;
 mod labels;
 mod mail;
+mod migrate;
 mod mqtt;
 mod nvs;
 mod partitions;
@@ -73,6 +74,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup onto a data folder no backend is running on.
     Restore(backup::RestoreArgs),
+    /// Move the registry from SQLite to PostgreSQL, verified table by table.
+    Migrate(migrate::MigrateArgs),
     /// E-mail: send a test message, list the outbox, revive a dead message.
     #[command(subcommand)]
     Mail(mail::MailCommand),
@@ -130,6 +133,7 @@ pub fn run() -> ExitCode {
         Command::Backup(args) => backup::backup(args, config),
         Command::Doctor(args) => doctor::doctor(args, config),
         Command::Restore(args) => backup::restore(args, config),
+        Command::Migrate(args) => migrate::migrate(args),
         Command::Flash(args) => flash::flash(args, config),
         Command::Sim(args) => flash::sim(args),
         Command::Ports(args) => flash::ports(args),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use vesper::registry::{Registry, Role};
+use vesper::registry::Role;
 use vesper::server::{self, ServeOptions};
 
 use super::Outcome;
@@ -69,12 +69,50 @@ pub struct DataDir {
 }
 
 impl DataDir {
+    /// The registry: SQLite in the flag's data dir, else where the configuration says
+    /// (`serve.database`, `$VESPER_DATABASE_URL`, or SQLite in `serve.data_dir`).
+    pub fn open_store(&self, config: Option<&Path>) -> anyhow::Result<LocalStore> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let store = match &self.data_dir {
+            Some(dir) => runtime.block_on(vesper_store::open_store(None, dir))?,
+            None => {
+                let config = vesper::config::discover(config)?;
+                runtime.block_on(vesper_store::open_store(
+                    config.serve.database.as_ref(),
+                    &config.serve.data_dir,
+                ))?
+            }
+        };
+        Ok(LocalStore { runtime, store })
+    }
+
     /// The data dir from the flag, else from the configuration.
     pub fn resolve(&self, config: Option<&Path>) -> anyhow::Result<PathBuf> {
         match &self.data_dir {
             Some(dir) => Ok(dir.clone()),
             None => Ok(vesper::config::discover(config)?.serve.data_dir),
         }
+    }
+}
+
+/// The registry for one command run on the backend host.
+pub struct LocalStore {
+    runtime: tokio::runtime::Runtime,
+    store: std::sync::Arc<dyn vesper_store::Store>,
+}
+
+impl LocalStore {
+    /// Runs one registry call to its end.
+    pub fn run<'a, T>(
+        &'a self,
+        call: impl FnOnce(
+            &'a dyn vesper_store::Store,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>,
+    ) -> T {
+        self.runtime.block_on(call(self.store.as_ref()))
     }
 }
 
@@ -123,13 +161,14 @@ pub fn serve(args: ServeArgs, config: Option<&Path>) -> anyhow::Result<Outcome> 
 pub fn token(cmd: TokenCommand, config: Option<&Path>) -> anyhow::Result<Outcome> {
     match cmd {
         TokenCommand::Create { name, role, data } => {
-            let registry = Registry::open(&data.resolve(config)?)?;
-            let token = registry.create_token(&name, role, &local_actor())?;
+            let store = data.open_store(config)?;
+            let actor = local_actor();
+            let token = store.run(|s| s.create_token(&name, role, &actor))?;
             println!("token for {name} ({role}); store it now, it is not shown again: {token}");
         }
         TokenCommand::List { data } => {
-            let registry = Registry::open(&data.resolve(config)?)?;
-            for t in registry.tokens()? {
+            let store = data.open_store(config)?;
+            for t in store.run(|s| s.tokens())? {
                 let state = t
                     .revoked_at
                     .map(|at| format!("revoked {at}"))
@@ -141,8 +180,9 @@ pub fn token(cmd: TokenCommand, config: Option<&Path>) -> anyhow::Result<Outcome
             }
         }
         TokenCommand::Revoke { name, data } => {
-            let registry = Registry::open(&data.resolve(config)?)?;
-            registry.revoke_token(&name, &local_actor())?;
+            let store = data.open_store(config)?;
+            let actor = local_actor();
+            store.run(|s| s.revoke_token(&name, &actor))?;
             println!("revoked {name}");
         }
     }

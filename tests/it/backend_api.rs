@@ -1198,11 +1198,7 @@ async fn stats_for_viewers_hold_no_token_rows_or_email_addresses() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    app.running
-        .as_ref()
-        .unwrap()
-        .state
-        .registry
+    app.registry()
         .create_token("later-1", vesper::registry::Role::Viewer, "admin-1")
         .unwrap();
     for (who, token) in [("viewer", &app.viewer), ("technician", &app.technician)] {
@@ -1288,7 +1284,7 @@ async fn stats_for_viewers_hold_no_token_rows_or_email_addresses() {
 async fn an_event_stream_ends_when_its_token_is_revoked() {
     let app = App::start().await;
     let (_, sns) = app.batch(1).await;
-    let registry = app.running.as_ref().unwrap().state.registry.clone();
+    let registry = app.registry();
     let token = registry
         .create_token("watcher-1", vesper::registry::Role::Viewer, "admin-1")
         .unwrap();

@@ -141,7 +141,7 @@ impl App {
         .unwrap();
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let running = serve(dir.path(), any, any).await;
-        let registry = running.state.registry.clone();
+        let registry = vesper::registry::Registry::open(&dir.path().join("data")).unwrap();
         let token = |name: &str, role| registry.create_token(name, role, "test").unwrap();
         let (admin, technician, viewer) = (
             token("admin-1", Role::Admin),
@@ -169,8 +169,9 @@ impl App {
         self._dir.path()
     }
 
-    pub fn registry(&self) -> &vesper::registry::Registry {
-        &self.running.as_ref().unwrap().state.registry
+    /// The registry file of this backend, on a connection of its own (as the CLI opens it).
+    pub fn registry(&self) -> vesper::registry::Registry {
+        vesper::registry::Registry::open(&self.dir().join("data")).unwrap()
     }
 
     pub fn config(&self) -> &Config {

@@ -84,11 +84,7 @@ fn each_once(results: &[(Vec<String>, String)], all: &BTreeSet<String>) {
 async fn eight_slots_on_two_stations_never_share_a_serial_number() {
     let app = App::start().await;
     let second = app
-        .running
-        .as_ref()
-        .unwrap()
-        .state
-        .registry
+        .registry()
         .create_token(
             "bench-2-tech",
             vesper::registry::Role::Technician,

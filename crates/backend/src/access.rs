@@ -3,7 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::{ApiError, SharedState, db};
+use super::{ApiError, SharedState};
 use vesper_store::{Role, TokenPrincipal};
 
 /// The authenticated caller of an API route.
@@ -50,7 +50,7 @@ impl FromRequestParts<SharedState> for Caller {
             })
             .map(|t| t.trim().to_owned())
             .ok_or(ApiError::Unauthorized)?;
-        let principal = db(state, move |r| r.authenticate_token(&token)).await?;
+        let principal = state.store.authenticate_token(&token).await?;
         principal.map(Caller).ok_or(ApiError::Unauthorized)
     }
 }

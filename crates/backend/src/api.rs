@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::control::BrokerCommand;
 use super::error::ApiErrors;
-use super::{ApiError, Caller, SharedState, db};
+use super::{ApiError, Caller, SharedState};
 use crate::releases::{self, Manifest};
 use vesper_core::model::{
     AuditEntry, Batch, BatchSummary, Board, Device, DevicePage, DeviceSort, Stats, StatusCounts,
@@ -186,7 +186,7 @@ pub async fn healthz(State(state): State<SharedState>) -> Response {
         (Some(_), true) => "connected",
         (Some(_), false) => "disconnected",
     };
-    match db(&state, |r| r.ping()).await {
+    match state.store.ping().await {
         Ok(()) => Json(Health {
             status: "ok".into(),
             registry: "ok".into(),
@@ -255,18 +255,13 @@ async fn create_batch(
 ) -> Result<(StatusCode, Json<BatchAnswer>), ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let board = board_of(&state, &req)?.clone();
-    let new_batch = move |r: &vesper_store::Registry| {
-        r.create_batch(
-            &NewBatch {
-                board: &board,
-                quantity: req.quantity,
-                subscription_plan: req.subscription_plan,
-                available_outputs: req.available_outputs,
-            },
-            &actor,
-        )
+    let new_batch = NewBatch {
+        board: &board,
+        quantity: req.quantity,
+        subscription_plan: req.subscription_plan,
+        available_outputs: req.available_outputs,
     };
-    let batch = db(&state, new_batch).await?;
+    let batch = state.store.create_batch(&new_batch, &actor).await?;
     Ok((StatusCode::CREATED, Json(batch.into())))
 }
 
@@ -280,7 +275,7 @@ async fn batch(
     Path(id): Path<String>,
 ) -> Result<Json<BatchAnswer>, ApiError> {
     caller.require(Role::Viewer)?;
-    let mut batch: Batch = db(&state, move |r| r.batch(&id)).await?;
+    let mut batch: Batch = state.store.batch(&id).await?;
     batch.devices = all_visible(&caller, std::mem::take(&mut batch.devices));
     Ok(Json(batch.into()))
 }
@@ -310,7 +305,7 @@ async fn batch_labels(
         .unwrap_or("pdf")
         .parse()
         .map_err(ApiError::BadRequest)?;
-    let batch = db(&state, move |r| r.batch(&id)).await?;
+    let batch = state.store.batch(&id).await?;
     let data: Vec<_> = batch
         .devices
         .iter()
@@ -351,10 +346,10 @@ async fn batches(
     Params(q): Params<PageQuery>,
 ) -> Result<Json<BatchList>, ApiError> {
     caller.require(Role::Viewer)?;
-    let batches: Vec<BatchSummary> = db(&state, move |r| {
-        r.batches(q.limit.unwrap_or(100), q.offset.unwrap_or(0))
-    })
-    .await?;
+    let batches: Vec<BatchSummary> = state
+        .store
+        .batches(q.limit.unwrap_or(100), q.offset.unwrap_or(0))
+        .await?;
     Ok(Json(BatchList { batches }))
 }
 
@@ -389,7 +384,7 @@ async fn devices(
 ) -> Result<Json<DevicePage>, ApiError> {
     caller.require(Role::Viewer)?;
     filter.personal = sees_personal_data(&caller);
-    let mut page = db(&state, move |r| r.devices(&filter)).await?;
+    let mut page = state.store.devices(&filter).await?;
     page.devices = all_visible(&caller, std::mem::take(&mut page.devices));
     Ok(Json(page))
 }
@@ -415,22 +410,21 @@ async fn device(
     caller.require(Role::Viewer)?;
     let sn = serial(&sn)?;
     let Some(wanted) = q.wait else {
-        let device = visible(&caller, db(&state, move |r| r.device(sn.as_str())).await?);
+        let device = visible(&caller, state.store.device(sn.as_str()).await?);
         return Ok(Json(device).into_response());
     };
     // Subscribe before reading, so a change between the read and the wait is not missed.
     let mut events = state.events.subscribe();
     let mut stopping = state.stopping.clone();
-    let load = |sn: SerialNumber| db(&state, move |r| r.device(sn.as_str()));
-    let mut device = load(sn.clone()).await?;
+    let mut device = state.store.device(sn.as_str()).await?;
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_secs(q.timeout.unwrap_or(30).min(MAX_WAIT));
     while !reached(device.status, wanted) {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(e) if e.serial_number == sn.as_str() && reached(e.status, wanted) => device = load(sn.clone()).await?,
+                Ok(e) if e.serial_number == sn.as_str() && reached(e.status, wanted) => device = state.store.device(sn.as_str()).await?,
                 Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => device = load(sn.clone()).await?,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => device = state.store.device(sn.as_str()).await?,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             _ = tokio::time::sleep_until(deadline) => break,
@@ -481,7 +475,7 @@ async fn device_events(
     let events = state.events.subscribe();
     let device = {
         let sn = sn.clone();
-        db(&state, move |r| r.device(sn.as_str())).await?
+        state.store.device(sn.as_str()).await?
     };
     let first = sse_event(&DeviceEvent::of("current", &device));
     let token = caller.0.name.clone();
@@ -509,8 +503,7 @@ async fn device_events(
                         StreamEnd::Recheck => {
                             // A revoked token (or an unreadable registry) ends the stream.
                             let name = token.clone();
-                            if !matches!(db(&state, move |r| r.token_active(&name)).await, Ok(true))
-                            {
+                            if !matches!(state.store.token_active(&name).await, Ok(true)) {
                                 tracing::info!(token = %token, "event stream ended: its token is no longer valid");
                                 return None;
                             }
@@ -535,9 +528,9 @@ fn sse_event(e: &DeviceEvent) -> SseEvent {
         .data(serde_json::to_string(e).unwrap_or_default())
 }
 
-/// Tells event listeners about a change made through the API.
-fn announce(state: &SharedState, kind: &str, device: &vesper_store::Device) {
-    let _ = state.events.send(DeviceEvent::of(kind, device));
+/// Tells event listeners (of every instance) about a change made through the API.
+async fn announce(state: &SharedState, kind: &str, device: &vesper_store::Device) {
+    crate::announce(state, vec![DeviceEvent::of(kind, device)]).await;
 }
 
 /// Moves a device's status forward (or to revoked, admins only).
@@ -557,16 +550,16 @@ async fn set_status(
     };
     let actor = caller.require(needed)?.to_owned();
     let sn = serial(&sn)?;
-    let device = db(&state, move |r| {
-        r.set_status(sn.as_str(), req.status, &actor)
-    })
-    .await?;
+    let device = state
+        .store
+        .set_status(sn.as_str(), req.status, &actor)
+        .await?;
     if device.status == Status::Revoked {
         state
             .broker_control
             .send(BrokerCommand::kick(&device.serial_number));
     }
-    announce(&state, "status", &device);
+    announce(&state, "status", &device).await;
     Ok(Json(device))
 }
 
@@ -586,11 +579,11 @@ async fn claim_next(
     Body(req): Body<ClaimRequest>,
 ) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
-    let device = db(&state, move |r| {
-        r.claim_next(&id, &req.station, lease(&req), &actor)
-    })
-    .await?;
-    announce(&state, "claimed", &device);
+    let device = state
+        .store
+        .claim_next(&id, &req.station, lease(&req), &actor)
+        .await?;
+    announce(&state, "claimed", &device).await;
     Ok(Json(device))
 }
 
@@ -606,11 +599,11 @@ async fn claim_device(
 ) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
-    let device = db(&state, move |r| {
-        r.claim(sn.as_str(), &req.station, lease(&req), &actor)
-    })
-    .await?;
-    announce(&state, "claimed", &device);
+    let device = state
+        .store
+        .claim(sn.as_str(), &req.station, lease(&req), &actor)
+        .await?;
+    announce(&state, "claimed", &device).await;
     Ok(Json(device))
 }
 
@@ -626,10 +619,10 @@ async fn release_device(
 ) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
-    let device = db(&state, move |r| {
-        r.release(sn.as_str(), &req.station, &actor)
-    })
-    .await?;
+    let device = state
+        .store
+        .release(sn.as_str(), &req.station, &actor)
+        .await?;
     Ok(Json(device))
 }
 
@@ -645,12 +638,12 @@ async fn assign(
 ) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
-    let device = db(&state, move |r| {
-        r.assign(sn.as_str(), &req.email, req.name.as_deref(), &actor)
-    })
-    .await?;
+    let device = state
+        .store
+        .assign(sn.as_str(), &req.email, req.name.as_deref(), &actor)
+        .await?;
     state.mail_wake.notify_one();
-    announce(&state, "assigned", &device);
+    announce(&state, "assigned", &device).await;
     Ok(Json(device))
 }
 
@@ -666,7 +659,7 @@ async fn failed(
 ) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
-    let device = db(&state, move |r| r.failed(sn.as_str(), &report, &actor)).await?;
+    let device = state.store.failed(sn.as_str(), &report, &actor).await?;
     Ok(Json(device))
 }
 
@@ -682,8 +675,8 @@ async fn flashed(
 ) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Technician)?.to_owned();
     let sn = serial(&sn)?;
-    let device = db(&state, move |r| r.flashed(sn.as_str(), &report, &actor)).await?;
-    announce(&state, "flashed", &device);
+    let device = state.store.flashed(sn.as_str(), &report, &actor).await?;
+    announce(&state, "flashed", &device).await;
     Ok(Json(device))
 }
 
@@ -699,11 +692,8 @@ async fn set_users(
 ) -> Result<Json<Device>, ApiError> {
     let actor = caller.require(Role::Admin)?.to_owned();
     let sn = serial(&sn)?;
-    let (before, device) = db(&state, move |r| {
-        let before = r.device(sn.as_str())?;
-        Ok((before, r.set_users(sn.as_str(), &users, &actor)?))
-    })
-    .await?;
+    let before = state.store.device(sn.as_str()).await?;
+    let device = state.store.set_users(sn.as_str(), &users, &actor).await?;
     // A user who lost this device loses its cached grants on the broker now.
     let now_allowed: Vec<&String> = device.owner.iter().chain(&device.users_list).collect();
     for gone in before
@@ -714,7 +704,7 @@ async fn set_users(
     {
         state.broker_control.send(BrokerCommand::forget(gone));
     }
-    announce(&state, "users", &device);
+    announce(&state, "users", &device).await;
     Ok(Json(device))
 }
 
@@ -748,7 +738,7 @@ async fn nvs_image(
     let sn = serial(&sn)?;
     let record = {
         let sn = sn.clone();
-        db(&state, move |r| r.device(sn.as_str())).await?
+        state.store.device(sn.as_str()).await?
     };
     if record.status == Status::Revoked {
         return Err(ApiError::Conflict {
@@ -779,15 +769,15 @@ async fn nvs_image(
     };
     {
         let (sn, status) = (sn.as_str().to_owned(), record.status.as_str());
-        db(&state, move |r| {
-            r.record(
+        state
+            .store
+            .record(
                 &actor,
                 action,
                 Some(&sn),
                 &serde_json::json!({ "status": status }),
             )
-        })
-        .await?;
+            .await?;
     }
     let board = board_named(&state, &record.board)?;
     let password = state.secret.device_password(&sn);
@@ -896,7 +886,7 @@ async fn device_firmware(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let sn = serial(&sn)?;
-    let record = db(&state, move |r| r.device(sn.as_str())).await?;
+    let record = state.store.device(sn.as_str()).await?;
     let board = board_named(&state, &record.board)?;
     let manifest = releases::manifest(&state.config.serve.ota_root, &board.name, None)?;
     let path = releases::board_dir(&state.config.serve.ota_root, &board.name)
@@ -925,7 +915,7 @@ async fn audit(
         before_id: q.before_id,
         limit: q.limit.unwrap_or(100),
     };
-    let entries = db(&state, move |r| r.audit(&query)).await?;
+    let entries = state.store.audit(&query).await?;
     Ok(Json(AuditPage { entries }))
 }
 
@@ -934,7 +924,7 @@ async fn audit(
     responses((status = 200, description = "Counts, today's provisioning, recent activity", body = Stats), ApiErrors))]
 async fn stats(State(state): State<SharedState>, caller: Caller) -> Result<Json<Stats>, ApiError> {
     caller.require(Role::Viewer)?;
-    let mut stats = db(&state, |r| r.stats()).await?;
+    let mut stats = state.store.stats().await?;
     if caller.require(Role::Admin).is_err() {
         // Below admin, recent activity says who did what to which device, and nothing more:
         // no token rows, and no before/after states (they hold e-mail addresses and user ids).

@@ -112,6 +112,9 @@ impl From<RegistryError> for ApiError {
             },
             RegistryError::Invalid(_) => ApiError::BadRequest(e.to_string()),
             RegistryError::Sqlite(_)
+            | RegistryError::Postgres(_)
+            | RegistryError::Pool(_)
+            | RegistryError::Task(_)
             | RegistryError::DataDir { .. }
             | RegistryError::SchemaTooNew { .. } => {
                 tracing::error!(error = %e, "registry failure");

@@ -87,6 +87,47 @@ fn subscription(template: &TopicTemplate) -> String {
         .replace(vesper_core::acl::SN_PLACEHOLDER, "+")
 }
 
+/// The shared-subscription group of every backend instance on one database: the broker hands
+/// each device message to one member of the group.
+pub const SHARE_GROUP: &str = "vesper-backend";
+
+/// How the listener meets the broker: alone (one backend on SQLite), or as one member of the
+/// group of instances sharing a PostgreSQL registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Membership {
+    client_id: String,
+    /// Whether the broker keeps the session (and queues heartbeats) while the backend is away.
+    persistent: bool,
+    /// The subscription's prefix: empty, or `$share/vesper-backend/`.
+    prefix: String,
+}
+
+impl Membership {
+    fn new(account: &str, shared: bool) -> Self {
+        if shared {
+            // Each instance its own id, and a clean session: a stopped instance leaves the
+            // group at once, so the broker never queues a share of the messages for it.
+            let suffix: String = rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric)
+                .take(8)
+                .map(char::from)
+                .collect();
+            Self {
+                client_id: format!("{account}-hb-{suffix}"),
+                persistent: false,
+                prefix: format!("$share/{SHARE_GROUP}/"),
+            }
+        } else {
+            // A stable client id and a persistent session: while the backend restarts, the
+            // broker keeps the QoS 1 heartbeats for it (up to its max_queued_messages).
+            Self {
+                client_id: format!("{account}-heartbeats"),
+                persistent: true,
+                prefix: String::new(),
+            }
+        }
+    }
+}
+
 /// Largest packet the listener accepts from the broker. Devices may send at most 8 KiB (the
 /// shipped broker configs set `max_packet_size`); a larger message is skipped with a log line.
 pub const MAX_PACKET: usize = 64 * 1024;
@@ -114,16 +155,16 @@ async fn listen(
 ) {
     let account = state.config.serve.service_account.clone();
     let password = state.secret.service_password(&account);
-    // A stable client id and a persistent session: while the backend restarts, the broker keeps
-    // the QoS 1 heartbeats for it (up to its max_queued_messages) instead of dropping them.
+    let shared = state.store.engine() == vesper_store::Engine::Postgres;
+    let membership = Membership::new(&account, shared);
     let mut options = MqttOptions::new(
-        format!("{account}-heartbeats"),
+        membership.client_id.clone(),
         broker.host.clone(),
         broker.port,
     );
     options.set_credentials(account, password.expose().to_owned());
     options.set_keep_alive(Duration::from_secs(30));
-    options.set_clean_session(false);
+    options.set_clean_session(!membership.persistent);
     options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     if broker.tls {
         options.set_transport(Transport::tls_with_default_config());
@@ -149,12 +190,10 @@ async fn listen(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(250);
-                tracing::info!(broker = %format!("{}:{}", broker.host, broker.port), "heartbeat listener connected");
+                tracing::info!(broker = %format!("{}:{}", broker.host, broker.port), client_id = %membership.client_id, shared, "heartbeat listener connected");
                 for template in [&topics.data, &topics.status] {
-                    if let Err(e) = client
-                        .subscribe(subscription(template), QoS::AtLeastOnce)
-                        .await
-                    {
+                    let filter = format!("{}{}", membership.prefix, subscription(template));
+                    if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
                         tracing::warn!(error = %e, "cannot subscribe");
                     }
                 }
@@ -206,20 +245,14 @@ async fn write_sightings(state: SharedState, mut rx: mpsc::Receiver<Sighting>) {
     let mut batch = Vec::with_capacity(512);
     while rx.recv_many(&mut batch, 512).await > 0 {
         let sightings = std::mem::take(&mut batch);
-        let registry = state.registry.clone();
-        let result =
-            tokio::task::spawn_blocking(move || registry.record_sightings(&sightings, ACTOR)).await;
-        match result {
-            Ok(Ok(events)) => {
-                for event in events {
-                    if event.kind == "provisioned" {
-                        tracing::info!(sn = %event.serial_number, "device provisioned by its first heartbeat");
-                    }
-                    let _ = state.events.send(event);
+        match state.store.record_sightings(&sightings, ACTOR).await {
+            Ok(events) => {
+                for event in events.iter().filter(|e| e.kind == "provisioned") {
+                    tracing::info!(sn = %event.serial_number, "device provisioned by its first heartbeat");
                 }
+                super::announce(&state, events).await;
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot record heartbeats"),
-            Err(e) => tracing::error!(error = %e, "heartbeat writer failed"),
+            Err(e) => tracing::error!(error = %e, "cannot record heartbeats"),
         }
     }
 }
@@ -289,5 +322,27 @@ mod tests {
             );
         }
         assert_eq!(subscription(&t.data), "vesper/+/data");
+    }
+
+    #[test]
+    fn instances_on_a_shared_registry_join_one_group_each_with_its_own_id() {
+        let alone = Membership::new("vesper-backend", false);
+        assert_eq!(
+            (
+                alone.client_id.as_str(),
+                alone.persistent,
+                alone.prefix.as_str()
+            ),
+            ("vesper-backend-heartbeats", true, "")
+        );
+        let (a, b) = (
+            Membership::new("vesper-backend", true),
+            Membership::new("vesper-backend", true),
+        );
+        assert_eq!(a.prefix, "$share/vesper-backend/");
+        assert!(!a.persistent);
+        assert_ne!(a.client_id, b.client_id);
+        let id = vesper_core::clientid::Login::Service("vesper-backend");
+        vesper_core::clientid::check(id, &a.client_id, "vesper-backend").unwrap();
     }
 }

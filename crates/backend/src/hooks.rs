@@ -20,7 +20,7 @@ use sha2::Sha256;
 use vesper_core::config::Deploy;
 use vesper_core::model::{DeployRun, DeployState, Push, Role};
 
-use crate::{ApiError, Caller, SharedState, db};
+use crate::{ApiError, Caller, SharedState};
 
 /// Most bytes of a push event (Gitea's list of commits is bounded by its own settings).
 pub const MAX_EVENT: usize = 1024 * 1024;
@@ -194,7 +194,7 @@ pub async fn gitea(
     };
     let received = {
         let push = push.clone();
-        db(&state, move |r| r.deploy_received(&push)).await?
+        state.store.deploy_received(&push).await?
     };
     let Some(run) = received else {
         return Ok((
@@ -226,10 +226,10 @@ async fn enqueue(
     };
     if let Some(old) = superseded {
         let detail = format!("superseded by run {} (commit {})", run.id, run.push.commit);
-        db(state, move |r| {
-            r.deploy_finished(old.id, DeployState::Superseded, None, Some(&detail))
-        })
-        .await?;
+        state
+            .store
+            .deploy_finished(old.id, DeployState::Superseded, None, Some(&detail))
+            .await?;
     }
     Ok(run)
 }
@@ -254,7 +254,7 @@ async fn execute(state: &SharedState, deployer: &Deployer, run: DeployRun) {
     );
     let log_path = deployer.log_dir.join(&log_name);
     let name = log_name.clone();
-    if let Err(e) = db(state, move |r| r.deploy_started(id, &name)).await {
+    if let Err(e) = state.store.deploy_started(id, &name).await {
         tracing::error!(run = id, error = %e, "cannot record the deploy run's start");
     }
     let (state_now, code, detail) = match spawn(deployer, &run, &log_path).await {
@@ -278,10 +278,10 @@ async fn execute(state: &SharedState, deployer: &Deployer, run: DeployRun) {
         "deploy run ended"
     );
     let detail_text = detail;
-    let recorded = db(state, move |r| {
-        r.deploy_finished(id, state_now, code, detail_text.as_deref())
-    })
-    .await;
+    let recorded = state
+        .store
+        .deploy_finished(id, state_now, code, detail_text.as_deref())
+        .await;
     if let Err(e) = recorded {
         tracing::error!(run = id, error = %e, "cannot record the deploy run");
     }
@@ -334,7 +334,7 @@ pub async fn deploys(
     caller: Caller,
 ) -> Result<Json<Vec<DeployRun>>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(db(&state, |r| r.deploy_runs(50)).await?))
+    Ok(Json(state.store.deploy_runs(50).await?))
 }
 
 #[cfg(test)]

@@ -46,11 +46,12 @@ pub use error::ApiError;
 use crate::users::UserVerifier;
 use vesper_core::config::Config;
 use vesper_core::credentials::{MasterSecret, SECRET_ENV, SecretError};
-use vesper_store::{DeviceEvent, Registry, RegistryError};
+use vesper_store::{Delivery, DeviceEvent, RegistryError, Store};
 
 /// Everything a handler may use.
 pub struct AppState {
-    pub registry: Arc<Registry>,
+    /// The registry (SQLite in the data folder, or PostgreSQL shared with other instances).
+    pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub secret: MasterSecret,
     pub users: Option<Arc<UserVerifier>>,
@@ -115,20 +116,19 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Runs a registry call on the blocking pool.
-pub async fn db<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Registry) -> vesper_store::Result<T> + Send + 'static,
-{
-    let registry = state.registry.clone();
-    tokio::task::spawn_blocking(move || f(&registry))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "registry task failed");
-            ApiError::Internal
-        })?
-        .map_err(ApiError::from)
+/// Tells every instance's event listeners (long polls, event streams) about device changes:
+/// through the database when it is shared, else straight to this instance's listeners.
+pub async fn announce(state: &AppState, events: Vec<DeviceEvent>) {
+    match state.store.announce(&events).await {
+        Ok(Delivery::Shared) => return,
+        Ok(Delivery::Local) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot announce device changes to other instances; only this one hears them")
+        }
+    }
+    for event in events {
+        let _ = state.events.send(event);
+    }
 }
 
 /// Request ids: a process-wide counter, or the caller's `x-request-id` when it sends one.
@@ -265,22 +265,18 @@ pub async fn start(
     options: &ServeOptions,
 ) -> Result<Running, ServeError> {
     let lock = vesper_store::DataLock::acquire(&options.data_dir)?;
-    let registry = {
-        let dir = options.data_dir.clone();
-        tokio::task::spawn_blocking(move || -> Result<Registry, RegistryError> {
-            let registry = Registry::open(&dir)?;
-            // A deploy that was going when the backend stopped did not finish: say so.
-            for run in registry.deploys_interrupted()? {
-                tracing::warn!(
-                    run = run.id,
-                    "a deploy run was interrupted by the backend stopping"
-                );
-            }
-            Ok(registry)
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??
-    };
+    let store = vesper_store::open_store(config.serve.database.as_ref(), &options.data_dir).await?;
+    tracing::info!(engine = %store.engine(), "registry open");
+    // The data lock makes this the only backend on a SQLite registry: mail it had in hand
+    // when it stopped is due again now.
+    store.release_mail_leases().await?;
+    // A deploy that was going when the backend stopped did not finish: say so.
+    for run in store.deploys_interrupted().await? {
+        tracing::warn!(
+            run = run.id,
+            "a deploy run was interrupted by the backend stopping"
+        );
+    }
     let mailer = Arc::new(mail::Mailer::new(&config.mail, &options.data_dir)?);
     let templates = Arc::new(mail::Templates::new(mail::globals(&config)));
     let deployer = hooks::Deployer::new(&config.deploy, &options.data_dir)?;
@@ -293,7 +289,7 @@ pub async fn start(
     let (shutdown, signal) = tokio::sync::watch::channel(false);
     let (broker_control, broker_commands) = control::BrokerControl::channel();
     let state = Arc::new(AppState {
-        registry: Arc::new(registry),
+        store,
         config: Arc::new(config),
         secret,
         users,
@@ -336,6 +332,11 @@ pub async fn start(
         serve(api, api_router(state.clone())),
         serve(auth, auth_router(state.clone())),
     ];
+    // Device events of the other instances on a shared database (returns at once on SQLite).
+    {
+        let (state, stop) = (state.clone(), signal.clone());
+        tokio::spawn(async move { state.store.forward_events(state.events.clone(), stop).await });
+    }
     let mut tasks = tasks;
     if let Some(broker) = state.config.serve.broker.clone() {
         let (state, stop) = (state.clone(), signal.clone());

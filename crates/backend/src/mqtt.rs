@@ -2,7 +2,7 @@
 //! superuser, may it read/write/subscribe this topic. Deny by default (403); 500 only when the
 //! registry cannot be read. Passwords and tokens are never logged.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
@@ -18,7 +18,7 @@ use vesper_core::acl::{self, Access, Decision, Subject};
 use vesper_core::clientid;
 use vesper_core::goauth::{self, AuthParams, ResponseMode, Verdict};
 use vesper_core::serial::SerialNumber;
-use vesper_store::{Registry, RegistryError, Status, UserAccess};
+use vesper_store::{RegistryError, Status, Store, UserAccess};
 
 /// Longest username, client id or password considered.
 const MAX_FIELD: usize = 4096;
@@ -116,13 +116,6 @@ fn registry_error(e: RegistryError) -> Verdict {
     Verdict::Error("registry unavailable".into())
 }
 
-/// Runs a registry lookup for an auth check. These are single indexed reads on a pooled
-/// connection (microseconds; WAL readers never wait for the writer), so they run on the worker
-/// thread itself: a hop to the blocking pool would cost more than the read.
-fn lookup<T>(state: &SharedState, f: impl FnOnce(&Registry) -> T) -> T {
-    f(&state.registry)
-}
-
 /// Counters in Prometheus' text format.
 #[utoipa::path(get, path = "/metrics", tag = "mqtt-auth", security(()),
     responses((status = 200, description = "Counters of the broker's questions", content_type = "text/plain")))]
@@ -204,7 +197,7 @@ async fn login(state: &SharedState, p: AuthParams) -> Verdict {
         };
     }
     if let Some(sn) = device {
-        return match lookup(state, |r| r.device_status(sn.as_str())) {
+        return match state.store.device_status(sn.as_str()).await {
             Err(e) => registry_error(e),
             Ok(None) => deny("unknown device"),
             Ok(Some(Status::Revoked)) => deny("device revoked"),
@@ -288,44 +281,63 @@ async fn acl_verdict(state: &SharedState, p: AuthParams) -> Verdict {
         &state.config.serve.service_account,
         &state.config.mqtt.topics,
     );
-    lookup(state, |registry| {
-        decide_acl(registry, topics, service, &username, &topic, access)
-    })
+    decide_acl(
+        state.store.as_ref(),
+        topics,
+        service,
+        &username,
+        &topic,
+        access,
+    )
+    .await
 }
 
-/// The ACL decision with registry lookups; runs on the blocking pool.
-fn decide_acl(
-    registry: &Registry,
+/// The ACL decision with registry lookups.
+async fn decide_acl(
+    store: &dyn Store,
     topics: &acl::Topics,
     service: &str,
     username: &str,
     topic: &str,
     access: Access,
 ) -> Verdict {
-    let failure: Cell<Option<RegistryError>> = Cell::new(None);
     let device = username.parse::<SerialNumber>().ok();
     let decision = if username == service {
         acl::authorize(topics, &Subject::Service, topic, access)
     } else if let Some(sn) = &device {
-        match registry.device_status(sn.as_str()) {
+        match store.device_status(sn.as_str()).await {
             Err(e) => return registry_error(e),
             Ok(None) => return deny("unknown device"),
             Ok(Some(Status::Revoked)) => return deny("device revoked"),
             Ok(Some(_)) => acl::authorize(topics, &Subject::Device(sn), topic, access),
         }
     } else {
-        let may_use = |sn: &SerialNumber| match registry.user_access(username, sn.as_str()) {
-            Ok(access) => access == UserAccess::Allowed,
-            Err(e) => {
-                failure.set(Some(e));
-                false
+        // The ACL asks about the devices the topic names; ask the registry about those
+        // first, then decide with the answers.
+        let asked = {
+            let asked: RefCell<Vec<SerialNumber>> = RefCell::new(Vec::new());
+            let record = |sn: &SerialNumber| {
+                asked.borrow_mut().push(sn.clone());
+                true
+            };
+            if acl::authorize(topics, &Subject::User { may_use: &record }, topic, access)
+                == Decision::Deny
+            {
+                return deny("not allowed");
             }
+            asked.take()
         };
+        let mut allowed = Vec::new();
+        for sn in asked {
+            match store.user_access(username, sn.as_str()).await {
+                Ok(UserAccess::Allowed) => allowed.push(sn),
+                Ok(_) => {}
+                Err(e) => return registry_error(e),
+            }
+        }
+        let may_use = |sn: &SerialNumber| allowed.contains(sn);
         acl::authorize(topics, &Subject::User { may_use: &may_use }, topic, access)
     };
-    if let Some(e) = failure.take() {
-        return registry_error(e);
-    }
     match decision {
         Decision::Allow => Verdict::Allow,
         Decision::Deny => deny("not allowed"),

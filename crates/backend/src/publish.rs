@@ -11,7 +11,7 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 
 use crate::releases::{self, FirmwareError, Manifest, PartSpec};
-use crate::{ApiError, Caller, SharedState, db};
+use crate::{ApiError, Caller, SharedState};
 use vesper_core::firmware::{BundleManifest, BundlePart, sha256_hex};
 use vesper_core::wire::ConflictCode;
 
@@ -154,9 +154,9 @@ pub async fn upload(
     })?;
     let subject = format!("{board_name}/v{}", manifest.version);
     let record = serde_json::to_value(&manifest).map_err(|_| ApiError::Internal)?;
-    db(&state, move |r| {
-        r.record(&actor, "firmware.publish", Some(&subject), &record)
-    })
-    .await?;
+    state
+        .store
+        .record(&actor, "firmware.publish", Some(&subject), &record)
+        .await?;
     Ok((StatusCode::CREATED, Json(manifest)))
 }

@@ -139,6 +139,67 @@ pub struct Serve {
     pub users: Option<UsersConfig>,
     /// The broker the heartbeat listener subscribes to; `None`: no listener.
     pub broker: Option<Broker>,
+    /// Where the registry is (`serve.database`, or `$VESPER_DATABASE_URL` at the edge);
+    /// `None`: SQLite in the data folder.
+    pub database: Option<Database>,
+}
+
+/// The environment variable that names the registry database, over `serve.database`.
+pub const DATABASE_ENV: &str = "VESPER_DATABASE_URL";
+
+/// Where the registry is: a SQLite file (`sqlite:PATH`, a data folder or its registry file) or
+/// a PostgreSQL database (`postgres://user:password@host:port/db`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::str::FromStr for Database {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(Database::Postgres(text.to_owned()))
+        } else if let Some(path) = text.strip_prefix("sqlite:").filter(|p| !p.is_empty()) {
+            Ok(Database::Sqlite(PathBuf::from(path)))
+        } else {
+            Err(format!(
+                "`{}` is not a database: use postgres://user:password@host:port/db or sqlite:PATH",
+                Database::redact(text)
+            ))
+        }
+    }
+}
+
+impl Database {
+    /// The URL with its password replaced by `***`, for messages and logs.
+    pub fn redact(url: &str) -> String {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_owned();
+        };
+        let Some((credentials, host)) = rest.split_once('@') else {
+            return url.to_owned();
+        };
+        match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Database::Postgres(url) => f.write_str(&Database::redact(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Where the backend's heartbeat listener connects, as the service account.
@@ -243,6 +304,7 @@ struct RawServe {
     auth_response_mode: Option<ResponseMode>,
     users: Option<RawUsers>,
     broker: Option<RawBroker>,
+    database: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -665,8 +727,18 @@ fn validate_serve(raw: RawServe, base: &Path) -> Result<Serve, Invalid> {
             })
         }
     };
+    let database = raw
+        .database
+        .map(|text| text.parse::<Database>())
+        .transpose()
+        .map_err(|e| ("serve.database".to_owned(), e))?
+        .map(|db| match db {
+            Database::Sqlite(path) => Database::Sqlite(base.join(path)),
+            other => other,
+        });
     Ok(Serve {
         broker,
+        database,
         data_dir,
         listen,
         auth_listen,

@@ -59,8 +59,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn device_status(&self, sn: &str) -> Result<Option<Status>>;
     async fn user_access(&self, user: &str, sn: &str) -> Result<UserAccess>;
     async fn set_status(&self, sn: &str, to: Status, actor: &str) -> Result<Device>;
-    async fn assign(&self, sn: &str, email: &str, name: Option<&str>, actor: &str)
-    -> Result<Device>;
+    async fn assign(
+        &self,
+        sn: &str,
+        email: &str,
+        name: Option<&str>,
+        actor: &str,
+    ) -> Result<Device>;
     async fn failed(&self, sn: &str, report: &FailureReport, actor: &str) -> Result<Device>;
     async fn failing_devices(
         &self,
@@ -115,11 +120,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// another instance's worker does not take them meanwhile.
     async fn mail_lease(&self, limit: usize) -> Result<Vec<OutboxMessage>>;
     async fn mail_next_due(&self) -> Result<Option<String>>;
+    /// At start: leases a previous run of this backend held end now. Only where this backend
+    /// is the only one (SQLite); on a shared database leases lapse after [`crate::MAIL_LEASE`].
+    async fn release_mail_leases(&self) -> Result<usize> {
+        Ok(0)
+    }
     async fn outbox(&self, status: Option<MailStatus>, limit: usize) -> Result<Vec<OutboxMessage>>;
     async fn mail(&self, id: i64) -> Result<OutboxMessage>;
     async fn mail_sent(&self, id: i64, provider_answer: &str) -> Result<OutboxMessage>;
-    async fn mail_failed(&self, id: i64, error: &str, retry_in: Duration)
-    -> Result<OutboxMessage>;
+    async fn mail_failed(&self, id: i64, error: &str, retry_in: Duration) -> Result<OutboxMessage>;
     async fn mail_dead(&self, id: i64, reason: &str) -> Result<OutboxMessage>;
     async fn mail_retry(&self, id: i64, actor: &str) -> Result<OutboxMessage>;
     async fn last_alert(&self, kind: AlertKind) -> Result<Option<String>>;
@@ -255,11 +264,13 @@ impl Store for SqliteStore {
     }
     async fn flashed(&self, sn: &str, report: &FlashReport, actor: &str) -> Result<Device> {
         let (sn, report, actor) = (owned(sn), report.clone(), owned(actor));
-        self.blocking(move |r| r.flashed(&sn, &report, &actor)).await
+        self.blocking(move |r| r.flashed(&sn, &report, &actor))
+            .await
     }
     async fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device> {
         let (sn, users, actor) = (owned(sn), users.clone(), owned(actor));
-        self.blocking(move |r| r.set_users(&sn, &users, &actor)).await
+        self.blocking(move |r| r.set_users(&sn, &users, &actor))
+            .await
     }
     async fn stats(&self) -> Result<Stats> {
         self.blocking(|r| r.stats()).await
@@ -297,7 +308,8 @@ impl Store for SqliteStore {
     }
     async fn release(&self, sn: &str, claimant: &str, actor: &str) -> Result<Device> {
         let (sn, claimant, actor) = (owned(sn), owned(claimant), owned(actor));
-        self.blocking(move |r| r.release(&sn, &claimant, &actor)).await
+        self.blocking(move |r| r.release(&sn, &claimant, &actor))
+            .await
     }
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         let query = query.clone();
@@ -310,8 +322,12 @@ impl Store for SqliteStore {
         subject: Option<&str>,
         after: &Value,
     ) -> Result<()> {
-        let (actor, action, subject, after) =
-            (owned(actor), owned(action), subject.map(owned), after.clone());
+        let (actor, action, subject, after) = (
+            owned(actor),
+            owned(action),
+            subject.map(owned),
+            after.clone(),
+        );
         self.blocking(move |r| r.record(&actor, &action, subject.as_deref(), &after))
             .await
     }
@@ -351,6 +367,9 @@ impl Store for SqliteStore {
     async fn mail_lease(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
         self.blocking(move |r| r.mail_lease(limit)).await
     }
+    async fn release_mail_leases(&self) -> Result<usize> {
+        self.blocking(|r| r.release_mail_leases()).await
+    }
     async fn mail_next_due(&self) -> Result<Option<String>> {
         self.blocking(|r| r.mail_next_due()).await
     }
@@ -364,12 +383,7 @@ impl Store for SqliteStore {
         let answer = owned(provider_answer);
         self.blocking(move |r| r.mail_sent(id, &answer)).await
     }
-    async fn mail_failed(
-        &self,
-        id: i64,
-        error: &str,
-        retry_in: Duration,
-    ) -> Result<OutboxMessage> {
+    async fn mail_failed(&self, id: i64, error: &str, retry_in: Duration) -> Result<OutboxMessage> {
         let error = owned(error);
         self.blocking(move |r| r.mail_failed(id, &error, retry_in))
             .await

@@ -14,6 +14,7 @@ mod deploys;
 mod devices;
 mod engine;
 mod lock;
+pub mod migrate;
 mod outbox;
 pub mod postgres;
 mod schema;
@@ -30,6 +31,7 @@ pub use lock::{DataLock, LOCK_FILE, LockError};
 pub use outbox::{MAIL_ACTOR, MAIL_LEASE};
 pub use postgres::PgStore;
 pub use tokens::TOKEN_PREFIX;
+pub use vesper_core::config::Database;
 pub use vesper_core::model::*;
 
 /// File name of the registry database inside the data dir.
@@ -137,7 +139,12 @@ impl Registry {
             path: data_dir.to_owned(),
             source,
         })?;
-        let path = data_dir.join(DB_FILE);
+        Self::open_file(&data_dir.join(DB_FILE))
+    }
+
+    /// Opens (creating if needed) the registry file at `path` and brings its schema up to date.
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let path = path.to_owned();
         let mut writer = open_connection(&path)?;
         // Writes take the write lock when they begin (BEGIN IMMEDIATE), so a second process
         // writing at the same time (a CLI on the same data folder) waits for the busy timeout
@@ -216,6 +223,38 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// Opens the registry where `database` says (`None`: SQLite in `data_dir`), its schema
+/// brought up to date. A `sqlite:` path may be a data folder or a registry file.
+pub async fn open_store(
+    database: Option<&vesper_core::config::Database>,
+    data_dir: &Path,
+) -> Result<std::sync::Arc<dyn Store>> {
+    use vesper_core::config::Database;
+    match database {
+        Some(Database::Postgres(url)) => Ok(std::sync::Arc::new(PgStore::connect(url).await?)),
+        Some(Database::Sqlite(path)) => {
+            let path = path.clone();
+            let registry = tokio::task::spawn_blocking(move || {
+                if path.is_dir() {
+                    Registry::open(&path)
+                } else {
+                    Registry::open_file(&path)
+                }
+            })
+            .await
+            .map_err(|e| RegistryError::Task(e.to_string()))??;
+            Ok(std::sync::Arc::new(SqliteStore::new(registry)))
+        }
+        None => {
+            let dir = data_dir.to_owned();
+            let registry = tokio::task::spawn_blocking(move || Registry::open(&dir))
+                .await
+                .map_err(|e| RegistryError::Task(e.to_string()))??;
+            Ok(std::sync::Arc::new(SqliteStore::new(registry)))
+        }
+    }
 }
 
 /// Opens a registry file read-only (a backup's copy) and answers `PRAGMA integrity_check` and

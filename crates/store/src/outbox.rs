@@ -14,7 +14,7 @@ pub const MAIL_ACTOR: &str = "mail";
 
 /// How long a message handed to a mail worker stays its own: another worker (another
 /// instance) takes it only after that, so a worker that died mid-send is covered.
-pub const MAIL_LEASE: std::time::Duration = std::time::Duration::from_secs(300);
+pub const MAIL_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
 
 const COLUMNS: &str =
     "id, created_at, recipient, payload, status, attempts, next_attempt_at, sent_at,
@@ -153,12 +153,14 @@ impl Registry {
     /// Due messages handed to this worker: each is leased for [`MAIL_LEASE`] (its next attempt
     /// moved past the lease), so a second worker does not send it too. Oldest first.
     pub fn mail_lease(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
-        let until = stamp(chrono::Utc::now() + chrono::Duration::from_std(MAIL_LEASE).unwrap_or_default());
+        let until =
+            stamp(chrono::Utc::now() + chrono::Duration::from_std(MAIL_LEASE).unwrap_or_default());
         self.write(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "UPDATE outbox SET next_attempt_at = ?3 WHERE id IN (
+                "UPDATE outbox SET leased_until = ?3 WHERE id IN (
                     SELECT id FROM outbox WHERE status = 'pending'
                       AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
+                    AND (leased_until IS NULL OR leased_until <= ?1)
                     ORDER BY id LIMIT ?2)
                  RETURNING {COLUMNS}"
             ))?;
@@ -166,6 +168,17 @@ impl Registry {
             let mut leased = rows.collect::<rusqlite::Result<Vec<_>>>()?;
             leased.sort_by_key(|m| m.id);
             Ok(leased)
+        })
+    }
+
+    /// Ends every lease (the backend starting on SQLite is the only one: what a previous run
+    /// had in hand is due again now, not when its lease would lapse).
+    pub fn release_mail_leases(&self) -> Result<usize> {
+        self.write(|conn| {
+            Ok(conn.execute(
+                "UPDATE outbox SET leased_until = NULL WHERE leased_until IS NOT NULL",
+                [],
+            )?)
         })
     }
 
@@ -204,7 +217,7 @@ impl Registry {
         self.mail_update(id, "mail.sent", |tx| {
             tx.execute(
                 "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
-                   provider_answer = ?3, next_attempt_at = NULL, last_error = NULL WHERE id = ?1",
+                   provider_answer = ?3, next_attempt_at = NULL, leased_until = NULL, last_error = NULL WHERE id = ?1",
                 params![id, now(), truncate(provider_answer)],
             )?;
             Ok(())
@@ -225,7 +238,7 @@ impl Registry {
         );
         self.write(|conn| {
             conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, leased_until = NULL
                  WHERE id = ?1 AND status = 'pending'",
                 params![id, truncate(error), next_attempt_at],
             )?;
@@ -238,7 +251,7 @@ impl Registry {
         self.mail_update(id, "mail.dead", |tx| {
             tx.execute(
                 "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2,
-                   next_attempt_at = NULL WHERE id = ?1",
+                   next_attempt_at = NULL, leased_until = NULL WHERE id = ?1",
                 params![id, truncate(reason)],
             )?;
             Ok(())
@@ -257,7 +270,7 @@ impl Registry {
                 )));
             }
             tx.execute(
-                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL WHERE id = ?1",
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL, leased_until = NULL WHERE id = ?1",
                 [id],
             )?;
             let after = load(&tx, id)?;
@@ -315,135 +328,6 @@ pub(crate) fn truncate(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn registry() -> (tempfile::TempDir, Registry) {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(&dir.path().join("data")).unwrap();
-        (dir, registry)
-    }
-
-    fn welcome(name: &str) -> MailContent {
-        MailContent::Welcome {
-            serial_number: "PV-26A18-BC02R-X7KQA".into(),
-            name: Some(name.into()),
-        }
-    }
-
-    #[test]
-    fn due_messages_come_oldest_first_and_a_failed_one_waits_its_turn() {
-        let (_dir, r) = registry();
-        let a = r.enqueue_mail("a@example.com", &welcome("A"), "t").unwrap();
-        let b = r.enqueue_mail("b@example.com", &welcome("B"), "t").unwrap();
-        assert_ne!(a.message_key, b.message_key);
-        assert_eq!(a.message_key.len(), 32);
-        let due: Vec<i64> = r.mail_due(10).unwrap().iter().map(|m| m.id).collect();
-        assert_eq!(due, [a.id, b.id]);
-        assert_eq!(r.mail_due(1).unwrap().len(), 1, "bounded");
-
-        let failed = r
-            .mail_failed(a.id, "451 try later", Duration::from_secs(60))
-            .unwrap();
-        assert_eq!((failed.status, failed.attempts), (MailStatus::Pending, 1));
-        assert_eq!(
-            failed.message_key, a.message_key,
-            "the key survives a retry"
-        );
-        let due: Vec<i64> = r.mail_due(10).unwrap().iter().map(|m| m.id).collect();
-        assert_eq!(due, [b.id], "not due before its next attempt");
-
-        r.mail_failed(a.id, "451 try later", Duration::ZERO)
-            .unwrap();
-        assert_eq!(r.mail_due(10).unwrap()[0].id, a.id, "due again");
-    }
-
-    #[test]
-    fn sent_and_dead_are_final_until_a_dead_one_is_retried() {
-        let (_dir, r) = registry();
-        let a = r.enqueue_mail("a@example.com", &welcome("A"), "t").unwrap();
-        let b = r.enqueue_mail("b@example.com", &welcome("B"), "t").unwrap();
-        let sent = r.mail_sent(a.id, "250 queued as X").unwrap();
-        assert_eq!((sent.status, sent.attempts), (MailStatus::Sent, 1));
-        assert!(sent.sent_at.is_some());
-        let dead = r.mail_dead(b.id, "550 no such user").unwrap();
-        assert_eq!(dead.status, MailStatus::Dead);
-        assert!(r.mail_due(10).unwrap().is_empty());
-        assert!(
-            matches!(r.mail_retry(a.id, "t"), Err(RegistryError::Invalid(m)) if m.contains("is sent"))
-        );
-        let revived = r.mail_retry(b.id, "t").unwrap();
-        assert_eq!((revived.status, revived.attempts), (MailStatus::Pending, 0));
-        assert_eq!(r.outbox(Some(MailStatus::Sent), 10).unwrap().len(), 1);
-        let actions: Vec<String> = r
-            .audit(&vesper_core::model::AuditQuery {
-                limit: 50,
-                ..Default::default()
-            })
-            .unwrap()
-            .into_iter()
-            .map(|e| e.action)
-            .collect();
-        assert_eq!(
-            actions,
-            [
-                "mail.retry",
-                "mail.dead",
-                "mail.sent",
-                "mail.queued",
-                "mail.queued"
-            ]
-        );
-        assert!(
-            r.enqueue_mail("not an address", &welcome("C"), "t")
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn an_assigned_device_that_becomes_active_gets_one_welcome() {
-        use vesper_core::config::{Config, Machine};
-        use vesper_core::model::{NewBatch, Status};
-        let (dir, r) = registry();
-        let machine = Machine {
-            station_name: "test".into(),
-            firmware_cache: dir.path().join("cache"),
-        };
-        let config = Config::example_at(&dir.path().join("config.toml"), &machine);
-        let batch = r
-            .create_batch(
-                &NewBatch {
-                    board: &config.boards[0],
-                    quantity: 2,
-                    subscription_plan: "standard".into(),
-                    available_outputs: 8,
-                },
-                "t",
-            )
-            .unwrap();
-        let (a, b) = (
-            &batch.devices[0].serial_number,
-            &batch.devices[1].serial_number,
-        );
-        r.assign(a, "ada@example.com", Some("Ada"), "t").unwrap();
-        for sn in [a, b] {
-            r.set_status(sn, Status::Sold, "t").unwrap();
-            r.set_status(sn, Status::Active, "t").unwrap();
-        }
-        let templates: Vec<(String, &str)> = r
-            .outbox(None, 10)
-            .unwrap()
-            .iter()
-            .map(|m| (m.recipient.clone(), m.content.template()))
-            .collect();
-        assert_eq!(
-            templates,
-            [
-                ("ada@example.com".to_owned(), "welcome"),
-                ("ada@example.com".to_owned(), "device_invite")
-            ],
-            "one welcome, and none for the device nobody was assigned"
-        );
-    }
 
     #[test]
     fn a_row_queued_before_the_mail_worker_existed_is_sent_with_a_key_and_its_template() {

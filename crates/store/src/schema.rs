@@ -155,6 +155,11 @@ INSERT INTO tokens_new (id, name, role, hash, created_at, revoked_at)
 DROP TABLE tokens;
 ALTER TABLE tokens_new RENAME TO tokens;
 "#,
+    r#"
+-- A message handed to a mail worker is its own until leased_until (several instances share a
+-- PostgreSQL outbox; on SQLite the one backend clears its leases when it starts).
+ALTER TABLE outbox ADD COLUMN leased_until TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use vesper_core::model::{AlertKind, MailContent};
 
-use crate::{SharedState, db, stopped};
+use crate::{SharedState, stopped};
 
 /// The actor of alert rows in the audit log.
 const ALERT_ACTOR: &str = "alerts";
@@ -63,10 +63,11 @@ impl AlertMonitor {
         let alerts = &self.state.config.mail.alerts;
         let min = alerts.failed_attempts;
         let since = self.last(AlertKind::FailedBoards).await;
-        let failing = match db(&self.state, move |r| {
-            r.failing_devices(min, since.as_deref())
-        })
-        .await
+        let failing = match self
+            .state
+            .store
+            .failing_devices(min, since.as_deref())
+            .await
         {
             Ok(failing) => failing,
             Err(e) => {
@@ -138,10 +139,7 @@ impl AlertMonitor {
 
     /// When an alert of this kind last went out.
     async fn last(&self, kind: AlertKind) -> Option<String> {
-        db(&self.state, move |r| r.last_alert(kind))
-            .await
-            .ok()
-            .flatten()
+        self.state.store.last_alert(kind).await.ok().flatten()
     }
 
     /// Queues the alert for every recipient, unless one of its kind went out within the interval.
@@ -162,10 +160,11 @@ impl AlertMonitor {
         };
         for to in self.state.config.mail.alerts.to.clone() {
             let content = content.clone();
-            if let Err(e) = db(&self.state, move |r| {
-                r.enqueue_mail(&to, &content, ALERT_ACTOR)
-            })
-            .await
+            if let Err(e) = self
+                .state
+                .store
+                .enqueue_mail(&to, &content, ALERT_ACTOR)
+                .await
             {
                 tracing::error!(error = %e, "cannot queue an alert");
             }

@@ -10,7 +10,7 @@ use rand::Rng as _;
 use vesper_core::model::OutboxMessage;
 
 use super::{Mailer, SendError, Templates};
-use crate::{SharedState, db, stopped};
+use crate::{SharedState, stopped};
 
 /// Most messages in flight at once.
 pub const IN_FLIGHT: usize = 4;
@@ -43,7 +43,7 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        let due = db(&state, |r| r.mail_due(IN_FLIGHT)).await;
+        let due = state.store.mail_lease(IN_FLIGHT).await;
         match due {
             Ok(due) if !due.is_empty() => {
                 let sends = due
@@ -78,16 +78,16 @@ async fn deliver(
     let recorded = match outcome {
         Ok(answer) => {
             tracing::info!(id, template, answer = %answer, "mail sent");
-            db(state, move |r| r.mail_sent(id, &answer)).await
+            state.store.mail_sent(id, &answer).await
         }
         Err(SendError::Permanent(reason)) => {
             tracing::warn!(id, template, reason = %reason, "mail refused for good; it is dead (vesper mail retry {id} revives it)");
-            db(state, move |r| r.mail_dead(id, &reason)).await
+            state.store.mail_dead(id, &reason).await
         }
         Err(SendError::Temporary { reason, .. }) if message.attempts + 1 >= MAX_ATTEMPTS => {
             let reason = format!("gave up after {MAX_ATTEMPTS} attempts; the last: {reason}");
             tracing::warn!(id, template, reason = %reason, "mail given up");
-            db(state, move |r| r.mail_dead(id, &reason)).await
+            state.store.mail_dead(id, &reason).await
         }
         Err(SendError::Temporary {
             reason,
@@ -95,7 +95,7 @@ async fn deliver(
         }) => {
             let wait = retry_after.unwrap_or_else(|| backoff(message.attempts));
             tracing::warn!(id, template, reason = %reason, retry_in_s = wait.as_secs_f32(), "mail not sent; trying again later");
-            db(state, move |r| r.mail_failed(id, &reason, wait)).await
+            state.store.mail_failed(id, &reason, wait).await
         }
     };
     if let Err(e) = recorded {

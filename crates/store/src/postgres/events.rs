@@ -62,7 +62,9 @@ pub(super) async fn forward(
     loop {
         match listen(&config, &sink, &mut stop).await {
             Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "device event listener lost its database connection"),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "device event listener lost its database connection")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -141,7 +143,9 @@ mod tests {
         let mut back = 0;
         for p in &payloads {
             assert!(p.len() <= MAX_PAYLOAD, "{}", p.len());
-            back += serde_json::from_str::<Vec<serde_json::Value>>(p).unwrap().len();
+            back += serde_json::from_str::<Vec<serde_json::Value>>(p)
+                .unwrap()
+                .len();
         }
         assert_eq!(back, 512);
     }

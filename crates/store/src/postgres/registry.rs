@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
-use tokio_postgres::types::ToSql;
-use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use vesper_core::model::{
     AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployRun, DeployState, Device,
@@ -230,7 +230,14 @@ async fn enqueue(c: &impl GenericClient, recipient: &str, content: &MailContent)
         .query_one(
             "INSERT INTO outbox (created_at, kind, recipient, payload, subject, message_key)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[&now(), &content.template(), &recipient, &payload, &content.serial_number(), &message_key()],
+            &[
+                &now(),
+                &content.template(),
+                &recipient,
+                &payload,
+                &content.serial_number(),
+                &message_key(),
+            ],
         )
         .await?;
     Ok(row.try_get(0)?)
@@ -257,7 +264,8 @@ async fn welcome_once(tx: &Transaction<'_>, device: &Device) -> Result<()> {
     Ok(())
 }
 
-const DEPLOY_COLUMNS: &str = "id, delivery, git_ref, commit_id, repository, pusher, state, received_at,
+const DEPLOY_COLUMNS: &str =
+    "id, delivery, git_ref, commit_id, repository, pusher, state, received_at,
     started_at, finished_at, exit_code, detail, log";
 
 fn run_from_row(r: &Row) -> Result<DeployRun> {
@@ -323,13 +331,27 @@ impl PgStore {
         Ok(after)
     }
 
-    async fn mail_update(&self, id: i64, action: &str, sql: &str, params: &Params<'_>) -> Result<OutboxMessage> {
+    async fn mail_update(
+        &self,
+        id: i64,
+        action: &str,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<OutboxMessage> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let before = load_mail(&tx, id).await?;
         tx.execute(sql, params).await?;
         let after = load_mail(&tx, id).await?;
-        append(&tx, MAIL_ACTOR, action, Some(&subject(&after)), Some(&audit_state(&before)), Some(&audit_state(&after))).await?;
+        append(
+            &tx,
+            MAIL_ACTOR,
+            action,
+            Some(&subject(&after)),
+            Some(&audit_state(&before)),
+            Some(&audit_state(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -354,7 +376,11 @@ impl<'t> AsyncChange<'t> for SetStatus<'_> {
             return Ok(false);
         }
         if !before.status.may_move_to(to) {
-            return Err(RegistryError::IllegalTransition { sn: sn.to_owned(), from: before.status, to });
+            return Err(RegistryError::IllegalTransition {
+                sn: sn.to_owned(),
+                from: before.status,
+                to,
+            });
         }
         let stamp = (to == Status::Provisioned).then(now);
         tx.execute(
@@ -412,7 +438,10 @@ impl<'t> AsyncChange<'t> for Flashed<'_> {
         if let Some(previous) = before.mac.as_deref().filter(|m| m != mac)
             && !report.force
         {
-            return Err(RegistryError::AlreadyFlashed { sn: sn.to_owned(), mac: previous.to_owned() });
+            return Err(RegistryError::AlreadyFlashed {
+                sn: sn.to_owned(),
+                mac: previous.to_owned(),
+            });
         }
         let other: Option<String> = tx
             .query_opt(
@@ -423,13 +452,33 @@ impl<'t> AsyncChange<'t> for Flashed<'_> {
             .map(|r| r.get(0));
         if let Some(other) = other {
             if !report.force {
-                return Err(RegistryError::MacInUse { mac: mac.clone(), other, sn: sn.to_owned() });
+                return Err(RegistryError::MacInUse {
+                    mac: mac.clone(),
+                    other,
+                    sn: sn.to_owned(),
+                });
             }
-            tx.execute("UPDATE devices SET mac = NULL WHERE serial_number = $1", &[&other]).await?;
-            append(tx, self.actor, "device.mac_moved", Some(&other), Some(&json!({ "mac": mac })), Some(&json!({ "mac": null, "moved_to": sn }))).await?;
+            tx.execute(
+                "UPDATE devices SET mac = NULL WHERE serial_number = $1",
+                &[&other],
+            )
+            .await?;
+            append(
+                tx,
+                self.actor,
+                "device.mac_moved",
+                Some(&other),
+                Some(&json!({ "mac": mac })),
+                Some(&json!({ "mac": null, "moved_to": sn })),
+            )
+            .await?;
         }
         let online = before.status == Status::Manufactured && before.last_seen.is_some();
-        let status = if online { Status::Provisioned } else { before.status.max(Status::Flashed) };
+        let status = if online {
+            Status::Provisioned
+        } else {
+            before.status.max(Status::Flashed)
+        };
         tx.execute(
             "UPDATE devices SET chip = $2, mac = $3, firmware_version = $4, station = $5, flashed_at = $6, status = $7,
              provisioned_at = CASE WHEN $8 THEN COALESCE(provisioned_at, last_seen) ELSE provisioned_at END,
@@ -450,20 +499,31 @@ struct SetUsers<'a> {
 impl<'t> AsyncChange<'t> for SetUsers<'_> {
     async fn apply(self, tx: &Transaction<'t>, _before: &Device) -> Result<Changed> {
         let sn = self.sn;
-        tx.execute("DELETE FROM device_users WHERE serial_number = $1", &[&sn]).await?;
+        tx.execute("DELETE FROM device_users WHERE serial_number = $1", &[&sn])
+            .await?;
         if let Some(owner) = &self.users.owner {
-            tx.execute("INSERT INTO device_users VALUES ($1, $2, 1)", &[&sn, owner]).await?;
+            tx.execute("INSERT INTO device_users VALUES ($1, $2, 1)", &[&sn, owner])
+                .await?;
         }
         for user in &self.users.users_list {
-            tx.execute("INSERT INTO device_users VALUES ($1, $2, 0) ON CONFLICT DO NOTHING", &[&sn, user])
-                .await?;
+            tx.execute(
+                "INSERT INTO device_users VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+                &[&sn, user],
+            )
+            .await?;
         }
         Ok(true)
     }
 }
 
 /// Writes a claim of `sn` (row locked by the caller) and its audit row.
-async fn take(tx: &Transaction<'_>, before: &Device, claimant: &str, lease: Duration, actor: &str) -> Result<Device> {
+async fn take(
+    tx: &Transaction<'_>,
+    before: &Device,
+    claimant: &str,
+    lease: Duration,
+    actor: &str,
+) -> Result<Device> {
     tx.execute(
         "UPDATE devices SET claimed_by = $2, claimed_until = $3 WHERE serial_number = $1",
         &[&before.serial_number, &claimant, &lease_end(lease)],
@@ -489,7 +549,10 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id: i64 = tx
-            .query_one("SELECT nextval(pg_get_serial_sequence('batches', 'id'))", &[])
+            .query_one(
+                "SELECT nextval(pg_get_serial_sequence('batches', 'id'))",
+                &[],
+            )
             .await?
             .try_get(0)?;
         let name = format!("B-{id:04}");
@@ -514,7 +577,19 @@ impl Store for PgStore {
                 let sn = serial::generate(board.hw_type, board.hw_version, today, &mut rand::rng())
                     .map_err(|e| RegistryError::Invalid(e.to_string()))?;
                 let inserted = tx
-                    .execute(&insert, &[&sn.as_str(), &board.hw_type.as_str(), &board.hw_version.as_str(), &board.name, &id, &new.subscription_plan, &new.available_outputs, &created_at])
+                    .execute(
+                        &insert,
+                        &[
+                            &sn.as_str(),
+                            &board.hw_type.as_str(),
+                            &board.hw_version.as_str(),
+                            &board.name,
+                            &id,
+                            &new.subscription_plan,
+                            &new.available_outputs,
+                            &created_at,
+                        ],
+                    )
                     .await?;
                 if inserted == 1 {
                     break;
@@ -554,7 +629,10 @@ impl Store for PgStore {
         let (limit, offset) = (i64::from(limit.clamp(1, 1000)), i64::from(offset));
         self.client()
             .await?
-            .query(&format!("{SUMMARY_SQL} ORDER BY b.id DESC LIMIT $1 OFFSET $2"), &[&limit, &offset])
+            .query(
+                &format!("{SUMMARY_SQL} ORDER BY b.id DESC LIMIT $1 OFFSET $2"),
+                &[&limit, &offset],
+            )
             .await?
             .iter()
             .map(summary_from_row)
@@ -564,7 +642,11 @@ impl Store for PgStore {
     async fn device(&self, sn: &str) -> Result<Device> {
         let client = self.client().await?;
         let mut device = load(&client, sn).await?;
-        let query = AuditQuery { subject: Some(sn.to_owned()), limit: 1000, ..Default::default() };
+        let query = AuditQuery {
+            subject: Some(sn.to_owned()),
+            limit: 1000,
+            ..Default::default()
+        };
         let mut history = audit_query(&client, &query).await?;
         history.reverse();
         device.history = Some(history);
@@ -592,9 +674,21 @@ impl Store for PgStore {
     async fn devices(&self, f: &DeviceFilter) -> Result<DevicePage> {
         let limit = f.limit.unwrap_or(100).clamp(1, 1000);
         let offset = f.offset.unwrap_or(0);
-        let from = f.created_from.as_deref().map(|t| date_bound(t, false)).transpose()?;
-        let to = f.created_to.as_deref().map(|t| date_bound(t, true)).transpose()?;
-        let text = f.text.as_deref().filter(|t| !t.is_empty()).map(like_pattern);
+        let from = f
+            .created_from
+            .as_deref()
+            .map(|t| date_bound(t, false))
+            .transpose()?;
+        let to = f
+            .created_to
+            .as_deref()
+            .map(|t| date_bound(t, true))
+            .transpose()?;
+        let text = f
+            .text
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(like_pattern);
         let status = f.status.map(Status::as_str);
         let sort = f.sort.unwrap_or_default();
         // SQLite's order: NULLs first going up, last going down.
@@ -611,8 +705,16 @@ impl Store for PgStore {
               AND ($7::text IS NULL OR d.serial_number ILIKE $7 OR d.mac ILIKE $7
                    OR ($8 AND d.assigned_email ILIKE $7) OR d.station ILIKE $7
                    OR ($8 AND EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id ILIKE $7)))";
-        let args: [&(dyn ToSql + Sync); 8] =
-            [&status, &f.hw_type, &f.board, &f.batch, &from, &to, &text, &f.personal];
+        let args: [&(dyn ToSql + Sync); 8] = [
+            &status,
+            &f.hw_type,
+            &f.board,
+            &f.batch,
+            &from,
+            &to,
+            &text,
+            &f.personal,
+        ];
         let client = self.client().await?;
         let total: i64 = client
             .query_one(&format!("SELECT count(*) {filter}"), &args)
@@ -627,14 +729,22 @@ impl Store for PgStore {
             .iter()
             .map(device_from_row)
             .collect::<Result<_>>()?;
-        Ok(DevicePage { devices, total, limit, offset })
+        Ok(DevicePage {
+            devices,
+            total,
+            limit,
+            offset,
+        })
     }
 
     async fn device_status(&self, sn: &str) -> Result<Option<Status>> {
         let row = self
             .client()
             .await?
-            .query_opt("SELECT status FROM devices WHERE serial_number = $1", &[&sn])
+            .query_opt(
+                "SELECT status FROM devices WHERE serial_number = $1",
+                &[&sn],
+            )
             .await?;
         Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
     }
@@ -649,19 +759,31 @@ impl Store for PgStore {
                 &[&sn, &user],
             )
             .await?;
-        Ok(if found.is_some() { UserAccess::Allowed } else { UserAccess::NotAllowed })
+        Ok(if found.is_some() {
+            UserAccess::Allowed
+        } else {
+            UserAccess::NotAllowed
+        })
     }
 
     async fn set_status(&self, sn: &str, to: Status, actor: &str) -> Result<Device> {
-        self.change(sn, actor, "device.status", SetStatus { sn, to }).await
+        self.change(sn, actor, "device.status", SetStatus { sn, to })
+            .await
     }
 
-    async fn assign(&self, sn: &str, email: &str, name: Option<&str>, actor: &str) -> Result<Device> {
+    async fn assign(
+        &self,
+        sn: &str,
+        email: &str,
+        name: Option<&str>,
+        actor: &str,
+    ) -> Result<Device> {
         check_email(email)?;
         if let Some(name) = name {
             check_text("name", name, 200)?;
         }
-        self.change(sn, actor, "device.assign", Assign { sn, email, name }).await
+        self.change(sn, actor, "device.assign", Assign { sn, email, name })
+            .await
     }
 
     async fn failed(&self, sn: &str, report: &FailureReport, actor: &str) -> Result<Device> {
@@ -677,7 +799,11 @@ impl Store for PgStore {
         Ok(device)
     }
 
-    async fn failing_devices(&self, min_failures: u32, since: Option<&str>) -> Result<Vec<(String, String, i64, String)>> {
+    async fn failing_devices(
+        &self,
+        min_failures: u32,
+        since: Option<&str>,
+    ) -> Result<Vec<(String, String, i64, String)>> {
         let rows = self
             .client()
             .await?
@@ -693,7 +819,14 @@ impl Store for PgStore {
             )
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<_, Option<String>>(3)?.unwrap_or_default())))
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
+                ))
+            })
             .collect()
     }
 
@@ -702,14 +835,26 @@ impl Store for PgStore {
         check_text("chip", &report.chip, 64)?;
         check_text("firmware_version", &report.firmware_version, 64)?;
         check_text("station", &report.station, 128)?;
-        self.change(sn, actor, "device.flashed", Flashed { sn, mac, report, actor }).await
+        self.change(
+            sn,
+            actor,
+            "device.flashed",
+            Flashed {
+                sn,
+                mac,
+                report,
+                actor,
+            },
+        )
+        .await
     }
 
     async fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device> {
         for id in users.owner.iter().chain(&users.users_list) {
             check_user_id(id)?;
         }
-        self.change(sn, actor, "device.users", SetUsers { sn, users }).await
+        self.change(sn, actor, "device.users", SetUsers { sn, users })
+            .await
     }
 
     async fn stats(&self) -> Result<Stats> {
@@ -718,15 +863,27 @@ impl Store for PgStore {
         for status in Status::ALL {
             by_status.add(status, 0);
         }
-        for r in client.query("SELECT status, count(*) FROM devices GROUP BY status", &[]).await? {
-            let status = r.try_get::<_, String>(0)?.parse::<Status>().map_err(RegistryError::Invalid)?;
+        for r in client
+            .query("SELECT status, count(*) FROM devices GROUP BY status", &[])
+            .await?
+        {
+            let status = r
+                .try_get::<_, String>(0)?
+                .parse::<Status>()
+                .map_err(RegistryError::Invalid)?;
             by_status.add(status, r.try_get(1)?);
         }
         let mut by_board = std::collections::BTreeMap::new();
-        for r in client.query("SELECT board, count(*) FROM devices GROUP BY board", &[]).await? {
+        for r in client
+            .query("SELECT board, count(*) FROM devices GROUP BY board", &[])
+            .await?
+        {
             by_board.insert(r.try_get(0)?, r.try_get(1)?);
         }
-        let total: i64 = client.query_one("SELECT count(*) FROM devices", &[]).await?.try_get(0)?;
+        let total: i64 = client
+            .query_one("SELECT count(*) FROM devices", &[])
+            .await?
+            .try_get(0)?;
         let today = format!("{}T00:00:00.000Z", chrono::Utc::now().date_naive());
         let mut provisioned_by_hour = vec![0i64; 24];
         for r in client
@@ -743,11 +900,29 @@ impl Store for PgStore {
             }
         }
         let provisioned_today = provisioned_by_hour.iter().sum();
-        let recent = audit_query(&client, &AuditQuery { limit: 20, ..Default::default() }).await?;
-        Ok(Stats { total, by_status, by_board, provisioned_today, provisioned_by_hour, recent })
+        let recent = audit_query(
+            &client,
+            &AuditQuery {
+                limit: 20,
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Stats {
+            total,
+            by_status,
+            by_board,
+            provisioned_today,
+            provisioned_by_hour,
+            recent,
+        })
     }
 
-    async fn record_sightings(&self, sightings: &[Sighting], actor: &str) -> Result<Vec<DeviceEvent>> {
+    async fn record_sightings(
+        &self,
+        sightings: &[Sighting],
+        actor: &str,
+    ) -> Result<Vec<DeviceEvent>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let mut events = Vec::with_capacity(sightings.len());
@@ -766,20 +941,40 @@ impl Store for PgStore {
                 )
                 .await?;
             } else {
-                tx.execute("UPDATE devices SET last_seen = $2 WHERE serial_number = $1", &[&s.serial_number, &s.at])
-                    .await?;
+                tx.execute(
+                    "UPDATE devices SET last_seen = $2 WHERE serial_number = $1",
+                    &[&s.serial_number, &s.at],
+                )
+                .await?;
             }
             let after = load(&tx, &s.serial_number).await?;
             if provisions {
-                append(&tx, actor, "device.provisioned", Some(&s.serial_number), Some(&snapshot(&before)), Some(&snapshot(&after))).await?;
+                append(
+                    &tx,
+                    actor,
+                    "device.provisioned",
+                    Some(&s.serial_number),
+                    Some(&snapshot(&before)),
+                    Some(&snapshot(&after)),
+                )
+                .await?;
             }
-            events.push(DeviceEvent::of(if provisions { "provisioned" } else { "seen" }, &after));
+            events.push(DeviceEvent::of(
+                if provisions { "provisioned" } else { "seen" },
+                &after,
+            ));
         }
         tx.commit().await?;
         Ok(events)
     }
 
-    async fn claim_next(&self, batch: &str, claimant: &str, lease: Duration, actor: &str) -> Result<Device> {
+    async fn claim_next(
+        &self,
+        batch: &str,
+        claimant: &str,
+        lease: Duration,
+        actor: &str,
+    ) -> Result<Device> {
         check_claimant(claimant)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -799,10 +994,16 @@ impl Store for PgStore {
             .await?;
         let Some(next) = next else {
             let in_progress: i64 = tx
-                .query_one("SELECT count(*) FROM devices WHERE batch_id = $1 AND status = 'manufactured'", &[&batch_id])
+                .query_one(
+                    "SELECT count(*) FROM devices WHERE batch_id = $1 AND status = 'manufactured'",
+                    &[&batch_id],
+                )
                 .await?
                 .try_get(0)?;
-            return Err(RegistryError::BatchDone { batch: batch.to_owned(), in_progress });
+            return Err(RegistryError::BatchDone {
+                batch: batch.to_owned(),
+                in_progress,
+            });
         };
         let sn: String = next.try_get(0)?;
         let before = load(&tx, &sn).await?;
@@ -811,7 +1012,13 @@ impl Store for PgStore {
         Ok(device)
     }
 
-    async fn claim(&self, sn: &str, claimant: &str, lease: Duration, actor: &str) -> Result<Device> {
+    async fn claim(
+        &self,
+        sn: &str,
+        claimant: &str,
+        lease: Duration,
+        actor: &str,
+    ) -> Result<Device> {
         check_claimant(claimant)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -823,7 +1030,11 @@ impl Store for PgStore {
             && by != claimant
             && *until >= now()
         {
-            return Err(RegistryError::ClaimedElsewhere { sn: sn.to_owned(), by: by.clone(), until: until.clone() });
+            return Err(RegistryError::ClaimedElsewhere {
+                sn: sn.to_owned(),
+                by: by.clone(),
+                until: until.clone(),
+            });
         }
         let device = take(&tx, &device, claimant, lease, actor).await?;
         tx.commit().await?;
@@ -837,7 +1048,11 @@ impl Store for PgStore {
         if before.claimed_until.is_none() || before.claimed_by.as_deref() != Some(claimant) {
             return Ok(before);
         }
-        tx.execute("UPDATE devices SET claimed_until = NULL WHERE serial_number = $1", &[&sn]).await?;
+        tx.execute(
+            "UPDATE devices SET claimed_until = NULL WHERE serial_number = $1",
+            &[&sn],
+        )
+        .await?;
         let after = audit_change(&tx, actor, "device.released", &before).await?;
         tx.commit().await?;
         Ok(after)
@@ -847,8 +1062,22 @@ impl Store for PgStore {
         audit_query(&self.client().await?, query).await
     }
 
-    async fn record(&self, actor: &str, action: &str, subject: Option<&str>, after: &Value) -> Result<()> {
-        append(&self.client().await?, actor, action, subject, None, Some(after)).await
+    async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: Option<&str>,
+        after: &Value,
+    ) -> Result<()> {
+        append(
+            &self.client().await?,
+            actor,
+            action,
+            subject,
+            None,
+            Some(after),
+        )
+        .await
     }
 
     async fn create_token(&self, name: &str, role: Role, actor: &str) -> Result<String> {
@@ -865,7 +1094,15 @@ impl Store for PgStore {
         if inserted == 0 {
             return Err(RegistryError::TokenExists(name.to_owned()));
         }
-        append(&tx, actor, "token.create", Some(name), None, Some(&json!({ "name": name, "role": role }))).await?;
+        append(
+            &tx,
+            actor,
+            "token.create",
+            Some(name),
+            None,
+            Some(&json!({ "name": name, "role": role })),
+        )
+        .await?;
         tx.commit().await?;
         Ok(token)
     }
@@ -877,7 +1114,10 @@ impl Store for PgStore {
         let row = self
             .client()
             .await?
-            .query_opt("SELECT name, role FROM tokens WHERE hash = $1 AND revoked_at IS NULL", &[&hash(token)])
+            .query_opt(
+                "SELECT name, role FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
+                &[&hash(token)],
+            )
             .await?;
         Ok(row.and_then(|r| {
             let (name, role): (String, String) = (r.get(0), r.get(1));
@@ -889,7 +1129,10 @@ impl Store for PgStore {
         Ok(self
             .client()
             .await?
-            .query_opt("SELECT 1 FROM tokens WHERE name = $1 AND revoked_at IS NULL", &[&name])
+            .query_opt(
+                "SELECT 1 FROM tokens WHERE name = $1 AND revoked_at IS NULL",
+                &[&name],
+            )
             .await?
             .is_some())
     }
@@ -897,7 +1140,10 @@ impl Store for PgStore {
     async fn tokens(&self) -> Result<Vec<TokenInfo>> {
         self.client()
             .await?
-            .query("SELECT name, role, created_at, revoked_at FROM tokens ORDER BY id DESC", &[])
+            .query(
+                "SELECT name, role, created_at, revoked_at FROM tokens ORDER BY id DESC",
+                &[],
+            )
             .await?
             .iter()
             .map(|r| {
@@ -915,7 +1161,10 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let changed = tx
-            .execute("UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL", &[&name, &now()])
+            .execute(
+                "UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+                &[&name, &now()],
+            )
             .await?;
         if changed == 0 {
             return Err(RegistryError::NoToken(name.to_owned()));
@@ -925,13 +1174,26 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn enqueue_mail(&self, recipient: &str, content: &MailContent, actor: &str) -> Result<OutboxMessage> {
+    async fn enqueue_mail(
+        &self,
+        recipient: &str,
+        content: &MailContent,
+        actor: &str,
+    ) -> Result<OutboxMessage> {
         check_email(recipient)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id = enqueue(&tx, recipient, content).await?;
         let queued = load_mail(&tx, id).await?;
-        append(&tx, actor, "mail.queued", Some(&subject(&queued)), None, Some(&audit_state(&queued))).await?;
+        append(
+            &tx,
+            actor,
+            "mail.queued",
+            Some(&subject(&queued)),
+            None,
+            Some(&audit_state(&queued)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(queued)
     }
@@ -953,15 +1215,17 @@ impl Store for PgStore {
     }
 
     async fn mail_lease(&self, limit: usize) -> Result<Vec<OutboxMessage>> {
-        let until = stamp(chrono::Utc::now() + chrono::Duration::from_std(MAIL_LEASE).unwrap_or_default());
+        let until =
+            stamp(chrono::Utc::now() + chrono::Duration::from_std(MAIL_LEASE).unwrap_or_default());
         let mut leased = self
             .client()
             .await?
             .query(
                 &format!(
-                    "UPDATE outbox SET next_attempt_at = $3 WHERE id IN (
+                    "UPDATE outbox SET leased_until = $3 WHERE id IN (
                         SELECT id FROM outbox WHERE status = 'pending'
                           AND (next_attempt_at IS NULL OR next_attempt_at <= $1)
+                        AND (leased_until IS NULL OR leased_until <= $1)
                         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
                      RETURNING {MAIL_COLUMNS}"
                 ),
@@ -1007,19 +1271,21 @@ impl Store for PgStore {
             id,
             "mail.sent",
             "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1,
-               provider_answer = $3, next_attempt_at = NULL, last_error = NULL WHERE id = $1",
+               provider_answer = $3, next_attempt_at = NULL, leased_until = NULL, last_error = NULL WHERE id = $1",
             &[&id, &now(), &truncate(provider_answer)],
         )
         .await
     }
 
     async fn mail_failed(&self, id: i64, error: &str, retry_in: Duration) -> Result<OutboxMessage> {
-        let next_attempt_at =
-            stamp(chrono::Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1)));
+        let next_attempt_at = stamp(
+            chrono::Utc::now()
+                + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1)),
+        );
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, leased_until = NULL
                  WHERE id = $1 AND status = 'pending'",
                 &[&id, &truncate(error), &next_attempt_at],
             )
@@ -1031,7 +1297,7 @@ impl Store for PgStore {
         self.mail_update(
             id,
             "mail.dead",
-            "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = $2, next_attempt_at = NULL WHERE id = $1",
+            "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = $2, next_attempt_at = NULL, leased_until = NULL WHERE id = $1",
             &[&id, &truncate(reason)],
         )
         .await
@@ -1047,10 +1313,18 @@ impl Store for PgStore {
                 before.status
             )));
         }
-        tx.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL WHERE id = $1", &[&id])
+        tx.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL, leased_until = NULL WHERE id = $1", &[&id])
             .await?;
         let after = load_mail(&tx, id).await?;
-        append(&tx, actor, "mail.retry", Some(&subject(&after)), Some(&audit_state(&before)), Some(&audit_state(&after))).await?;
+        append(
+            &tx,
+            actor,
+            "mail.retry",
+            Some(&subject(&after)),
+            Some(&audit_state(&before)),
+            Some(&audit_state(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -1085,12 +1359,21 @@ impl Store for PgStore {
     async fn deploy_started(&self, id: i64, log: &str) -> Result<DeployRun> {
         let client = self.client().await?;
         client
-            .execute("UPDATE deploy_runs SET state = 'running', started_at = $2, log = $3 WHERE id = $1", &[&id, &now(), &log])
+            .execute(
+                "UPDATE deploy_runs SET state = 'running', started_at = $2, log = $3 WHERE id = $1",
+                &[&id, &now(), &log],
+            )
             .await?;
         load_run(&client, id).await
     }
 
-    async fn deploy_finished(&self, id: i64, state: DeployState, exit_code: Option<i32>, detail: Option<&str>) -> Result<DeployRun> {
+    async fn deploy_finished(
+        &self,
+        id: i64,
+        state: DeployState,
+        exit_code: Option<i32>,
+        detail: Option<&str>,
+    ) -> Result<DeployRun> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -1104,7 +1387,15 @@ impl Store for PgStore {
             "pusher": run.push.pusher, "result": state.as_str(), "exit_code": exit_code,
             "detail": detail, "log": run.log,
         });
-        append(&tx, DEPLOY_ACTOR, "deploy.run", Some(&format!("deploy:{id}")), None, Some(&after)).await?;
+        append(
+            &tx,
+            DEPLOY_ACTOR,
+            "deploy.run",
+            Some(&format!("deploy:{id}")),
+            None,
+            Some(&after),
+        )
+        .await?;
         tx.commit().await?;
         Ok(run)
     }
@@ -1113,14 +1404,25 @@ impl Store for PgStore {
         let open: Vec<i64> = self
             .client()
             .await?
-            .query("SELECT id FROM deploy_runs WHERE state IN ('queued', 'running')", &[])
+            .query(
+                "SELECT id FROM deploy_runs WHERE state IN ('queued', 'running')",
+                &[],
+            )
             .await?
             .iter()
             .map(|r| r.get(0))
             .collect();
         let mut runs = Vec::with_capacity(open.len());
         for id in open {
-            runs.push(self.deploy_finished(id, DeployState::Failed, None, Some("interrupted: the backend stopped")).await?);
+            runs.push(
+                self.deploy_finished(
+                    id,
+                    DeployState::Failed,
+                    None,
+                    Some("interrupted: the backend stopped"),
+                )
+                .await?,
+            );
         }
         Ok(runs)
     }
@@ -1129,7 +1431,10 @@ impl Store for PgStore {
         let limit = limit.clamp(1, 1000) as i64;
         self.client()
             .await?
-            .query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploy_runs ORDER BY id DESC LIMIT $1"), &[&limit])
+            .query(
+                &format!("SELECT {DEPLOY_COLUMNS} FROM deploy_runs ORDER BY id DESC LIMIT $1"),
+                &[&limit],
+            )
             .await?
             .iter()
             .map(run_from_row)
@@ -1141,7 +1446,11 @@ impl Store for PgStore {
         Ok(Delivery::Shared)
     }
 
-    async fn forward_events(&self, sink: broadcast::Sender<DeviceEvent>, stop: watch::Receiver<bool>) {
+    async fn forward_events(
+        &self,
+        sink: broadcast::Sender<DeviceEvent>,
+        stop: watch::Receiver<bool>,
+    ) {
         super::events::forward(self.config.clone(), sink, stop).await;
     }
 }

@@ -99,7 +99,8 @@ CREATE TABLE outbox (
     next_attempt_at TEXT COLLATE "C",
     message_key     TEXT COLLATE "C",
     provider_answer TEXT,
-    subject         TEXT COLLATE "C"
+    subject         TEXT COLLATE "C",
+    leased_until    TEXT COLLATE "C"
 );
 CREATE INDEX outbox_due ON outbox (status, next_attempt_at, id);
 CREATE INDEX outbox_subject ON outbox (subject, kind);
