@@ -25,6 +25,8 @@ pub(crate) const SERVE_ON_FREE_PORTS: [&str; 5] = [
 pub(crate) struct Serve {
     pub(crate) child: Child,
     pub(crate) api: String,
+    /// The broker-facing auth listener, `http://127.0.0.1:PORT`.
+    pub(crate) auth: String,
     stderr_path: PathBuf,
 }
 
@@ -57,11 +59,14 @@ impl Serve {
                 }
             }
         });
-        let mut api = None;
-        while api.is_none() {
+        let (mut api, mut auth) = (None, None);
+        while api.is_none() || auth.is_none() {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) if line.starts_with("api listening on ") => {
                     api = Some(line["api listening on ".len()..].to_owned())
+                }
+                Ok(line) if line.starts_with("mqtt auth listening on ") => {
+                    auth = Some(line["mqtt auth listening on ".len()..].to_owned())
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -76,6 +81,7 @@ impl Serve {
         Serve {
             child,
             api: api.unwrap(),
+            auth: auth.unwrap(),
             stderr_path,
         }
     }

@@ -29,6 +29,7 @@ mod mail;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;
+mod scale_out;
 mod sim_peers;
 mod station;
 mod station_e2e;

@@ -216,6 +216,10 @@ async fn listen(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 match parse(&topics, &p.topic, &p.payload, &vesper_store::now()) {
                     Ok(Some(sighting)) => {
+                        state
+                            .metrics
+                            .device_messages
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if tx.try_send(sighting).is_err() {
                             tracing::warn!("heartbeat queue full; a sighting was dropped");
                         }

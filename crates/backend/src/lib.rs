@@ -79,6 +79,9 @@ pub struct AuthMetrics {
     pub user: AtomicU64,
     pub acl: AtomicU64,
     pub superuser: AtomicU64,
+    /// Device messages (data and status) this instance's heartbeat listener took in: across
+    /// instances on a shared registry, each message counts on one of them.
+    pub device_messages: AtomicU64,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -124,10 +124,13 @@ async fn metrics(State(state): State<SharedState>) -> Response {
     let m = &state.metrics;
     let body = format!(
         "# HELP vesper_auth_requests_total Questions the broker asked, by route.\n# TYPE vesper_auth_requests_total counter\n\
-         vesper_auth_requests_total{{route=\"user\"}} {}\nvesper_auth_requests_total{{route=\"acl\"}} {}\nvesper_auth_requests_total{{route=\"superuser\"}} {}\n",
+         vesper_auth_requests_total{{route=\"user\"}} {}\nvesper_auth_requests_total{{route=\"acl\"}} {}\nvesper_auth_requests_total{{route=\"superuser\"}} {}\n\
+         # HELP vesper_device_messages_total Device data and status messages this instance handled.\n# TYPE vesper_device_messages_total counter\n\
+         vesper_device_messages_total {}\n",
         m.user.load(Relaxed),
         m.acl.load(Relaxed),
-        m.superuser.load(Relaxed)
+        m.superuser.load(Relaxed),
+        m.device_messages.load(Relaxed)
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

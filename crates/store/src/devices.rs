@@ -120,6 +120,17 @@ pub(crate) fn date_bound(text: &str, end: bool) -> Result<String> {
         })
 }
 
+/// An FTS5 query for `text` as one phrase (a substring, with the trigram tokenizer) in the
+/// searched columns: e-mail addresses only for callers who may see them.
+fn fts_phrase(text: &str, personal: bool) -> String {
+    let columns = if personal {
+        "serial_number mac station assigned_email"
+    } else {
+        "serial_number mac station"
+    };
+    format!("{{{columns}}} : \"{}\"", text.replace('"', "\"\""))
+}
+
 pub(crate) fn like_pattern(text: &str) -> String {
     let escaped = text
         .replace('\\', "\\\\")
@@ -244,15 +255,30 @@ impl Registry {
             "ASC"
         };
         let order = format!("{} {direction}, d.serial_number", sort_column(sort));
+        // Three characters or more: the trigram index finds the rows; shorter: a scan.
+        let fts = f
+            .text
+            .as_deref()
+            .filter(|t| t.chars().count() >= 3)
+            .map(|t| fts_phrase(t, f.personal));
         let args = params![
-            status, f.hw_type, f.board, f.batch, from, to, text, f.personal
+            status, f.hw_type, f.board, f.batch, from, to, text, f.personal, fts
         ];
-        let filter = "FROM devices d JOIN batches b ON b.id = d.batch_id
+        let text_clause = if fts.is_some() {
+            "AND d.rowid IN (SELECT rowid FROM devices_search WHERE devices_search MATCH ?9
+                UNION SELECT d2.rowid FROM device_users u JOIN devices d2 ON d2.serial_number = u.serial_number
+                      WHERE ?8 AND u.user_id LIKE ?7 ESCAPE '\\')"
+        } else {
+            "AND (?9 IS NULL) AND (?7 IS NULL OR d.serial_number LIKE ?7 ESCAPE '\\' OR d.mac LIKE ?7 ESCAPE '\\'
+                   OR (?8 AND d.assigned_email LIKE ?7 ESCAPE '\\') OR d.station LIKE ?7 ESCAPE '\\'
+                   OR (?8 AND EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id LIKE ?7 ESCAPE '\\')))"
+        };
+        let filter = format!(
+            "FROM devices d JOIN batches b ON b.id = d.batch_id
             WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.hw_type = ?2) AND (?3 IS NULL OR d.board = ?3)
               AND (?4 IS NULL OR b.name = ?4) AND (?5 IS NULL OR d.created_at >= ?5) AND (?6 IS NULL OR d.created_at < ?6)
-              AND (?7 IS NULL OR d.serial_number LIKE ?7 ESCAPE '\\' OR d.mac LIKE ?7 ESCAPE '\\'
-                   OR (?8 AND d.assigned_email LIKE ?7 ESCAPE '\\') OR d.station LIKE ?7 ESCAPE '\\'
-                   OR (?8 AND EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id LIKE ?7 ESCAPE '\\')))";
+              {text_clause}"
+        );
         self.read(|c| {
             let total: i64 = c
                 .prepare_cached(&format!("SELECT count(*) {filter}"))?

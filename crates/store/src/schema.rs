@@ -160,6 +160,28 @@ ALTER TABLE tokens_new RENAME TO tokens;
 -- PostgreSQL outbox; on SQLite the one backend clears its leases when it starts).
 ALTER TABLE outbox ADD COLUMN leased_until TEXT;
 "#,
+    r#"
+-- The Devices screen's search: a trigram index over the searched columns (case-insensitive
+-- substrings of 3 characters or more, as LIKE '%...%' finds them), kept by triggers.
+CREATE VIRTUAL TABLE devices_search USING fts5(
+    serial_number, mac, station, assigned_email,
+    content = 'devices', content_rowid = 'rowid', tokenize = 'trigram');
+INSERT INTO devices_search (devices_search) VALUES ('rebuild');
+CREATE TRIGGER devices_search_insert AFTER INSERT ON devices BEGIN
+    INSERT INTO devices_search (rowid, serial_number, mac, station, assigned_email)
+    VALUES (new.rowid, new.serial_number, new.mac, new.station, new.assigned_email);
+END;
+CREATE TRIGGER devices_search_delete AFTER DELETE ON devices BEGIN
+    INSERT INTO devices_search (devices_search, rowid, serial_number, mac, station, assigned_email)
+    VALUES ('delete', old.rowid, old.serial_number, old.mac, old.station, old.assigned_email);
+END;
+CREATE TRIGGER devices_search_update AFTER UPDATE OF serial_number, mac, station, assigned_email ON devices BEGIN
+    INSERT INTO devices_search (devices_search, rowid, serial_number, mac, station, assigned_email)
+    VALUES ('delete', old.rowid, old.serial_number, old.mac, old.station, old.assigned_email);
+    INSERT INTO devices_search (rowid, serial_number, mac, station, assigned_email)
+    VALUES (new.rowid, new.serial_number, new.mac, new.station, new.assigned_email);
+END;
+"#,
 ];
 
 /// The schema version this build writes.

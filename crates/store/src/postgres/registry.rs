@@ -702,9 +702,13 @@ impl Store for PgStore {
         let filter = "FROM devices d JOIN batches b ON b.id = d.batch_id
             WHERE ($1::text IS NULL OR d.status = $1) AND ($2::text IS NULL OR d.hw_type = $2) AND ($3::text IS NULL OR d.board = $3)
               AND ($4::text IS NULL OR b.name = $4) AND ($5::text IS NULL OR d.created_at >= $5) AND ($6::text IS NULL OR d.created_at < $6)
-              AND ($7::text IS NULL OR d.serial_number ILIKE $7 OR d.mac ILIKE $7
-                   OR ($8 AND d.assigned_email ILIKE $7) OR d.station ILIKE $7
-                   OR ($8 AND EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id ILIKE $7)))";
+              AND ($7::text IS NULL OR d.seq IN (
+                   SELECT seq FROM devices WHERE serial_number ILIKE $7
+                   UNION SELECT seq FROM devices WHERE mac ILIKE $7
+                   UNION SELECT seq FROM devices WHERE station ILIKE $7
+                   UNION SELECT seq FROM devices WHERE $8 AND assigned_email ILIKE $7
+                   UNION SELECT d2.seq FROM device_users u JOIN devices d2 ON d2.serial_number = u.serial_number
+                         WHERE $8 AND u.user_id ILIKE $7))";
         let args: [&(dyn ToSql + Sync); 8] = [
             &status,
             &f.hw_type,

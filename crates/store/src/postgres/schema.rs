@@ -8,7 +8,8 @@ use tokio_postgres::Client;
 use super::super::{RegistryError, Result};
 
 /// Migrations in order; `MIGRATIONS[i]` brings the schema from version i to i + 1.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE batches (
     id                BIGSERIAL PRIMARY KEY,
     name              TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -121,7 +122,18 @@ CREATE TABLE deploy_runs (
     detail      TEXT,
     log         TEXT
 );
-"#];
+"#,
+    r#"
+-- The Devices screen's search: trigram indexes for ILIKE '%...%' on the searched columns
+-- (pg_trgm is a trusted extension: the database's owner may create it).
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX devices_search_serial ON devices USING gin (serial_number gin_trgm_ops);
+CREATE INDEX devices_search_mac ON devices USING gin (mac gin_trgm_ops);
+CREATE INDEX devices_search_station ON devices USING gin (station gin_trgm_ops);
+CREATE INDEX devices_search_email ON devices USING gin (assigned_email gin_trgm_ops);
+CREATE INDEX device_users_search ON device_users USING gin (user_id gin_trgm_ops);
+"#,
+];
 
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
