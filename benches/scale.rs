@@ -1,0 +1,275 @@
+//! Benchmark: the registry at scale, on SQLite and on PostgreSQL, in one run on this machine.
+//! `SCALE_DEVICES` devices (default 1,000,000: 100 batches of 10,000 made by the registry
+//! itself, one in ten then flashed with a MAC and a bench station) in a SQLite registry, moved
+//! to a throwaway Debian PostgreSQL cluster with `vesper migrate`'s copy. Against each engine, a
+//! real `vesper serve` (release, in this process) answers over HTTP on loopback:
+//!
+//! - the broker's auth checks (`/mqtt/auth/user` and `/mqtt/auth/acl` for random devices of
+//!   the million, 16 at a time for 10 s): checks per second, p50 and p99;
+//! - the Devices screen's search (`/manufacturing/devices?text=...`, 50 rows): serial-number
+//!   and MAC fragments, a station, a prefix every device has, and the plain first page.
+//!
+//! Not a timed test; `scripts/bench` runs it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::seq::IndexedRandom as _;
+use vesper::config::{Config, Database, Machine};
+use vesper::credentials::MasterSecret;
+use vesper::model::{NewBatch, Role};
+use vesper::registry::{PgStore, Registry, migrate};
+use vesper::server::{self, ServeOptions};
+
+#[path = "../crates/store/tests/support/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+const SECRET: &str = "vesper-bench-secret-0123456789abcdef";
+const BATCH: u32 = 10_000;
+const CONCURRENCY: usize = 16;
+const LOAD: Duration = Duration::from_secs(10);
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn line(name: &str, mut ms: Vec<f64>, seconds: Option<f64>) {
+    ms.sort_by(f64::total_cmp);
+    let rate = seconds
+        .map(|s| format!("   {:8.0} /s", ms.len() as f64 / s))
+        .unwrap_or_default();
+    println!(
+        "  {name:<40} n {:6}   p50 {:7.2} ms   p99 {:7.2} ms{rate}",
+        ms.len(),
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+    );
+}
+
+/// The registry: `devices` made by the registry in batches, then one in ten flashed.
+fn fill(data: &std::path::Path, config: &Config, devices: u32) -> Registry {
+    let registry = Registry::open(data).unwrap();
+    let board = &config.boards[0];
+    let start = Instant::now();
+    let mut made = 0;
+    while made < devices {
+        let quantity = BATCH.min(devices - made);
+        registry
+            .create_batch(
+                &NewBatch {
+                    board,
+                    quantity,
+                    subscription_plan: "standard".into(),
+                    available_outputs: 8,
+                },
+                "bench",
+            )
+            .unwrap();
+        made += quantity;
+    }
+    let conn = rusqlite::Connection::open(data.join(vesper::registry::DB_FILE)).unwrap();
+    conn.execute_batch(
+        "UPDATE devices SET status = 'flashed', chip = 'ESP32', firmware_version = '1.0.0',
+            flashed_at = created_at, station = 'bench-' || (rowid % 8 + 1),
+            mac = printf('24:0A:C4:%02X:%02X:%02X', (rowid >> 16) & 255, (rowid >> 8) & 255, rowid & 255)
+         WHERE rowid % 10 = 0",
+    )
+    .unwrap();
+    println!(
+        "  registry filled: {devices} devices in {:.1} s (one in ten flashed)",
+        start.elapsed().as_secs_f64()
+    );
+    registry
+}
+
+struct Engine {
+    name: &'static str,
+    running: server::Running,
+    token: String,
+}
+
+async fn start(
+    name: &'static str,
+    mut config: Config,
+    data: std::path::PathBuf,
+    database: Option<Database>,
+) -> Engine {
+    config.serve.database = database;
+    let options = ServeOptions {
+        data_dir: data,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    let secret = MasterSecret::new(SECRET, "bench").unwrap();
+    let running = server::start(config, secret, &options).await.unwrap();
+    let token = running
+        .state
+        .store
+        .create_token(&format!("bench-{name}"), Role::Admin, "bench")
+        .await
+        .unwrap();
+    Engine {
+        name,
+        running,
+        token,
+    }
+}
+
+/// Auth checks for random devices of `sample`, `CONCURRENCY` at a time for `LOAD`.
+async fn auth_load(engine: &Engine, sample: Arc<Vec<(String, String)>>) {
+    let url = format!("http://{}", engine.running.auth_addr);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + LOAD;
+    let workers = (0..CONCURRENCY).map(|_| {
+        let (client, url, sample) = (client.clone(), url.clone(), sample.clone());
+        tokio::spawn(async move {
+            let mut ms = Vec::new();
+            let mut n = 0usize;
+            while Instant::now() < deadline {
+                let (sn, password) = sample.choose(&mut rand::rng()).unwrap().clone();
+                let (path, body) = if n % 2 == 0 {
+                    ("user", serde_json::json!({ "username": sn, "password": password, "clientid": sn }))
+                } else {
+                    ("acl", serde_json::json!({ "username": sn, "clientid": sn, "topic": format!("vesper/{sn}/data"), "acc": 2 }))
+                };
+                n += 1;
+                let start = Instant::now();
+                let r = client.post(format!("{url}/mqtt/auth/{path}")).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 200, "{path} for {sn}");
+                ms.push(start.elapsed().as_secs_f64() * 1000.0);
+            }
+            ms
+        })
+    });
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    line(
+        &format!("{}: auth checks (user + acl)", engine.name),
+        all,
+        Some(started.elapsed().as_secs_f64()),
+    );
+}
+
+/// The Devices screen's search, each query three times.
+async fn search(engine: &Engine, queries: &[(&'static str, String)]) {
+    let url = format!("http://{}/manufacturing/devices", engine.running.api_addr);
+    let client = reqwest::Client::new();
+    let mut all = Vec::new();
+    let mut by_class: Vec<(&str, Vec<f64>)> = Vec::new();
+    for (class, text) in queries {
+        for _ in 0..3 {
+            let start = Instant::now();
+            // The fragments are letters, digits, `-` and `:`: nothing to escape in a query.
+            let address = if text.is_empty() {
+                format!("{url}?limit=50")
+            } else {
+                format!("{url}?limit=50&text={text}")
+            };
+            let request = client.get(address).bearer_auth(&engine.token);
+            let page: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            assert!(
+                page["total"].as_i64().unwrap() >= 1,
+                "{class} `{text}`: {page}"
+            );
+            all.push(ms);
+            match by_class.iter_mut().find(|(c, _)| c == class) {
+                Some((_, v)) => v.push(ms),
+                None => by_class.push((class, vec![ms])),
+            }
+        }
+    }
+    for (class, ms) in by_class {
+        line(&format!("{}: search, {class}", engine.name), ms, None);
+    }
+    line(&format!("{}: search, all queries", engine.name), all, None);
+}
+
+#[tokio::main]
+async fn main() {
+    let devices: u32 = std::env::var("SCALE_DEVICES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let machine = Machine {
+        station_name: "bench".into(),
+        firmware_cache: dir.path().join("cache"),
+    };
+    let config = Config::example_at(&dir.path().join("config.toml"), &machine);
+    let sqlite_data = dir.path().join("sqlite");
+    let registry = Arc::new(tokio::task::block_in_place(|| {
+        fill(&sqlite_data, &config, devices)
+    }));
+
+    // Random devices for the checks, and what the search looks for.
+    let secret = MasterSecret::new(SECRET, "bench").unwrap();
+    let page = registry
+        .devices(&vesper::model::DeviceFilter {
+            limit: Some(1000),
+            sort: Some(vesper::model::DeviceSort::SerialNumber),
+            ..Default::default()
+        })
+        .unwrap();
+    let sample: Vec<(String, String)> = page
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.serial_number.clone(),
+                secret
+                    .device_password(&d.serial_number.parse().unwrap())
+                    .expose()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let sample = Arc::new(sample);
+    let mut queries: Vec<(&'static str, String)> = Vec::new();
+    for d in page.devices.iter().step_by(50) {
+        queries.push(("serial-number suffix", d.serial_number[14..].to_lowercase()));
+    }
+    for i in [10u32, 5_000, 77_770, 400_000, 999_990] {
+        let rowid = i % devices.max(1) / 10 * 10 + 10;
+        queries.push((
+            "MAC fragment",
+            format!("{:02X}:{:02X}", (rowid >> 8) & 255, rowid & 255),
+        ));
+    }
+    queries.push(("station", "bench-3".into()));
+    queries.push(("a prefix every device has", "PV-2".into()));
+    queries.push(("first page, no text", String::new()));
+
+    let sqlite = start("sqlite", config.clone(), sqlite_data.clone(), None).await;
+    println!("SQLite ({devices} devices):");
+    auth_load(&sqlite, sample.clone()).await;
+    search(&sqlite, &queries).await;
+    sqlite.running.stop().await.unwrap();
+
+    let cluster = tokio::task::block_in_place(pg::PgCluster::start);
+    let url = cluster.create_database("scale");
+    let target = PgStore::connect(&url).await.unwrap();
+    let start_copy = Instant::now();
+    let checks = migrate::sqlite_to_postgres(registry.clone(), &target, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(checks.iter().all(|c| c.matches()));
+    println!(
+        "PostgreSQL ({devices} devices; vesper migrate copied and verified them in {:.1} s):",
+        start_copy.elapsed().as_secs_f64()
+    );
+    let postgres = start(
+        "postgres",
+        config.clone(),
+        dir.path().join("pg-data"),
+        Some(Database::Postgres(url)),
+    )
+    .await;
+    auth_load(&postgres, sample.clone()).await;
+    search(&postgres, &queries).await;
+    postgres.running.stop().await.unwrap();
+}
