@@ -4,17 +4,17 @@
 //! to a throwaway Debian PostgreSQL cluster with `vesper migrate`'s copy. Against each engine, a
 //! real `vesper serve` (release, in this process) answers over HTTP on loopback:
 //!
-//! - the broker's auth checks (`/mqtt/auth/user` and `/mqtt/auth/acl` for random devices of
-//!   the million, 16 at a time for 10 s): checks per second, p50 and p99;
+//! - the broker's auth checks (`/mqtt/auth/user` and `/mqtt/auth/acl` for 20,000 random devices
+//!   of the million, under wrk with 64 connections for 10 s, as `scripts/bench-auth`): checks
+//!   per second, p50 and p99;
 //! - the Devices screen's search (`/manufacturing/devices?text=...`, 50 rows): serial-number
 //!   and MAC fragments, a station, a prefix every device has, and the plain first page.
 //!
 //! Not a timed test; `scripts/bench` runs it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rand::seq::IndexedRandom as _;
 use vesper::config::{Config, Database, Machine};
 use vesper::credentials::MasterSecret;
 use vesper::model::{NewBatch, Role};
@@ -27,8 +27,6 @@ mod pg;
 
 const SECRET: &str = "vesper-bench-secret-0123456789abcdef";
 const BATCH: u32 = 10_000;
-const CONCURRENCY: usize = 16;
-const LOAD: Duration = Duration::from_secs(10);
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -116,41 +114,72 @@ async fn start(
     }
 }
 
-/// Auth checks for random devices of `sample`, `CONCURRENCY` at a time for `LOAD`.
-async fn auth_load(engine: &Engine, sample: Arc<Vec<(String, String)>>) {
-    let url = format!("http://{}", engine.running.auth_addr);
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + LOAD;
-    let workers = (0..CONCURRENCY).map(|_| {
-        let (client, url, sample) = (client.clone(), url.clone(), sample.clone());
-        tokio::spawn(async move {
-            let mut ms = Vec::new();
-            let mut n = 0usize;
-            while Instant::now() < deadline {
-                let (sn, password) = sample.choose(&mut rand::rng()).unwrap().clone();
-                let (path, body) = if n % 2 == 0 {
-                    ("user", serde_json::json!({ "username": sn, "password": password, "clientid": sn }))
-                } else {
-                    ("acl", serde_json::json!({ "username": sn, "clientid": sn, "topic": format!("vesper/{sn}/data"), "acc": 2 }))
-                };
-                n += 1;
-                let start = Instant::now();
-                let r = client.post(format!("{url}/mqtt/auth/{path}")).json(&body).send().await.unwrap();
-                assert_eq!(r.status(), 200, "{path} for {sn}");
-                ms.push(start.elapsed().as_secs_f64() * 1000.0);
-            }
-            ms
-        })
-    });
-    let started = Instant::now();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
+/// A wrk script: each request a login or an ACL check (alternately) of a random device.
+fn wrk_script(sample: &[(String, String)]) -> String {
+    let devices: Vec<String> = sample
+        .iter()
+        .map(|(sn, pw)| format!("{{\"{sn}\",\"{pw}\"}}"))
+        .collect();
+    format!(
+        r#"local devices = {{{}}}
+local n = 0
+request = function()
+  n = n + 1
+  local d = devices[math.random(#devices)]
+  if n % 2 == 0 then
+    return wrk.format("POST", "/mqtt/auth/user", {{["Content-Type"] = "application/json"}},
+      string.format('{{"username":"%s","password":"%s","clientid":"%s"}}', d[1], d[2], d[1]))
+  end
+  return wrk.format("POST", "/mqtt/auth/acl", {{["Content-Type"] = "application/json"}},
+    string.format('{{"username":"%s","clientid":"%s","topic":"vesper/%s/data","acc":2}}', d[1], d[1], d[1]))
+end
+"#,
+        devices.join(",")
+    )
+}
+
+/// A wrk latency figure (`850.00us`, `3.21ms`, `1.02s`) in milliseconds.
+fn wrk_ms(text: &str) -> f64 {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let n: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "s" => n * 1000.0,
+        _ => n,
     }
-    line(
-        &format!("{}: auth checks (user + acl)", engine.name),
-        all,
-        Some(started.elapsed().as_secs_f64()),
+}
+
+/// The broker's auth checks for random devices of the sample under wrk (64 connections, 10 s),
+/// as `scripts/bench-auth` loads them; every answer must be 200.
+async fn auth_load(engine: &Engine, script: &std::path::Path) {
+    let url = format!("http://{}", engine.running.auth_addr);
+    let script = script.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("wrk")
+            .args(["-t2", "-c64", "-d10s", "--latency", "-s"])
+            .arg(&script)
+            .arg(&url)
+            .output()
+            .expect("wrk is not installed: apt-get install wrk")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains("Non-2xx"), "{text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no `{prefix}` in wrk's output:\n{text}"))
+    };
+    println!(
+        "  {:<40} {:>10} checks/s   p50 {:7.2} ms   p99 {:7.2} ms",
+        format!("{}: auth checks (user + acl), wrk -c64", engine.name),
+        field("Requests/sec:"),
+        wrk_ms(&field("50%")),
+        wrk_ms(&field("99%")),
     );
 }
 
@@ -208,30 +237,37 @@ async fn main() {
 
     // Random devices for the checks, and what the search looks for.
     let secret = MasterSecret::new(SECRET, "bench").unwrap();
-    let page = registry
-        .devices(&vesper::model::DeviceFilter {
+    let mut sampled = Vec::new();
+    for i in 0..20u32 {
+        let filter = vesper::model::DeviceFilter {
             limit: Some(1000),
+            offset: Some(i * (devices / 20)),
             sort: Some(vesper::model::DeviceSort::SerialNumber),
             ..Default::default()
-        })
-        .unwrap();
-    let sample: Vec<(String, String)> = page
-        .devices
+        };
+        sampled.extend(registry.devices(&filter).unwrap().devices);
+    }
+    let sample: Vec<(String, String)> = sampled
         .iter()
         .map(|d| {
-            (
-                d.serial_number.clone(),
-                secret
-                    .device_password(&d.serial_number.parse().unwrap())
-                    .expose()
-                    .to_owned(),
-            )
+            let sn = d.serial_number.parse().unwrap();
+            let password = secret.device_password(&sn).expose().to_owned();
+            (d.serial_number.clone(), password)
         })
         .collect();
-    let sample = Arc::new(sample);
+    let script = dir.path().join("auth.lua");
+    std::fs::write(&script, wrk_script(&sample)).unwrap();
     let mut queries: Vec<(&'static str, String)> = Vec::new();
-    for d in page.devices.iter().step_by(50) {
-        queries.push(("serial-number suffix", d.serial_number[14..].to_lowercase()));
+    for d in sampled.iter().step_by(1000) {
+        // What a label's reader types: the random part, and the last two groups.
+        queries.push((
+            "serial number, random part",
+            d.serial_number[15..].to_lowercase(),
+        ));
+        queries.push((
+            "serial number, last two groups",
+            d.serial_number[9..].to_owned(),
+        ));
     }
     for i in [10u32, 5_000, 77_770, 400_000, 999_990] {
         let rowid = i % devices.max(1) / 10 * 10 + 10;
@@ -246,7 +282,7 @@ async fn main() {
 
     let sqlite = start("sqlite", config.clone(), sqlite_data.clone(), None).await;
     println!("SQLite ({devices} devices):");
-    auth_load(&sqlite, sample.clone()).await;
+    auth_load(&sqlite, &script).await;
     search(&sqlite, &queries).await;
     sqlite.running.stop().await.unwrap();
 
@@ -257,7 +293,7 @@ async fn main() {
     let checks = migrate::sqlite_to_postgres(registry.clone(), &target, &|_, _| {})
         .await
         .unwrap();
-    assert!(checks.iter().all(|c| c.matches()));
+    assert!(checks.iter().all(|c| c.matches()), "{checks:#?}");
     println!(
         "PostgreSQL ({devices} devices; vesper migrate copied and verified them in {:.1} s):",
         start_copy.elapsed().as_secs_f64()
@@ -269,7 +305,7 @@ async fn main() {
         Some(Database::Postgres(url)),
     )
     .await;
-    auth_load(&postgres, sample.clone()).await;
+    auth_load(&postgres, &script).await;
     search(&postgres, &queries).await;
     postgres.running.stop().await.unwrap();
 }

@@ -477,7 +477,10 @@ async fn migrate_moves_a_sqlite_registry_and_refuses_a_used_target() {
     // A SQLite registry with batches, a flashed device, users, mail and a revoked token.
     let serve = Serve::start(dir.path(), &[]);
     let (_, sns) = create_batch(&serve.api, &token, 30).await;
-    create_batch(&serve.api, &token, 5).await;
+    // Ids past 9, so that an order by text ("10" before "2") would show.
+    for _ in 0..11 {
+        create_batch(&serve.api, &token, 1).await;
+    }
     let flash = json!({ "chip": "ESP32", "mac": "24:0A:C4:00:00:01", "firmware_version": "1.0.0", "station": "bench\\1" });
     assert!(
         post(
@@ -538,8 +541,8 @@ async fn migrate_moves_a_sqlite_registry_and_refuses_a_used_target() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let report = stdout(&out);
     for (table, rows) in [
-        ("batches", 2),
-        ("devices", 35),
+        ("batches", 12),
+        ("devices", 41),
         ("device_users", 2),
         ("tokens", 2),
     ] {
@@ -586,7 +589,7 @@ async fn migrate_moves_a_sqlite_registry_and_refuses_a_used_target() {
     .await;
     assert_eq!(after, before);
     let (third, _) = create_batch(&serve.api, &token, 1).await;
-    assert_eq!(third, "B-0003");
+    assert_eq!(third, "B-0013");
     let invite = get_json(
         &serve.api,
         &token,

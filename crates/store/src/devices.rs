@@ -4,11 +4,11 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use serde_json::{Value, json};
 
 use vesper_core::model::{
-    AuditQuery, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers,
-    FailureReport, FlashReport, MailContent, Sighting, Stats, Status, StatusCounts, UserAccess,
-    is_email_address,
+    AuditQuery, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport,
+    FlashReport, MailContent, Sighting, Stats, Status, StatusCounts, UserAccess, is_email_address,
 };
 
+use super::listing::{Dialect, listing};
 use super::{Registry, RegistryError, Result, audit, now, outbox};
 
 /// Device columns, in the order [`device_from_row`] reads them.
@@ -85,18 +85,6 @@ pub(super) fn audit_change(
     Ok(after)
 }
 
-/// The column the device list is ordered by.
-fn sort_column(sort: DeviceSort) -> &'static str {
-    match sort {
-        DeviceSort::Created => "d.created_at",
-        DeviceSort::SerialNumber => "d.serial_number",
-        DeviceSort::Status => "d.status",
-        DeviceSort::Board => "d.board",
-        DeviceSort::Batch => "b.name",
-        DeviceSort::Flashed => "d.flashed_at",
-    }
-}
-
 /// A bare date `YYYY-MM-DD` as the start of that day, or the text as given.
 pub(crate) fn date_bound(text: &str, end: bool) -> Result<String> {
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
@@ -118,17 +106,6 @@ pub(crate) fn date_bound(text: &str, end: bool) -> Result<String> {
                 "`{text}` is not a date (YYYY-MM-DD) or an RFC 3339 time"
             ))
         })
-}
-
-/// An FTS5 query for `text` as one phrase (a substring, with the trigram tokenizer) in the
-/// searched columns: e-mail addresses only for callers who may see them.
-fn fts_phrase(text: &str, personal: bool) -> String {
-    let columns = if personal {
-        "serial_number mac station assigned_email"
-    } else {
-        "serial_number mac station"
-    };
-    format!("{{{columns}}} : \"{}\"", text.replace('"', "\"\""))
 }
 
 pub(crate) fn like_pattern(text: &str) -> String {
@@ -230,61 +207,15 @@ impl Registry {
 
     /// A filtered page of devices, newest first.
     pub fn devices(&self, f: &DeviceFilter) -> Result<DevicePage> {
-        let limit = f.limit.unwrap_or(100).clamp(1, 1000);
-        let offset = f.offset.unwrap_or(0);
-        let from = f
-            .created_from
-            .as_deref()
-            .map(|t| date_bound(t, false))
-            .transpose()?;
-        let to = f
-            .created_to
-            .as_deref()
-            .map(|t| date_bound(t, true))
-            .transpose()?;
-        let text = f
-            .text
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(like_pattern);
-        let status = f.status.map(Status::as_str);
-        let sort = f.sort.unwrap_or_default();
-        let direction = if f.desc.unwrap_or(sort.descending_by_default()) {
-            "DESC"
-        } else {
-            "ASC"
-        };
-        let order = format!("{} {direction}, d.serial_number", sort_column(sort));
-        // Three characters or more: the trigram index finds the rows; shorter: a scan.
-        let fts = f
-            .text
-            .as_deref()
-            .filter(|t| t.chars().count() >= 3)
-            .map(|t| fts_phrase(t, f.personal));
-        let args = params![
-            status, f.hw_type, f.board, f.batch, from, to, text, f.personal, fts
-        ];
-        let text_clause = if fts.is_some() {
-            "AND d.rowid IN (SELECT rowid FROM devices_search WHERE devices_search MATCH ?9
-                UNION SELECT d2.rowid FROM device_users u JOIN devices d2 ON d2.serial_number = u.serial_number
-                      WHERE ?8 AND u.user_id LIKE ?7 ESCAPE '\\')"
-        } else {
-            "AND (?9 IS NULL) AND (?7 IS NULL OR d.serial_number LIKE ?7 ESCAPE '\\' OR d.mac LIKE ?7 ESCAPE '\\'
-                   OR (?8 AND d.assigned_email LIKE ?7 ESCAPE '\\') OR d.station LIKE ?7 ESCAPE '\\'
-                   OR (?8 AND EXISTS (SELECT 1 FROM device_users u WHERE u.serial_number = d.serial_number AND u.user_id LIKE ?7 ESCAPE '\\')))"
-        };
-        let filter = format!(
-            "FROM devices d JOIN batches b ON b.id = d.batch_id
-            WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.hw_type = ?2) AND (?3 IS NULL OR d.board = ?3)
-              AND (?4 IS NULL OR b.name = ?4) AND (?5 IS NULL OR d.created_at >= ?5) AND (?6 IS NULL OR d.created_at < ?6)
-              {text_clause}"
-        );
+        let q = listing(f, Dialect::Sqlite)?;
         self.read(|c| {
+            let args = rusqlite::params_from_iter(q.args.iter());
             let total: i64 = c
-                .prepare_cached(&format!("SELECT count(*) {filter}"))?
-                .query_row(args, |r| r.get(0))?;
+                .prepare_cached(&format!("SELECT count(*) FROM devices d {}", q.filter))?
+                .query_row(args.clone(), |r| r.get(0))?;
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+                "SELECT {DEVICE_COLUMNS} FROM devices d JOIN batches b ON b.id = d.batch_id {} ORDER BY {} LIMIT {} OFFSET {}",
+                q.filter, q.order, q.limit, q.offset
             ))?;
             let devices = stmt
                 .query_map(args, device_from_row)?
@@ -292,8 +223,8 @@ impl Registry {
             Ok(DevicePage {
                 devices,
                 total,
-                limit,
-                offset,
+                limit: q.limit,
+                offset: q.offset,
             })
         })
     }

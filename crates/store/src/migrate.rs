@@ -199,13 +199,16 @@ async fn target_hash(client: &deadpool_postgres::Client, table: &Table) -> Resul
     let columns: Vec<String> = table
         .target
         .split(", ")
-        .map(|c| format!("{c}::text"))
+        .map(|c| format!("t.{c}::text"))
         .collect();
+    // The order names the table's columns (`t.id`), not the text columns selected (`id::text`
+    // is also called `id`, and would sort 10 before 2).
+    let order: Vec<String> = table.order.split(", ").map(|c| format!("t.{c}")).collect();
     let sql = format!(
-        "SELECT {} FROM {} ORDER BY {}",
+        "SELECT {} FROM {} t ORDER BY {}",
         columns.join(", "),
         table.name,
-        table.order
+        order.join(", ")
     );
     let rows = client
         .query_raw(

@@ -14,18 +14,17 @@ use tokio_postgres::types::ToSql;
 
 use vesper_core::model::{
     AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployRun, DeployState, Device,
-    DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FailureReport, FlashReport,
-    InviteState, MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role, Sighting, Stats,
-    Status, StatusCounts, TokenInfo, TokenPrincipal, UserAccess,
+    DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport, FlashReport, InviteState,
+    MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role, Sighting, Stats, Status,
+    StatusCounts, TokenInfo, TokenPrincipal, UserAccess,
 };
 use vesper_core::serial;
 
 use super::super::batches::check_new_batch;
 use super::super::claims::{check_claimant, lease_end};
-use super::super::devices::{
-    check_email, check_mac, check_text, check_user_id, date_bound, like_pattern,
-};
+use super::super::devices::{check_email, check_mac, check_text, check_user_id};
 use super::super::engine::{Delivery, Engine, Store};
+use super::super::listing::{Dialect, listing};
 use super::super::outbox::{MAIL_LEASE, audit_state, subject, truncate};
 use super::super::tokens::{check_name, hash, new_token};
 use super::super::{DEPLOY_ACTOR, MAIL_ACTOR, RegistryError, Result, TOKEN_PREFIX, now, stamp};
@@ -298,17 +297,6 @@ async fn load_run(c: &impl GenericClient, id: i64) -> Result<DeployRun> {
         .await?
         .ok_or_else(|| RegistryError::Invalid(format!("no deploy run {id}")))?;
     run_from_row(&row)
-}
-
-fn sort_column(sort: DeviceSort) -> &'static str {
-    match sort {
-        DeviceSort::Created => "d.created_at",
-        DeviceSort::SerialNumber => "d.serial_number",
-        DeviceSort::Status => "d.status",
-        DeviceSort::Board => "d.board",
-        DeviceSort::Batch => "b.name",
-        DeviceSort::Flashed => "d.flashed_at",
-    }
 }
 
 /// What a change to one device did: nothing (no audit row), or a change to audit.
@@ -672,61 +660,23 @@ impl Store for PgStore {
     }
 
     async fn devices(&self, f: &DeviceFilter) -> Result<DevicePage> {
-        let limit = f.limit.unwrap_or(100).clamp(1, 1000);
-        let offset = f.offset.unwrap_or(0);
-        let from = f
-            .created_from
-            .as_deref()
-            .map(|t| date_bound(t, false))
-            .transpose()?;
-        let to = f
-            .created_to
-            .as_deref()
-            .map(|t| date_bound(t, true))
-            .transpose()?;
-        let text = f
-            .text
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(like_pattern);
-        let status = f.status.map(Status::as_str);
-        let sort = f.sort.unwrap_or_default();
-        // SQLite's order: NULLs first going up, last going down.
-        let direction = if f.desc.unwrap_or(sort.descending_by_default()) {
-            "DESC NULLS LAST"
-        } else {
-            "ASC NULLS FIRST"
-        };
-        let order = format!("{} {direction}, d.serial_number", sort_column(sort));
-        // SQLite's LIKE ignores ASCII case; ILIKE does the same here.
-        let filter = "FROM devices d JOIN batches b ON b.id = d.batch_id
-            WHERE ($1::text IS NULL OR d.status = $1) AND ($2::text IS NULL OR d.hw_type = $2) AND ($3::text IS NULL OR d.board = $3)
-              AND ($4::text IS NULL OR b.name = $4) AND ($5::text IS NULL OR d.created_at >= $5) AND ($6::text IS NULL OR d.created_at < $6)
-              AND ($7::text IS NULL OR d.seq IN (
-                   SELECT seq FROM devices WHERE serial_number ILIKE $7
-                   UNION SELECT seq FROM devices WHERE mac ILIKE $7
-                   UNION SELECT seq FROM devices WHERE station ILIKE $7
-                   UNION SELECT seq FROM devices WHERE $8 AND assigned_email ILIKE $7
-                   UNION SELECT d2.seq FROM device_users u JOIN devices d2 ON d2.serial_number = u.serial_number
-                         WHERE $8 AND u.user_id ILIKE $7))";
-        let args: [&(dyn ToSql + Sync); 8] = [
-            &status,
-            &f.hw_type,
-            &f.board,
-            &f.batch,
-            &from,
-            &to,
-            &text,
-            &f.personal,
-        ];
+        let q = listing(f, Dialect::Postgres)?;
+        let args: Vec<&(dyn ToSql + Sync)> =
+            q.args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
         let client = self.client().await?;
         let total: i64 = client
-            .query_one(&format!("SELECT count(*) {filter}"), &args)
+            .query_one(
+                &format!("SELECT count(*) FROM devices d {}", q.filter),
+                &args,
+            )
             .await?
             .try_get(0)?;
         let devices = client
             .query(
-                &format!("SELECT {DEVICE_COLUMNS} {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}"),
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices d JOIN batches b ON b.id = d.batch_id {} ORDER BY {} LIMIT {} OFFSET {}",
+                    q.filter, q.order, q.limit, q.offset
+                ),
                 &args,
             )
             .await?
@@ -736,8 +686,8 @@ impl Store for PgStore {
         Ok(DevicePage {
             devices,
             total,
-            limit,
-            offset,
+            limit: q.limit,
+            offset: q.offset,
         })
     }
 
