@@ -76,6 +76,14 @@ fn sources(data: &DataDir, config: Option<&Path>) -> anyhow::Result<Sources> {
 }
 
 pub fn backup(args: BackupArgs, config: Option<&Path>) -> anyhow::Result<Outcome> {
+    if let Some(vesper::config::Database::Postgres(_)) = vesper::config::discover(config)
+        .ok()
+        .and_then(|c| c.serve.database)
+    {
+        anyhow::bail!(
+            "the registry is on PostgreSQL (serve.database): back it up with PostgreSQL's tools (pg_dump, replication); vesper backup copies a SQLite registry"
+        );
+    }
     let sources = sources(&args.data, config)?;
     let report = backup::backup(&sources, &args.dest)?;
     println!(

@@ -81,7 +81,7 @@ async fn postgres_migrations_apply_once_when_instances_start_together() {
     let (a, b) = (a.unwrap(), b.unwrap());
     a.create_token("one", Role::Viewer, "t").await.unwrap();
     assert_eq!(b.tokens().await.unwrap().len(), 1);
-    assert!(a.is_empty().await.unwrap() == false);
+    assert!(!a.is_empty().await.unwrap());
 }
 
 fn board() -> Board {
