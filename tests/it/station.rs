@@ -947,6 +947,7 @@ fn devices_page(total: i64) -> DevicePage {
             })
             .collect(),
         total,
+        total_capped: false,
         limit: 200,
         offset: 0,
     }

@@ -20,19 +20,7 @@ const SUMMARY_SQL: &str = "SELECT b.name, b.board, b.hw_type, b.hw_version, b.qu
     FROM batches b";
 
 fn summary_from_row(r: &rusqlite::Row) -> rusqlite::Result<BatchSummary> {
-    let counts: String = r.get(9)?;
-    Ok(BatchSummary {
-        batch_id: r.get(0)?,
-        board: r.get(1)?,
-        hw_type: r.get(2)?,
-        hw_version: r.get(3)?,
-        quantity: r.get(4)?,
-        subscription_plan: r.get(5)?,
-        available_outputs: r.get(6)?,
-        created_at: r.get(7)?,
-        created_by: r.get(8)?,
-        status_counts: serde_json::from_str(&counts).unwrap_or_default(),
-    })
+    super::rows::summary(r)
 }
 
 /// Refuses a batch the registry would not hold (either engine).

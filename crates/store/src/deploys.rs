@@ -15,24 +15,7 @@ const COLUMNS: &str = "id, delivery, git_ref, commit_id, repository, pusher, sta
     started_at, finished_at, exit_code, detail, log";
 
 fn run_from_row(r: &Row) -> rusqlite::Result<DeployRun> {
-    let state: String = r.get(6)?;
-    Ok(DeployRun {
-        id: r.get(0)?,
-        push: Push {
-            delivery: r.get(1)?,
-            git_ref: r.get(2)?,
-            commit: r.get(3)?,
-            repository: r.get(4)?,
-            pusher: r.get(5)?,
-        },
-        state: state.parse().unwrap_or(DeployState::Failed),
-        received_at: r.get(7)?,
-        started_at: r.get(8)?,
-        finished_at: r.get(9)?,
-        exit_code: r.get(10)?,
-        detail: r.get(11)?,
-        log: r.get(12)?,
-    })
+    super::rows::run(r)
 }
 
 fn load(conn: &Connection, id: i64) -> Result<DeployRun> {

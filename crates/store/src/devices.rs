@@ -8,7 +8,7 @@ use vesper_core::model::{
     FlashReport, MailContent, Sighting, Stats, Status, StatusCounts, UserAccess, is_email_address,
 };
 
-use super::listing::{Dialect, listing};
+use super::listing::{Dialect, Listing, listing};
 use super::{Registry, RegistryError, Result, audit, now, outbox};
 
 /// Device columns, in the order [`device_from_row`] reads them.
@@ -21,34 +21,7 @@ pub(super) const DEVICE_COLUMNS: &str = "d.serial_number, d.hw_type, d.hw_versio
     d.claimed_by, d.claimed_until";
 
 pub(super) fn device_from_row(r: &Row) -> rusqlite::Result<Device> {
-    let status: String = r.get(5)?;
-    let users: String = r.get(19)?;
-    Ok(Device {
-        serial_number: r.get(0)?,
-        hw_type: r.get(1)?,
-        hw_version: r.get(2)?,
-        board: r.get(3)?,
-        batch_id: r.get(4)?,
-        status: status.parse().unwrap_or(Status::Revoked),
-        subscription_plan: r.get(6)?,
-        available_outputs: r.get(7)?,
-        created_at: r.get(8)?,
-        assigned_email: r.get(9)?,
-        assigned_name: r.get(10)?,
-        chip: r.get(11)?,
-        mac: r.get(12)?,
-        firmware_version: r.get(13)?,
-        flashed_at: r.get(14)?,
-        provisioned_at: r.get(15)?,
-        last_seen: r.get(16)?,
-        station: r.get(17)?,
-        owner: r.get(18)?,
-        users_list: serde_json::from_str(&users).unwrap_or_default(),
-        claimed_by: r.get(20)?,
-        claimed_until: r.get(21)?,
-        history: None,
-        invite: None,
-    })
+    super::rows::device(r)
 }
 
 pub(super) fn load(conn: &Connection, sn: &str) -> Result<Device> {
@@ -210,12 +183,19 @@ impl Registry {
         let q = listing(f, Dialect::Sqlite)?;
         self.read(|c| {
             let args = rusqlite::params_from_iter(q.args.iter());
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT count(*) FROM devices d {}", q.filter))?
+            let counted: i64 = c
+                .prepare_cached(&q.count_sql())?
                 .query_row(args.clone(), |r| r.get(0))?;
+            let (total, total_capped) = Listing::total(counted);
+            // Few matches from the index: fetch them and sort. Many: read in list order.
+            let order = if q.indexed && !total_capped {
+                &q.sorted_order
+            } else {
+                &q.order
+            };
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices d JOIN batches b ON b.id = d.batch_id {} ORDER BY {} LIMIT {} OFFSET {}",
-                q.filter, q.order, q.limit, q.offset
+                "SELECT {DEVICE_COLUMNS} FROM devices d JOIN batches b ON b.id = d.batch_id {} ORDER BY {order} LIMIT {} OFFSET {}",
+                q.filter, q.limit, q.offset
             ))?;
             let devices = stmt
                 .query_map(args, device_from_row)?
@@ -223,6 +203,7 @@ impl Registry {
             Ok(DevicePage {
                 devices,
                 total,
+                total_capped,
                 limit: q.limit,
                 offset: q.offset,
             })

@@ -18,6 +18,7 @@ mod lock;
 pub mod migrate;
 mod outbox;
 pub mod postgres;
+mod rows;
 mod schema;
 mod tokens;
 

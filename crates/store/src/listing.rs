@@ -3,7 +3,7 @@
 //! join, and a text search that starts from the trigram index (FTS5 on SQLite, pg_trgm on
 //! PostgreSQL) when the text is long enough for one.
 
-use vesper_core::model::{DeviceFilter, DeviceSort, Status};
+use vesper_core::model::{COUNT_CAP, DeviceFilter, DeviceSort, Status};
 
 use super::Result;
 use super::devices::{date_bound, like_pattern};
@@ -19,8 +19,14 @@ pub(crate) enum Dialect {
 #[derive(Debug)]
 pub(crate) struct Listing {
     pub filter: String,
+    /// Whether the text search starts from the trigram index (then the matches may be few,
+    /// and sorting them beats reading the whole list in order).
+    pub indexed: bool,
     pub args: Vec<String>,
     pub order: String,
+    /// The same order as expressions SQLite cannot read from an index (`+column`): it sorts
+    /// the few matches instead of walking the whole list in order looking for them.
+    pub sorted_order: String,
     pub limit: u32,
     pub offset: u32,
 }
@@ -29,6 +35,7 @@ struct Builder {
     dialect: Dialect,
     clauses: Vec<String>,
     args: Vec<String>,
+    indexed: bool,
 }
 
 impl Builder {
@@ -54,6 +61,7 @@ impl Builder {
         let pattern = self.bind(like_pattern(text));
         let clause = match self.dialect {
             Dialect::Sqlite if text.chars().count() >= 3 => {
+                self.indexed = true;
                 let columns = if personal {
                     "serial_number mac station assigned_email"
                 } else {
@@ -87,6 +95,7 @@ impl Builder {
                 format!("({})", any.join(" OR "))
             }
             Dialect::Postgres => {
+                self.indexed = true;
                 let mut any: Vec<String> = ["serial_number", "mac", "station"]
                     .iter()
                     .map(|c| format!("SELECT seq FROM devices WHERE {c} ILIKE {pattern}"))
@@ -118,12 +127,29 @@ fn sort_column(sort: DeviceSort) -> &'static str {
     }
 }
 
+impl Listing {
+    /// Counts matches up to [`COUNT_CAP`] + 1 (the query text; `devices d` and the filter).
+    pub fn count_sql(&self) -> String {
+        format!(
+            "SELECT count(*) FROM (SELECT 1 FROM devices d {} LIMIT {}) counted",
+            self.filter,
+            COUNT_CAP + 1
+        )
+    }
+
+    /// `(total, capped)` from what [`Listing::count_sql`] counted.
+    pub fn total(counted: i64) -> (i64, bool) {
+        (counted.min(COUNT_CAP), counted > COUNT_CAP)
+    }
+}
+
 /// The query for one page of `f`.
 pub(crate) fn listing(f: &DeviceFilter, dialect: Dialect) -> Result<Listing> {
     let mut b = Builder {
         dialect,
         clauses: Vec::new(),
         args: Vec::new(),
+        indexed: false,
     };
     b.equal("d.status", f.status.map(Status::as_str));
     b.equal("d.hw_type", f.hw_type.as_deref());
@@ -161,8 +187,10 @@ pub(crate) fn listing(f: &DeviceFilter, dialect: Dialect) -> Result<Listing> {
     };
     Ok(Listing {
         filter,
+        indexed: b.indexed,
         args: b.args,
         order: format!("{} {direction}, d.serial_number", sort_column(sort)),
+        sorted_order: format!("+{} {direction}, +d.serial_number", sort_column(sort)),
         limit: f.limit.unwrap_or(100).clamp(1, 1000),
         offset: f.offset.unwrap_or(0),
     })

@@ -21,24 +21,7 @@ const COLUMNS: &str =
     last_error, message_key, provider_answer";
 
 fn message_from_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
-    let payload: String = r.get(3)?;
-    let status: String = r.get(4)?;
-    let content = serde_json::from_str(&payload).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
-    })?;
-    Ok(OutboxMessage {
-        id: r.get(0)?,
-        created_at: r.get(1)?,
-        recipient: r.get(2)?,
-        content,
-        status: status.parse().unwrap_or(MailStatus::Dead),
-        attempts: r.get(5)?,
-        next_attempt_at: r.get(6)?,
-        sent_at: r.get(7)?,
-        last_error: r.get(8)?,
-        message_key: r.get(9)?,
-        provider_answer: r.get(10)?,
-    })
+    super::rows::message(r)
 }
 
 /// Queues a message inside the caller's transaction; returns its id.

@@ -49,6 +49,7 @@ checks!(
     an_assigned_device_that_becomes_active_gets_one_welcome,
     a_delivery_runs_once_and_a_finished_run_is_audited,
     stats_and_failing_devices_count_what_happened,
+    a_list_past_the_count_cap_says_so_and_pages_in_order,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1019,4 +1020,56 @@ async fn stats_and_failing_devices_count_what_happened(s: &dyn Store) {
     .await
     .unwrap();
     assert_eq!(actions(s, "bellcore-v2/v1.0.1").await, ["firmware.publish"]);
+}
+
+async fn a_list_past_the_count_cap_says_so_and_pages_in_order(s: &dyn Store) {
+    let (big, _) = batch_of(s, 10_000).await;
+    let (_, one) = batch_of(s, 1).await;
+    let all = s.devices(&DeviceFilter::default()).await.unwrap();
+    assert_eq!(
+        (all.total, all.total_capped),
+        (vesper_core::model::COUNT_CAP, true)
+    );
+    assert_eq!(all.devices[0].serial_number, one[0], "newest first");
+    let of_batch = DeviceFilter {
+        batch: Some(big),
+        ..Default::default()
+    };
+    let page = s.devices(&of_batch).await.unwrap();
+    assert_eq!(
+        (page.total, page.total_capped),
+        (10_000, false),
+        "a whole batch is counted exactly"
+    );
+    // A text every device has: many matches, read in list order; the count says "more".
+    let dense = DeviceFilter {
+        text: Some("pv-".into()),
+        limit: Some(20),
+        ..Default::default()
+    };
+    let page = s.devices(&dense).await.unwrap();
+    assert!(page.total_capped);
+    assert_eq!(page.devices.len(), 20);
+    assert_eq!(page.devices[0].serial_number, one[0]);
+    let mut sorted = page.devices.clone();
+    sorted.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then(a.serial_number.cmp(&b.serial_number))
+    });
+    assert_eq!(sorted, page.devices, "newest first, then by serial number");
+    // One device's own text: found by the index, counted exactly.
+    let sparse = DeviceFilter {
+        text: Some(one[0][12..].to_lowercase()),
+        ..Default::default()
+    };
+    let page = s.devices(&sparse).await.unwrap();
+    assert_eq!(
+        (
+            page.total,
+            page.total_capped,
+            page.devices[0].serial_number.as_str()
+        ),
+        (1, false, one[0].as_str())
+    );
 }

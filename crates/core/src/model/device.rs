@@ -137,11 +137,19 @@ impl DeviceSort {
     }
 }
 
+/// The most matching devices a list counts: past it, `total` is this and `total_capped` is set
+/// (counting a million rows would cost more than drawing the page).
+pub const COUNT_CAP: i64 = 10_000;
+
 /// One page of the device list.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DevicePage {
     pub devices: Vec<Device>,
+    /// How many devices match, up to [`COUNT_CAP`].
     pub total: i64,
+    /// More than `total` devices match (the count stopped at [`COUNT_CAP`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub total_capped: bool,
     pub limit: u32,
     pub offset: u32,
 }

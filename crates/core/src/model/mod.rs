@@ -15,8 +15,8 @@ pub use batch::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY
 pub use board::{Board, Chip, FlashMode};
 pub use deploy::{DeployRun, DeployState, Push};
 pub use device::{
-    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers, FailureReport,
-    FlashReport, Sighting, Stats, UserAccess,
+    COUNT_CAP, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers,
+    FailureReport, FlashReport, Sighting, Stats, UserAccess,
 };
 pub use mail::{
     AlertKind, InviteState, MailContent, MailStatus, OutboxMessage, is_email_address, parse_mailbox,

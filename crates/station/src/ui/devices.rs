@@ -470,6 +470,9 @@ impl Devices {
         let title = match &self.page {
             None => " Devices ".to_owned(),
             Some(_) if total == 0 => " Devices: none match ".to_owned(),
+            Some(page) if page.total_capped => {
+                format!(" Devices {} of {total}+ ", self.selected + 1)
+            }
             Some(_) => format!(" Devices {} of {total} ", self.selected + 1),
         };
         let mut state = TableState::default()

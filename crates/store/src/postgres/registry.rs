@@ -24,7 +24,7 @@ use super::super::batches::check_new_batch;
 use super::super::claims::{check_claimant, lease_end};
 use super::super::devices::{check_email, check_mac, check_text, check_user_id};
 use super::super::engine::{Delivery, Engine, Store};
-use super::super::listing::{Dialect, listing};
+use super::super::listing::{Dialect, Listing, listing};
 use super::super::outbox::{MAIL_LEASE, audit_state, subject, truncate};
 use super::super::tokens::{check_name, hash, new_token};
 use super::super::{DEPLOY_ACTOR, MAIL_ACTOR, RegistryError, Result, TOKEN_PREFIX, now, stamp};
@@ -41,34 +41,7 @@ const DEVICE_COLUMNS: &str = "d.serial_number, d.hw_type, d.hw_version, d.board,
     d.claimed_by, d.claimed_until";
 
 fn device_from_row(r: &Row) -> Result<Device> {
-    let status: String = r.try_get(5)?;
-    let users: String = r.try_get(19)?;
-    Ok(Device {
-        serial_number: r.try_get(0)?,
-        hw_type: r.try_get(1)?,
-        hw_version: r.try_get(2)?,
-        board: r.try_get(3)?,
-        batch_id: r.try_get(4)?,
-        status: status.parse().unwrap_or(Status::Revoked),
-        subscription_plan: r.try_get(6)?,
-        available_outputs: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        assigned_email: r.try_get(9)?,
-        assigned_name: r.try_get(10)?,
-        chip: r.try_get(11)?,
-        mac: r.try_get(12)?,
-        firmware_version: r.try_get(13)?,
-        flashed_at: r.try_get(14)?,
-        provisioned_at: r.try_get(15)?,
-        last_seen: r.try_get(16)?,
-        station: r.try_get(17)?,
-        owner: r.try_get(18)?,
-        users_list: serde_json::from_str(&users).unwrap_or_default(),
-        claimed_by: r.try_get(20)?,
-        claimed_until: r.try_get(21)?,
-        history: None,
-        invite: None,
-    })
+    super::super::rows::device(r)
 }
 
 async fn load(c: &impl GenericClient, sn: &str) -> Result<Device> {
@@ -165,19 +138,7 @@ const SUMMARY_SQL: &str = "SELECT b.name, b.board, b.hw_type, b.hw_version, b.qu
     FROM batches b";
 
 fn summary_from_row(r: &Row) -> Result<BatchSummary> {
-    let counts: String = r.try_get(9)?;
-    Ok(BatchSummary {
-        batch_id: r.try_get(0)?,
-        board: r.try_get(1)?,
-        hw_type: r.try_get(2)?,
-        hw_version: r.try_get(3)?,
-        quantity: r.try_get(4)?,
-        subscription_plan: r.try_get(5)?,
-        available_outputs: r.try_get(6)?,
-        created_at: r.try_get(7)?,
-        created_by: r.try_get(8)?,
-        status_counts: serde_json::from_str(&counts).unwrap_or_default(),
-    })
+    super::super::rows::summary(r)
 }
 
 const MAIL_COLUMNS: &str =
@@ -185,22 +146,7 @@ const MAIL_COLUMNS: &str =
     last_error, message_key, provider_answer";
 
 fn message_from_row(r: &Row) -> Result<OutboxMessage> {
-    let payload: String = r.try_get(3)?;
-    let status: String = r.try_get(4)?;
-    Ok(OutboxMessage {
-        id: r.try_get(0)?,
-        created_at: r.try_get(1)?,
-        recipient: r.try_get(2)?,
-        content: serde_json::from_str(&payload)
-            .map_err(|e| RegistryError::Invalid(format!("outbox payload: {e}")))?,
-        status: status.parse().unwrap_or(MailStatus::Dead),
-        attempts: r.try_get(5)?,
-        next_attempt_at: r.try_get(6)?,
-        sent_at: r.try_get(7)?,
-        last_error: r.try_get(8)?,
-        message_key: r.try_get(9)?,
-        provider_answer: r.try_get(10)?,
-    })
+    super::super::rows::message(r)
 }
 
 async fn load_mail(c: &impl GenericClient, id: i64) -> Result<OutboxMessage> {
@@ -268,24 +214,7 @@ const DEPLOY_COLUMNS: &str =
     started_at, finished_at, exit_code, detail, log";
 
 fn run_from_row(r: &Row) -> Result<DeployRun> {
-    let state: String = r.try_get(6)?;
-    Ok(DeployRun {
-        id: r.try_get(0)?,
-        push: Push {
-            delivery: r.try_get(1)?,
-            git_ref: r.try_get(2)?,
-            commit: r.try_get(3)?,
-            repository: r.try_get(4)?,
-            pusher: r.try_get(5)?,
-        },
-        state: state.parse().unwrap_or(DeployState::Failed),
-        received_at: r.try_get(7)?,
-        started_at: r.try_get(8)?,
-        finished_at: r.try_get(9)?,
-        exit_code: r.try_get(10)?,
-        detail: r.try_get(11)?,
-        log: r.try_get(12)?,
-    })
+    super::super::rows::run(r)
 }
 
 async fn load_run(c: &impl GenericClient, id: i64) -> Result<DeployRun> {
@@ -664,13 +593,8 @@ impl Store for PgStore {
         let args: Vec<&(dyn ToSql + Sync)> =
             q.args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
         let client = self.client().await?;
-        let total: i64 = client
-            .query_one(
-                &format!("SELECT count(*) FROM devices d {}", q.filter),
-                &args,
-            )
-            .await?
-            .try_get(0)?;
+        let counted: i64 = client.query_one(&q.count_sql(), &args).await?.try_get(0)?;
+        let (total, total_capped) = Listing::total(counted);
         let devices = client
             .query(
                 &format!(
@@ -686,33 +610,31 @@ impl Store for PgStore {
         Ok(DevicePage {
             devices,
             total,
+            total_capped,
             limit: q.limit,
             offset: q.offset,
         })
     }
 
     async fn device_status(&self, sn: &str) -> Result<Option<Status>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT status FROM devices WHERE serial_number = $1",
-                &[&sn],
-            )
+        // The broker's hot path: a statement prepared once per pooled connection.
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT status FROM devices WHERE serial_number = $1")
             .await?;
+        let row = client.query_opt(&statement, &[&sn]).await?;
         Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
     }
 
     async fn user_access(&self, user: &str, sn: &str) -> Result<UserAccess> {
-        let found = self
-            .client()
-            .await?
-            .query_opt(
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
                 "SELECT 1 FROM device_users u JOIN devices d ON d.serial_number = u.serial_number
                  WHERE u.serial_number = $1 AND u.user_id = $2 AND d.status != 'revoked'",
-                &[&sn, &user],
             )
             .await?;
+        let found = client.query_opt(&statement, &[&sn, &user]).await?;
         Ok(if found.is_some() {
             UserAccess::Allowed
         } else {
