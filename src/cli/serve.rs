@@ -18,6 +18,9 @@ loopback by default). Point mosquitto-go-auth at the auth listener:
   auth_opt_http_host 127.0.0.1   auth_opt_http_port 8081
   auth_opt_http_getuser_uri /mqtt/auth/user   auth_opt_http_aclcheck_uri /mqtt/auth/acl
   auth_opt_http_superuser_uri /mqtt/auth/superuser
+The registry is SQLite in the data folder, or PostgreSQL when serve.database (or
+VESPER_DATABASE_URL) is postgres://USER:PASSWORD@HOST:PORT/DB: then several instances may share it
+(move an existing registry with `vesper migrate`).
 Logs go to stderr (RUST_LOG=debug for more); the bound addresses are printed on stdout.")]
 pub struct ServeArgs {
     /// Folder of the registry database (default: serve.data_dir, else ./data beside the config).
