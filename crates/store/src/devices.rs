@@ -4,8 +4,9 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use serde_json::{Value, json};
 
 use vesper_core::model::{
-    AuditQuery, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport,
-    FlashReport, MailContent, Sighting, Stats, Status, StatusCounts, UserAccess, is_email_address,
+    AuditQuery, COUNT_CAP, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers,
+    FailureReport, FlashReport, MailContent, Sighting, Stats, Status, StatusCounts, UserAccess,
+    is_email_address,
 };
 
 use super::listing::{Dialect, Listing, listing};
@@ -180,13 +181,31 @@ impl Registry {
 
     /// A filtered page of devices, newest first.
     pub fn devices(&self, f: &DeviceFilter) -> Result<DevicePage> {
-        let q = listing(f, Dialect::Sqlite)?;
+        let q = listing(f, Dialect::Sqlite, false)?;
         self.read(|c| {
+            // A common text (past the cap in the index alone): read the list in order instead,
+            // which fills a page within a few hundred rows.
+            let common = match &q.probe {
+                Some((sql, phrase)) => {
+                    let n: i64 = c.prepare_cached(sql)?.query_row([phrase], |r| r.get(0))?;
+                    n > COUNT_CAP
+                }
+                None => false,
+            };
+            let q = if common {
+                listing(f, Dialect::Sqlite, true)?
+            } else {
+                q
+            };
             let args = rusqlite::params_from_iter(q.args.iter());
-            let counted: i64 = c
-                .prepare_cached(&q.count_sql())?
-                .query_row(args.clone(), |r| r.get(0))?;
-            let (total, total_capped) = Listing::total(counted);
+            let (total, total_capped) = if common && q.only_text {
+                (COUNT_CAP, true)
+            } else {
+                let counted: i64 = c
+                    .prepare_cached(&q.count_sql())?
+                    .query_row(args.clone(), |r| r.get(0))?;
+                Listing::total(counted)
+            };
             // Few matches from the index: fetch them and sort. Many: read in list order.
             let order = if q.indexed && !total_capped {
                 &q.sorted_order

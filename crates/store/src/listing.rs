@@ -27,6 +27,11 @@ pub(crate) struct Listing {
     /// The same order as expressions SQLite cannot read from an index (`+column`): it sorts
     /// the few matches instead of walking the whole list in order looking for them.
     pub sorted_order: String,
+    /// SQLite: counts the text's index matches alone, up to the cap (query, phrase): past it
+    /// the text is common, and reading the list in order finds a page sooner than the index.
+    pub probe: Option<(String, String)>,
+    /// No filter but the text.
+    pub only_text: bool,
     pub limit: u32,
     pub offset: u32,
 }
@@ -36,6 +41,9 @@ struct Builder {
     clauses: Vec<String>,
     args: Vec<String>,
     indexed: bool,
+    /// SQLite: search the text by scanning (a common text), not through the index.
+    scan_text: bool,
+    probe: Option<(String, String)>,
 }
 
 impl Builder {
@@ -60,15 +68,22 @@ impl Builder {
     fn text(&mut self, text: &str, personal: bool) {
         let pattern = self.bind(like_pattern(text));
         let clause = match self.dialect {
-            Dialect::Sqlite if text.chars().count() >= 3 => {
+            Dialect::Sqlite if text.chars().count() >= 3 && !self.scan_text => {
                 self.indexed = true;
                 let columns = if personal {
                     "serial_number mac station assigned_email"
                 } else {
                     "serial_number mac station"
                 };
-                let phrase =
-                    self.bind(format!("{{{columns}}} : \"{}\"", text.replace('"', "\"\"")));
+                let query = format!("{{{columns}}} : \"{}\"", text.replace('"', "\"\""));
+                self.probe = Some((
+                    format!(
+                        "SELECT count(*) FROM (SELECT rowid FROM devices_search WHERE devices_search MATCH ?1 LIMIT {})",
+                        COUNT_CAP + 1
+                    ),
+                    query.clone(),
+                ));
+                let phrase = self.bind(query);
                 // The users' branch starts from device_users (a few rows), never from a scan of
                 // the devices (which SQLite 3.54 picks for a join here).
                 let users = if personal {
@@ -84,7 +99,7 @@ impl Builder {
                 )
             }
             Dialect::Sqlite => {
-                // Under three characters: no trigram to look up, a scan.
+                // Under three characters (no trigram to look up), or a common text: a scan.
                 let like = |column: &str| format!("{column} LIKE {pattern} ESCAPE '\\'");
                 let mut any = vec![like("d.serial_number"), like("d.mac"), like("d.station")];
                 if personal {
@@ -145,13 +160,16 @@ impl Listing {
     }
 }
 
-/// The query for one page of `f`.
-pub(crate) fn listing(f: &DeviceFilter, dialect: Dialect) -> Result<Listing> {
+/// The query for one page of `f`; `scan_text`: look for the text by reading the list (SQLite,
+/// a text the probe found common), not through its index.
+pub(crate) fn listing(f: &DeviceFilter, dialect: Dialect, scan_text: bool) -> Result<Listing> {
     let mut b = Builder {
         dialect,
         clauses: Vec::new(),
         args: Vec::new(),
         indexed: false,
+        scan_text,
+        probe: None,
     };
     b.equal("d.status", f.status.map(Status::as_str));
     b.equal("d.hw_type", f.hw_type.as_deref());
@@ -170,17 +188,19 @@ pub(crate) fn listing(f: &DeviceFilter, dialect: Dialect) -> Result<Listing> {
         let p = b.bind(date_bound(to, true)?);
         b.clauses.push(format!("d.created_at < {p}"));
     }
+    let only_text = b.clauses.is_empty();
     if let Some(text) = f.text.as_deref().filter(|t| !t.is_empty()) {
         b.text(text, f.personal);
     }
     let sort = f.sort.unwrap_or_default();
     let descending = f.desc.unwrap_or(sort.descending_by_default());
-    // SQLite's order of NULLs (first going up, last going down) on both engines.
-    let direction = match (dialect, descending) {
-        (Dialect::Sqlite, true) => "DESC",
-        (Dialect::Sqlite, false) => "ASC",
-        (Dialect::Postgres, true) => "DESC NULLS LAST",
-        (Dialect::Postgres, false) => "ASC NULLS FIRST",
+    // SQLite's order of NULLs (first going up, last going down) on both engines; only the
+    // flash time can be NULL, and the others keep matching their indexes.
+    let direction = match (dialect, descending, sort == DeviceSort::Flashed) {
+        (Dialect::Postgres, true, true) => "DESC NULLS LAST",
+        (Dialect::Postgres, false, true) => "ASC NULLS FIRST",
+        (_, true, _) => "DESC",
+        (_, false, _) => "ASC",
     };
     let filter = if b.clauses.is_empty() {
         String::new()
@@ -193,6 +213,8 @@ pub(crate) fn listing(f: &DeviceFilter, dialect: Dialect) -> Result<Listing> {
         args: b.args,
         order: format!("{} {direction}, d.serial_number", sort_column(sort)),
         sorted_order: format!("+{} {direction}, +d.serial_number", sort_column(sort)),
+        probe: b.probe,
+        only_text,
         limit: f.limit.unwrap_or(100).clamp(1, 1000),
         offset: f.offset.unwrap_or(0),
     })

@@ -589,7 +589,7 @@ impl Store for PgStore {
     }
 
     async fn devices(&self, f: &DeviceFilter) -> Result<DevicePage> {
-        let q = listing(f, Dialect::Postgres)?;
+        let q = listing(f, Dialect::Postgres, false)?;
         let args: Vec<&(dyn ToSql + Sync)> =
             q.args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
         let client = self.client().await?;
