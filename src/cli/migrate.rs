@@ -43,11 +43,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<Outcome> {
             args.to
         );
     };
-    let file = if path.is_dir() {
-        path.join(vesper::registry::DB_FILE)
-    } else {
-        path.clone()
-    };
+    let file = vesper::registry::registry_file(path);
     if !file.is_file() {
         bail!("no SQLite registry at {}", file.display());
     }

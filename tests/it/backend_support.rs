@@ -203,21 +203,12 @@ impl App {
 
     /// The backend's count of `/mqtt/auth/user` questions.
     pub async fn user_checks(&self) -> u64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.auth))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("vesper_auth_requests_total{route=\"user\"}"))
-            .and_then(|l| l.split_whitespace().last())
-            .unwrap()
-            .parse()
-            .unwrap()
+        metric(
+            &self.client,
+            &self.auth,
+            "vesper_auth_requests_total{route=\"user\"}",
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
@@ -303,6 +294,25 @@ impl App {
         let body = r.bytes().await.unwrap();
         (status, goauth::interpret(mode, status, &body))
     }
+}
+
+/// One counter (`series`, with its labels) from a backend's `/metrics` on its auth listener
+/// (`auth`, `http://HOST:PORT`).
+pub async fn metric(client: &Client, auth: &str, series: &str) -> u64 {
+    let text = client
+        .get(format!("{auth}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 pub fn device_password(sn: &str) -> String {

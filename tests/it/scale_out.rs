@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::backend_process::Serve;
-use crate::backend_support::{device_password, write_config_with};
+use crate::backend_support::{device_password, metric, write_config_with};
 use crate::broker::{Mosquitto, connect, free_port, publish};
 use crate::support::{stderr, stdout, vesper_env};
 
@@ -131,20 +131,7 @@ async fn create_batch(api: &str, token: &str, quantity: u32) -> (String, Vec<Str
 
 /// `vesper_device_messages_total` from an instance's auth listener.
 async fn device_messages(serve: &Serve) -> u64 {
-    let text = http()
-        .get(format!("{}/metrics", serve.auth))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("vesper_device_messages_total "))
-        .expect("the counter")
-        .trim()
-        .parse()
-        .unwrap()
+    metric(&http(), &serve.auth, "vesper_device_messages_total").await
 }
 
 /// Whether an instance's log says it provisioned `sn` (the line holds the message and the

@@ -234,28 +234,31 @@ pub async fn open_store(
     data_dir: &Path,
 ) -> Result<std::sync::Arc<dyn Store>> {
     use vesper_core::config::Database;
-    match database {
-        Some(Database::Postgres(url)) => Ok(std::sync::Arc::new(PgStore::connect(url).await?)),
+    let open: Box<dyn FnOnce() -> Result<Registry> + Send> = match database {
+        Some(Database::Postgres(url)) => {
+            return Ok(std::sync::Arc::new(PgStore::connect(url).await?));
+        }
         Some(Database::Sqlite(path)) => {
-            let path = path.clone();
-            let registry = tokio::task::spawn_blocking(move || {
-                if path.is_dir() {
-                    Registry::open(&path)
-                } else {
-                    Registry::open_file(&path)
-                }
-            })
-            .await
-            .map_err(|e| RegistryError::Task(e.to_string()))??;
-            Ok(std::sync::Arc::new(SqliteStore::new(registry)))
+            let file = registry_file(path);
+            Box::new(move || Registry::open_file(&file))
         }
         None => {
             let dir = data_dir.to_owned();
-            let registry = tokio::task::spawn_blocking(move || Registry::open(&dir))
-                .await
-                .map_err(|e| RegistryError::Task(e.to_string()))??;
-            Ok(std::sync::Arc::new(SqliteStore::new(registry)))
+            Box::new(move || Registry::open(&dir))
         }
+    };
+    let registry = tokio::task::spawn_blocking(open)
+        .await
+        .map_err(|e| RegistryError::Task(e.to_string()))??;
+    Ok(std::sync::Arc::new(SqliteStore::new(registry)))
+}
+
+/// The registry file a `sqlite:` path names: a data folder's `registry.sqlite3`, or the file.
+pub fn registry_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(DB_FILE)
+    } else {
+        path.to_owned()
     }
 }
 
