@@ -50,6 +50,7 @@ fn main() {
             mqtt_pass: password,
             mqtt_host: "mqtt.example.com",
             mqtt_port: 1883,
+            network: Default::default(),
             extra: &extra,
         };
         nvs::device_image(0x6000, &device).expect("image")

@@ -35,7 +35,8 @@ pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
 }
 
 /// Reads and validates one file; `$VESPER_DATABASE_URL`, when set, names the registry
-/// database over `serve.database`.
+/// database over `serve.database`, and `$VESPER_WIFI_PASSWORD` gives the Wi-Fi password when no
+/// `wifi.password_file` does.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -53,6 +54,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         })?;
         config.serve.database = Some(database);
     }
+    let password = std::env::var(vesper_core::config::WIFI_PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty());
+    config.network = config.network.with_password_from_env(password);
     Ok(config)
 }
 

@@ -111,6 +111,7 @@ pub fn device_image(board: &Board, secret: &MasterSecret, sn: &SerialNumber) -> 
         mqtt_pass: &password,
         mqtt_host: "127.0.0.1",
         mqtt_port: 1883,
+        network: Default::default(),
         extra: &board.nvs_extra,
     };
     crate::nvs::device_image(u64::from(board.nvs.size), &device)

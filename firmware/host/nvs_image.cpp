@@ -126,16 +126,28 @@ std::optional<NvsImage> NvsImage::read(const std::vector<std::uint8_t>& image, c
     return out;
 }
 
+std::optional<NvsType> NvsImage::type_of(const char* key) const {
+    const auto it = values_.find(key);
+    if (it == values_.end()) return std::nullopt;
+    return it->second.type;
+}
+
 std::optional<std::string> NvsImage::get_string(const char* key) const {
     const auto it = values_.find(key);
     if (it == values_.end() || it->second.type != NvsValue::Type::String) return std::nullopt;
     return it->second.text;
 }
 
-std::optional<std::uint16_t> NvsImage::get_u16(const char* key) const {
+std::optional<std::uint64_t> NvsImage::get_unsigned(const char* key) const {
     const auto it = values_.find(key);
-    if (it == values_.end() || it->second.type != NvsValue::Type::U16) return std::nullopt;
-    return static_cast<std::uint16_t>(it->second.bits);
+    if (it == values_.end()) return std::nullopt;
+    switch (it->second.type) {
+        case NvsType::U8:
+        case NvsType::U16:
+        case NvsType::U32:
+        case NvsType::U64: return it->second.bits;
+        default: return std::nullopt;
+    }
 }
 
 }  // namespace vesper::host

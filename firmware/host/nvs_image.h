@@ -1,7 +1,9 @@
-// A test stand-in for ESP-IDF's nvs_get_*: reads one namespace of an NVS partition image as
-// nvs_flash does at boot (4096-byte pages, CRC-checked entries, strings spanning entries), so
-// the host runner boots from the same nvs.bin the station flashes. Not for a device: there the
-// glue calls ESP-IDF itself.
+// The host board's stand-in for ESP-IDF's nvs_get_*: reads one namespace of an NVS partition
+// image as nvs_flash does at boot (4096-byte pages, CRC-checked entries, strings spanning
+// entries), so the host build of the firmware boots from the same nvs.bin the station flashes.
+// Follows esp-idf v5.1 components/nvs_flash/src/nvs_page.cpp (Page::load, readEntry) and
+// nvs_types.hpp (ItemType): a key read with another type is ESP_ERR_NVS_TYPE_MISMATCH there, so
+// the typed getters here answer nothing for it and type_of() says what it is.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +18,7 @@ namespace vesper::host {
 
 // One typed value of the namespace.
 struct NvsValue {
-    enum class Type { U8, I8, U16, I16, U32, I32, U64, I64, String, Blob };
+    using Type = NvsType;
     Type type;
     std::uint64_t bits = 0;  // integers, two's complement for the signed types
     std::string text;        // strings, without the NUL
@@ -29,8 +31,9 @@ class NvsImage : public KeyValueSource {
     static std::optional<NvsImage> read(const std::vector<std::uint8_t>& image, const std::string& ns);
 
     const std::map<std::string, NvsValue>& values() const { return values_; }
+    std::optional<NvsType> type_of(const char* key) const override;
     std::optional<std::string> get_string(const char* key) const override;
-    std::optional<std::uint16_t> get_u16(const char* key) const override;
+    std::optional<std::uint64_t> get_unsigned(const char* key) const override;
 
   private:
     std::map<std::string, NvsValue> values_;

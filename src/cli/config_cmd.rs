@@ -62,7 +62,8 @@ pub fn init(args: InitArgs) -> anyhow::Result<Outcome> {
     }
     let config = vesper::config::load(&files[0].0)?;
     println!(
-        "{} boards: {}; next: edit mqtt.host, then `vesper config check`",
+        "{} boards: {}; next: edit mqtt.host and wifi.ssid, put the Wi-Fi password in a file named \
+         by wifi.password_file (or $VESPER_WIFI_PASSWORD), then `vesper config check`",
         config.boards.len(),
         board_names(&config)
     );
@@ -102,6 +103,19 @@ pub fn run(cmd: ConfigCommand, explicit: Option<&Path>) -> anyhow::Result<Outcom
                 config.mqtt.topics.status,
                 config.mqtt.topics.control
             );
+            let network = &config.network;
+            match network.problem() {
+                Some(problem) => {
+                    println!("wifi     PROBLEM: {problem}");
+                    return Ok(Outcome::Problems);
+                }
+                None => println!(
+                    "wifi     {} (password set)  mqtt ca {}  ota ca {}",
+                    network.wifi.as_ref().map_or("", |w| w.ssid.as_str()),
+                    if network.mqtt_ca.is_some() { "from mqtt.ca_file" } else { "built-in bundle" },
+                    if network.ota_ca.is_some() { "from ota.ca_file" } else { "built-in bundle" },
+                ),
+            }
             for b in &config.boards {
                 println!(
                     "board    {:<14} {}{} {} {} MB {:?}  nvs 0x{:x}+0x{:x}  table {}{}",

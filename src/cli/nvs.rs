@@ -180,6 +180,7 @@ fn device(
         mqtt_pass: &password,
         mqtt_host: &config.mqtt.host,
         mqtt_port: config.mqtt.port,
+        network: config.network.nvs(),
         extra: &board.nvs_extra,
     };
     let image = nvs::device_image(u64::from(board.nvs.size), &device)?;

@@ -119,10 +119,26 @@ impl App {
         Self::start_configured(serve_lines, "").await
     }
 
+    /// A backend whose configuration is the example with each `(from, to)` text replaced
+    /// (each must be there) and `extra` TOML appended.
+    pub async fn start_replacing(replacements: &[(&str, String)], extra: &str) -> App {
+        Self::start_edited("", replacements, extra).await
+    }
+
     async fn start_configured(serve_lines: &str, extra: &str) -> App {
+        Self::start_edited(serve_lines, &[], extra).await
+    }
+
+    async fn start_edited(serve_lines: &str, replacements: &[(&str, String)], extra: &str) -> App {
         let dir = tempfile::tempdir().unwrap();
         let (jwks_url, jwks) = jwks_server().await;
         let path = write_config_with(dir.path(), &jwks_url, extra);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in replacements {
+            assert!(text.contains(from), "the example has no `{from}`");
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::write(&path, text).unwrap();
         // The example's own line for a key given here is dropped, so the key is not doubled.
         let keys: Vec<String> = serve_lines
             .lines()

@@ -48,6 +48,7 @@ pub struct Mosquitto {
     pub port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    _keys: Option<tempfile::TempDir>,
 }
 
 impl Mosquitto {
@@ -67,6 +68,44 @@ impl Mosquitto {
                 plugin().display(),
             ),
         )
+    }
+
+    /// The same broker with a TLS listener on `tls_port` besides the plain one, presenting
+    /// `cert_pem` (what devices log in to).
+    pub fn start_tls(
+        port: u16,
+        tls_port: u16,
+        auth_port: u16,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Mosquitto {
+        let keys = tempfile::tempdir().unwrap();
+        let (cert, key) = (keys.path().join("cert.pem"), keys.path().join("key.pem"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        let mut broker = Self::with_config(
+            port,
+            &format!(
+                "per_listener_settings false\nlistener {port} 127.0.0.1\nlistener {tls_port} 127.0.0.1\n\
+                 certfile {}\nkeyfile {}\nallow_anonymous false\npersistence false\nuser {}\n\
+                 plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {auth_port}\n\
+                 plugin_opt_http_getuser_uri /mqtt/auth/user\nplugin_opt_http_aclcheck_uri /mqtt/auth/acl\n\
+                 plugin_opt_http_timeout 2\nplugin_opt_auth_cache_seconds 5\nplugin_opt_acl_cache_seconds 5\n\
+                 log_dest stderr\nlog_type all\n",
+                cert.display(),
+                key.display(),
+                current_user(),
+                plugin().display(),
+            ),
+        );
+        broker._keys = Some(keys);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok() {
+                return broker;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("mosquitto did not listen on {tls_port}: {}", broker.log());
     }
 
     /// The broker as shipped: `mosquitto/vesper-plugin.conf` as it is in the repository, with
@@ -114,6 +153,7 @@ impl Mosquitto {
             port,
             log,
             _dir: dir,
+            _keys: None,
         };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

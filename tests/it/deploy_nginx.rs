@@ -21,6 +21,32 @@ fn whoami() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A self-signed server certificate for 127.0.0.1 (and vesper.example.com), PEM.
+pub(crate) struct ServerCert {
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+}
+
+impl ServerCert {
+    /// One that ends in `days_left` days (else far in the future).
+    pub(crate) fn new(days_left: Option<i64>) -> ServerCert {
+        use chrono::Datelike as _;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "vesper.example.com".into()])
+                .unwrap();
+        if let Some(days) = days_left {
+            let end = chrono::Utc::now().date_naive() + chrono::Duration::days(days);
+            params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+        }
+        let signing_key = rcgen::KeyPair::generate().unwrap();
+        let made_cert = params.self_signed(&signing_key).unwrap();
+        ServerCert {
+            cert_pem: made_cert.pem(),
+            key_pem: signing_key.serialize_pem(),
+        }
+    }
+}
+
 /// nginx running the shipped site in front of `api_port`, on `https_port`.
 pub(crate) struct Nginx {
     child: Child,
@@ -40,20 +66,21 @@ impl Nginx {
         ota_root: &Path,
         days_left: Option<i64>,
     ) -> Nginx {
-        use chrono::Datelike as _;
+        Self::start_with(api_port, ota_root, &ServerCert::new(days_left), None)
+    }
+
+    /// The shipped site with `certificate`, and `/ota/` sent at most `rate` (nginx's
+    /// `limit_rate`, e.g. "150k") when given.
+    pub(crate) fn start_with(
+        api_port: u16,
+        ota_root: &Path,
+        certificate: &ServerCert,
+        rate: Option<&str>,
+    ) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "vesper.example.com".into()])
-                .unwrap();
-        if let Some(days) = days_left {
-            let end = chrono::Utc::now().date_naive() + chrono::Duration::days(days);
-            params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
-        }
-        let signing_key = rcgen::KeyPair::generate().unwrap();
-        let made_cert = params.self_signed(&signing_key).unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, made_cert.pem()).unwrap();
-        std::fs::write(&key, signing_key.serialize_pem()).unwrap();
+        std::fs::write(&cert, &certificate.cert_pem).unwrap();
+        std::fs::write(&key, &certificate.key_pem).unwrap();
         let (http_port, https_port) = (free_port(), free_port());
         let site = std::fs::read_to_string(root().join("deploy/vesper.conf")).unwrap();
         // The test's copy: loopback ports, the test's data folder and certificate; nothing else.
@@ -80,7 +107,11 @@ impl Nginx {
             )
             .replace(
                 "alias /var/lib/vesper/ota/;",
-                &format!("alias {}/;", ota_root.display()),
+                &format!(
+                    "alias {}/;{}",
+                    ota_root.display(),
+                    rate.map(|r| format!(" limit_rate {r};")).unwrap_or_default()
+                ),
             );
         assert!(
             site.contains(&format!(":{https_port} ssl")),
@@ -133,7 +164,7 @@ impl Nginx {
             child,
             dir,
             https_port,
-            cert: made_cert.pem().into_bytes(),
+            cert: certificate.cert_pem.clone().into_bytes(),
         }
     }
 

@@ -720,6 +720,7 @@ fn device_image_equals_espressifs_output_for_the_same_csv() {
         mqtt_pass: &password,
         mqtt_host: "mqtt.example.com",
         mqtt_port: 8883,
+        network: Default::default(),
         extra: &extra,
     };
     let image = nvs::device_image(0x6000, &device).unwrap();

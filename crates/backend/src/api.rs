@@ -788,6 +788,7 @@ async fn nvs_image(
         mqtt_pass: &password,
         mqtt_host: &state.config.mqtt.host,
         mqtt_port: state.config.mqtt.port,
+        network: state.config.network.nvs(),
         extra: &board.nvs_extra,
     };
     let image = nvs::device_image(u64::from(board.nvs.size), &device).map_err(|e| {

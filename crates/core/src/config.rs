@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 mod deploy;
 mod mail;
+mod network;
 pub use deploy::Deploy;
+pub use network::{DeviceNetworkConfig, WIFI_PASSWORD_ENV, Wifi};
 pub use mail::{
     Alerts, Mail, MailProvider, RESEND_BASE_URL, RESEND_KEY_ENV, Resend, SMTP_PASSWORD_ENV, Smtp,
     SmtpTls,
@@ -244,6 +246,8 @@ pub struct Config {
     pub mail: Mail,
     /// The deploy webhook and the public address (`[deploy]`).
     pub deploy: Deploy,
+    /// What devices are told besides their identity: Wi-Fi and CAs (`[wifi]`, `[ota]`).
+    pub network: DeviceNetworkConfig,
 }
 
 /// Label printing.
@@ -277,6 +281,9 @@ struct RawConfig {
     mail: mail::RawMail,
     #[serde(default)]
     deploy: deploy::RawDeploy,
+    wifi: Option<network::RawWifi>,
+    #[serde(default)]
+    ota: network::RawOta,
 }
 
 #[derive(Deserialize, Default)]
@@ -404,10 +411,11 @@ struct RawMqtt {
     port: u16,
     #[serde(default)]
     topics: Option<Topics>,
+    ca_file: Option<PathBuf>,
 }
 
 fn default_mqtt_port() -> u16 {
-    1883
+    8883
 }
 
 #[derive(Deserialize)]
@@ -456,11 +464,14 @@ impl Config {
             message,
         };
 
+        let network =
+            network::validate_network(raw.wifi, raw.mqtt.ca_file.clone(), raw.ota, base, read)
+                .map_err(|(k, m)| invalid(k, m))?;
         let mqtt = validate_mqtt(raw.mqtt).map_err(|(k, m)| invalid(k, m))?;
         let backend = validate_backend(raw.backend, base, read).map_err(|(k, m)| invalid(k, m))?;
         let mut boards: Vec<Board> = Vec::with_capacity(raw.boards.len());
         for (i, raw_board) in raw.boards.into_iter().enumerate() {
-            let board = validate_board(raw_board, base, &mqtt, read)
+            let board = validate_board(raw_board, base, &mqtt, &network, read)
                 .map_err(|(k, m)| invalid(format!("boards[{i}].{k}"), m))?;
             if let Some(other) = boards.iter().find(|b| b.name == board.name) {
                 return Err(invalid(
@@ -506,6 +517,7 @@ impl Config {
             labels,
             mail,
             deploy,
+            network,
         })
     }
 
@@ -789,6 +801,7 @@ fn validate_board(
     raw: RawBoard,
     base: &Path,
     mqtt: &Mqtt,
+    network: &DeviceNetworkConfig,
     read: &ReadFile,
 ) -> Result<Board, Invalid> {
     let bad = |key: &str, message: String| (key.to_owned(), message);
@@ -888,12 +901,16 @@ fn validate_board(
         nvs,
         nvs_extra,
     };
-    check_device_image_fits(&board, mqtt).map_err(|m| bad("nvs_extra", m))?;
+    check_device_image_fits(&board, mqtt, network).map_err(|m| bad("nvs_extra", m))?;
     Ok(board)
 }
 
 /// Builds a sample image so that a board whose extra keys overflow its partition fails at load.
-fn check_device_image_fits(board: &Board, mqtt: &Mqtt) -> Result<(), String> {
+fn check_device_image_fits(
+    board: &Board,
+    mqtt: &Mqtt,
+    network: &DeviceNetworkConfig,
+) -> Result<(), String> {
     let sn = crate::serial::generate(
         board.hw_type,
         board.hw_version,
@@ -912,6 +929,7 @@ fn check_device_image_fits(board: &Board, mqtt: &Mqtt) -> Result<(), String> {
         mqtt_pass: &password,
         mqtt_host: &mqtt.host,
         mqtt_port: mqtt.port,
+        network: network.nvs(),
         extra: &board.nvs_extra,
     };
     nvs::device_image(u64::from(board.nvs.size), &device)

@@ -12,6 +12,10 @@ pub enum ConsoleLine<'a> {
         hw_type: &'a str,
         hw_version: &'a str,
         firmware: &'a str,
+        /// The factory MAC as AA:BB:CC:DD:EE:FF.
+        mac: &'a str,
+        /// The chip as esptool names it (esp32, esp32s3, ...).
+        chip: &'a str,
     },
     WifiConnected {
         ip: &'a str,
@@ -40,6 +44,23 @@ pub enum ConsoleLine<'a> {
         reason: &'a str,
     },
     Reboot,
+    /// The updated image logged in and had a heartbeat acknowledged: it is kept.
+    OtaConfirmed {
+        firmware: &'a str,
+    },
+    /// The updated image could not prove itself in time: back to the previous one.
+    OtaRollback {
+        firmware: &'a str,
+        reason: &'a str,
+    },
+    /// A control message not obeyed (a retained one).
+    ControlIgnored {
+        reason: &'a str,
+    },
+    /// The device restarts itself (offline too long).
+    Restart {
+        reason: &'a str,
+    },
 }
 
 /// A value inside a line, as the firmware prints it: printable ASCII, at most 240 bytes.
@@ -68,13 +89,17 @@ impl fmt::Display for ConsoleLine<'_> {
                 hw_type,
                 hw_version,
                 firmware,
+                mac,
+                chip,
             } => write!(
                 f,
-                "boot sn={} hw={}{} fw={}",
+                "boot sn={} hw={}{} fw={} mac={} chip={}",
                 Clean(serial_number),
                 Clean(hw_type),
                 Clean(hw_version),
-                Clean(firmware)
+                Clean(firmware),
+                Clean(mac),
+                Clean(chip)
             ),
             ConsoleLine::WifiConnected { ip } => write!(f, "wifi connected ip={}", Clean(ip)),
             ConsoleLine::WifiFailed { reason } => write!(f, "wifi failed reason={}", Clean(reason)),
@@ -103,6 +128,19 @@ impl fmt::Display for ConsoleLine<'_> {
                 Clean(reason)
             ),
             ConsoleLine::Reboot => f.write_str("reboot"),
+            ConsoleLine::OtaConfirmed { firmware } => {
+                write!(f, "ota confirmed fw={}", Clean(firmware))
+            }
+            ConsoleLine::OtaRollback { firmware, reason } => write!(
+                f,
+                "ota rollback fw={} reason={}",
+                Clean(firmware),
+                Clean(reason)
+            ),
+            ConsoleLine::ControlIgnored { reason } => {
+                write!(f, "control ignored reason={}", Clean(reason))
+            }
+            ConsoleLine::Restart { reason } => write!(f, "restart reason={}", Clean(reason)),
         }
     }
 }
@@ -112,11 +150,49 @@ fn quoted(text: &str) -> String {
     serde_json::Value::from(text).to_string()
 }
 
-/// `{"type":"heartbeat","fw":"VERSION","uptime":SECONDS}` on the data topic.
-pub fn heartbeat_payload(firmware: &str, uptime_s: u64) -> String {
+/// Why the board last started, as the heartbeat reports it (from ESP-IDF's `esp_reset_reason()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    PowerOn,
+    Software,
+    Panic,
+    Watchdog,
+    Brownout,
+    Other,
+}
+
+impl ResetReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::PowerOn => "poweron",
+            ResetReason::Software => "sw",
+            ResetReason::Panic => "panic",
+            ResetReason::Watchdog => "wdt",
+            ResetReason::Brownout => "brownout",
+            ResetReason::Other => "other",
+        }
+    }
+}
+
+/// What a heartbeat reports about the board besides its firmware and uptime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vitals {
+    /// dBm of the access point.
+    pub rssi: i32,
+    /// Free heap in bytes.
+    pub heap_free: u32,
+    pub reset_reason: ResetReason,
+}
+
+/// `{"type":"heartbeat","fw":"VERSION","uptime":SECONDS,"rssi":DBM,"heap_free":BYTES,"reset_reason":"..."}`
+/// on the data topic.
+pub fn heartbeat_payload(firmware: &str, uptime_s: u64, vitals: Vitals) -> String {
     format!(
-        r#"{{"type":"heartbeat","fw":{},"uptime":{uptime_s}}}"#,
-        quoted(firmware)
+        r#"{{"type":"heartbeat","fw":{},"uptime":{uptime_s},"rssi":{},"heap_free":{},"reset_reason":{}}}"#,
+        quoted(firmware),
+        vitals.rssi,
+        vitals.heap_free,
+        quoted(vitals.reset_reason.as_str())
     )
 }
 
@@ -138,11 +214,13 @@ mod tests {
     /// The text for one row of the vector file, as `vesper sim` makes it.
     fn render(row: &[&str]) -> String {
         match row {
-            ["boot", sn, t, v, fw, _] => ConsoleLine::Boot {
+            ["boot", sn, t, v, fw, mac, chip, _] => ConsoleLine::Boot {
                 serial_number: sn,
                 hw_type: t,
                 hw_version: v,
                 firmware: fw,
+                mac,
+                chip,
             }
             .to_string(),
             ["wifi_connected", ip, _] => ConsoleLine::WifiConnected { ip }.to_string(),
@@ -160,7 +238,33 @@ mod tests {
                 ConsoleLine::OtaSkipped { offered, reason }.to_string()
             }
             ["reboot", _] => ConsoleLine::Reboot.to_string(),
-            ["heartbeat_json", fw, uptime, _] => heartbeat_payload(fw, uptime.parse().unwrap()),
+            ["ota_confirmed", fw, _] => ConsoleLine::OtaConfirmed { firmware: fw }.to_string(),
+            ["ota_rollback", fw, reason, _] => ConsoleLine::OtaRollback {
+                firmware: fw,
+                reason,
+            }
+            .to_string(),
+            ["control_ignored", reason, _] => ConsoleLine::ControlIgnored { reason }.to_string(),
+            ["restart", reason, _] => ConsoleLine::Restart { reason }.to_string(),
+            ["heartbeat_json", fw, uptime, rssi, heap, reason, _] => {
+                let reset_reason = [
+                    ResetReason::PowerOn,
+                    ResetReason::Software,
+                    ResetReason::Panic,
+                    ResetReason::Watchdog,
+                    ResetReason::Brownout,
+                    ResetReason::Other,
+                ]
+                .into_iter()
+                .find(|r| r.as_str() == *reason)
+                .unwrap();
+                let vitals = Vitals {
+                    rssi: rssi.parse().unwrap(),
+                    heap_free: heap.parse().unwrap(),
+                    reset_reason,
+                };
+                heartbeat_payload(fw, uptime.parse().unwrap(), vitals)
+            }
             ["status_online_json", fw, _] => status_online_payload(fw),
             ["status_offline_json", _] => STATUS_OFFLINE_PAYLOAD.to_owned(),
             other => panic!("unknown row {other:?}"),
@@ -188,8 +292,16 @@ mod tests {
             "vesper: error what=bad??line?"
         );
         assert_eq!(
-            heartbeat_payload("1.0\"x", 1),
-            r#"{"type":"heartbeat","fw":"1.0\"x","uptime":1}"#
+            heartbeat_payload(
+                "1.0\"x",
+                1,
+                Vitals {
+                    rssi: -1,
+                    heap_free: 2,
+                    reset_reason: ResetReason::Other
+                }
+            ),
+            r#"{"type":"heartbeat","fw":"1.0\"x","uptime":1,"rssi":-1,"heap_free":2,"reset_reason":"other"}"#
         );
     }
 }

@@ -146,11 +146,18 @@ pub fn boot(flash: &[u8], mac: [u8; 6], bad_app: bool) -> (BootReport, String) {
         }
         // The firmware's own console lines (DESIGN.md section 3), as the real firmware prints them.
         Some(sn) => {
+            let mac_text = mac
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":");
             let line = ConsoleLine::Boot {
                 serial_number: sn,
                 hw_type: report.nvs.get("hw_type").map_or("?", String::as_str),
                 hw_version: report.nvs.get("hw_version").map_or("?", String::as_str),
                 firmware: report.firmware_version.as_deref().unwrap_or("unknown"),
+                mac: &mac_text,
+                chip: "esp32",
             };
             log.push_str(&format!("{line}\r\n"));
         }
@@ -165,6 +172,13 @@ pub fn boot(flash: &[u8], mac: [u8; 6], bad_app: bool) -> (BootReport, String) {
     report.ok = true;
     (report, log)
 }
+
+/// What the simulated board reports in its heartbeats: a board on the bench, freshly powered on.
+const SIM_VITALS: device::Vitals = device::Vitals {
+    rssi: -55,
+    heap_free: 176_000,
+    reset_reason: device::ResetReason::PowerOn,
+};
 
 /// The running "firmware": an MQTT client that sends heartbeats.
 pub struct Firmware {
@@ -276,7 +290,11 @@ impl Firmware {
                     }
                 }
                 if connected && !silent && Instant::now() >= next {
-                    let payload = device::heartbeat_payload(&version, started.elapsed().as_secs());
+                    let payload = device::heartbeat_payload(
+                        &version,
+                        started.elapsed().as_secs(),
+                        SIM_VITALS,
+                    );
                     if client
                         .try_publish(
                             data_topic.clone(),

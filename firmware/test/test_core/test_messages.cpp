@@ -10,7 +10,7 @@ namespace {
 // The text the core makes for one row of tests/vectors/device/messages.tsv.
 std::string render(const std::vector<std::string>& r) {
     const auto& kind = r[0];
-    if (kind == "boot") return console::boot(r[1], r[2], r[3], r[4]);
+    if (kind == "boot") return console::boot(r[1], r[2], r[3], r[4], r[5], r[6]);
     if (kind == "wifi_connected") return console::wifi_connected(r[1]);
     if (kind == "wifi_failed") return console::wifi_failed(r[1]);
     if (kind == "mqtt_connected") return console::mqtt_connected();
@@ -21,7 +21,15 @@ std::string render(const std::vector<std::string>& r) {
     if (kind == "ota_done") return console::ota_done(r[1]);
     if (kind == "ota_skipped") return console::ota_skipped(r[1], r[2]);
     if (kind == "reboot") return console::reboot();
-    if (kind == "heartbeat_json") return heartbeat_json(r[1], std::stoull(r[2]));
+    if (kind == "ota_confirmed") return console::ota_confirmed(r[1]);
+    if (kind == "ota_rollback") return console::ota_rollback(r[1], r[2]);
+    if (kind == "control_ignored") return console::control_ignored(r[1]);
+    if (kind == "restart") return console::restart(r[1]);
+    if (kind == "heartbeat_json") {
+        static std::string reason;
+        reason = r[5];
+        return heartbeat_json(r[1], std::stoull(r[2]), Vitals{std::stoi(r[3]), static_cast<std::uint32_t>(std::stoul(r[4])), reason.c_str()});
+    }
     if (kind == "status_online_json") return status_online_json(r[1]);
     if (kind == "status_offline_json") return status_offline_json();
     FAIL("unknown message kind " << kind);
@@ -45,7 +53,7 @@ TEST_CASE("console lines stay one printable line") {
 }
 
 TEST_CASE("payloads escape what they quote") {
-    CHECK(heartbeat_json("1.0\"x", 1) == R"({"type":"heartbeat","fw":"1.0\"x","uptime":1})");
+    CHECK(heartbeat_json("1.0\"x", 1, {}) == R"({"type":"heartbeat","fw":"1.0\"x","uptime":1,"rssi":0,"heap_free":0,"reset_reason":"other"})");
 }
 
 TEST_CASE("topics from templates") {

@@ -13,13 +13,32 @@ const char* kAbcSha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f
 
 Release abc() { return Release{"1.0.2", kAbcSha, 3, "v1.0.2.bin"}; }
 
-OtaVerifier::Result stream(const Release& r, const std::string& image, std::size_t piece) {
-    OtaVerifier v(r);
+OtaVerifier::Result stream(const Release& r, const std::string& image, std::size_t piece,
+                           const std::string& project = "") {
+    OtaVerifier v(r, project);
     for (std::size_t at = 0; at < image.size(); at += piece) {
         const auto n = std::min(piece, image.size() - at);
         if (!v.feed(reinterpret_cast<const std::uint8_t*>(image.data() + at), n)) break;
     }
     return v.finish();
+}
+// An ESP-IDF app image as esptool's format describes it, written by hand: magic 0xE9, then at byte
+// 32 the esp_app_desc_t (magic 32 54 CD AB, version at +16, project name at +48), then a body.
+std::string app_image(const std::string& version, const std::string& project) {
+    std::string image(512, '\0');
+    image[0] = static_cast<char>(0xE9);
+    const unsigned char magic[] = {0x32, 0x54, 0xCD, 0xAB};
+    for (int i = 0; i < 4; ++i) image[32 + i] = static_cast<char>(magic[i]);
+    image.replace(32 + 16, version.size(), version);
+    image.replace(32 + 48, project.size(), project);
+    for (std::size_t i = 288; i < image.size(); ++i) image[i] = static_cast<char>(i * 7);
+    return image;
+}
+
+Release release_of(const std::string& image, const std::string& version) {
+    Sha256 hash;
+    hash.update(reinterpret_cast<const std::uint8_t*>(image.data()), image.size());
+    return Release{version, hash.finish_hex(), image.size(), "v.bin"};
 }
 }  // namespace
 
@@ -69,16 +88,32 @@ TEST_CASE("ota: only a higher version is taken") {
 
 TEST_CASE("ota: the image is checked while it streams") {
     const auto r = abc();
-    CHECK(stream(r, "abc", 1) == OtaVerifier::Result::Ok);
-    CHECK(stream(r, "abc", 64) == OtaVerifier::Result::Ok);
+    CHECK(stream(r, "abc", 1) == OtaVerifier::Result::NotAnApp);  // the announced bytes, but no app
+    CHECK(stream(r, "abc", 64) == OtaVerifier::Result::NotAnApp);
     CHECK(stream(r, "abd", 2) == OtaVerifier::Result::Sha256Mismatch);
     CHECK(stream(r, "ab", 1) == OtaVerifier::Result::TooShort);
     CHECK(stream(r, "abcd", 1) == OtaVerifier::Result::TooLarge);
-    OtaVerifier v(r);
+    OtaVerifier v(r, "");
     const std::uint8_t four[] = {'a', 'b', 'c', 'd'};
     CHECK_FALSE(v.feed(four, 4));  // refused at once, before a byte is written
     CHECK(v.received() == 0);
     CHECK(std::string(result_name(OtaVerifier::Result::Sha256Mismatch)) == "ota sha256 mismatch");
+}
+
+TEST_CASE("ota: the app must be the announced version of this project") {
+    const auto image = app_image("1.1.0", "vesper-demo");
+    CHECK(stream(release_of(image, "1.1.0"), image, 1, "vesper-demo") == OtaVerifier::Result::Ok);
+    CHECK(stream(release_of(image, "1.1.0"), image, 100, "") == OtaVerifier::Result::Ok);
+    CHECK(stream(release_of(image, "1.2.0"), image, 7, "vesper-demo") == OtaVerifier::Result::VersionMismatch);
+    CHECK(stream(release_of(image, "1.1.0"), image, 64, "other-board") == OtaVerifier::Result::ProjectMismatch);
+    auto no_magic = image;
+    no_magic[32] = 0;
+    CHECK(stream(release_of(no_magic, "1.1.0"), no_magic, 64, "") == OtaVerifier::Result::NotAnApp);
+    const auto desc = read_app_description(reinterpret_cast<const std::uint8_t*>(image.data()), image.size());
+    REQUIRE(desc);
+    CHECK(desc->version == "1.1.0");
+    CHECK(desc->project_name == "vesper-demo");
+    CHECK_FALSE(read_app_description(reinterpret_cast<const std::uint8_t*>(image.data()), 100));
 }
 
 TEST_CASE("ota: the image URL is resolved against latest.json's") {

@@ -86,8 +86,11 @@ TEST_CASE("nvs image: typed getters for the identity keys") {
     const auto nvs = NvsImage::read(image, "vesper");
     REQUIRE(nvs);
     CHECK(nvs->get_string("serial_number") == "PV-26A18-BC02R-X7KQA");
-    CHECK(nvs->get_u16("f_u16") == 60000);
-    CHECK_FALSE(nvs->get_u16("f_u8"));           // a u8 is not a u16
+    CHECK(nvs->get_unsigned("f_u16") == 60000u);
+    CHECK(nvs->type_of("f_u16") == vesper::NvsType::U16);
+    CHECK(nvs->type_of("f_u8") == vesper::NvsType::U8);
+    CHECK_FALSE(nvs->type_of("missing_key"));
+    CHECK_FALSE(nvs->get_unsigned("serial_number"));  // a string is not a number
     CHECK_FALSE(nvs->get_string("f_u16"));       // nor a string
     CHECK_FALSE(nvs->get_string("missing_key"));
     CHECK_FALSE(NvsImage::read(image, "calib"));  // no such namespace

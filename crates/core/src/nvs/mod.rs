@@ -79,14 +79,27 @@ pub struct DeviceNvs<'a> {
     pub mqtt_pass: &'a DevicePassword,
     pub mqtt_host: &'a str,
     pub mqtt_port: u16,
-    /// Per-board extra keys from configuration, written after the standard ones.
+    /// The bench network and CAs, written after the standard keys when set.
+    pub network: DeviceNetwork<'a>,
+    /// Per-board extra keys from configuration, written last.
     pub extra: &'a [(String, Setting)],
+}
+
+/// What a device is told besides its identity (DESIGN.md section 3): `wifi_ssid`, `wifi_pass`,
+/// `mqtt_ca`, `ota_ca`, each written when set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceNetwork<'a> {
+    pub wifi_ssid: Option<&'a str>,
+    pub wifi_pass: Option<&'a str>,
+    pub mqtt_ca: Option<&'a str>,
+    pub ota_ca: Option<&'a str>,
 }
 
 /// Builds the NVS image of one device for a partition of `size` bytes (format version 2).
 ///
 /// The image equals what Espressif's generator makes from the CSV
-/// `vesper,namespace,,` followed by the keys of [`DEVICE_KEYS`] and the extras.
+/// `vesper,namespace,,` followed by the keys of [`DEVICE_KEYS`], the network keys that are set
+/// and the extras.
 pub fn device_image(size: u64, device: &DeviceNvs) -> Result<Vec<u8>, NvsError> {
     let mut w = Writer::new(size, Version::V2)?;
     w.namespace(DEVICE_NAMESPACE)?;
@@ -97,6 +110,17 @@ pub fn device_image(size: u64, device: &DeviceNvs) -> Result<Vec<u8>, NvsError> 
     w.put("mqtt_pass", &Value::str(device.mqtt_pass.expose()))?;
     w.put("mqtt_host", &Value::str(device.mqtt_host))?;
     w.put("mqtt_port", &Value::U16(device.mqtt_port))?;
+    let network = device.network;
+    for (key, value) in [
+        ("wifi_ssid", network.wifi_ssid),
+        ("wifi_pass", network.wifi_pass),
+        ("mqtt_ca", network.mqtt_ca),
+        ("ota_ca", network.ota_ca),
+    ] {
+        if let Some(value) = value {
+            w.put(key, &Value::str(value))?;
+        }
+    }
     for (key, setting) in device.extra {
         w.put(key, setting)?;
     }

@@ -25,8 +25,10 @@ std::string refusal(int code) {
 
 }  // namespace
 
-std::string boot(std::string_view sn, std::string_view hw_type, std::string_view hw_version, std::string_view fw) {
-    return line("boot sn=" + clean(sn) + " hw=" + clean(hw_type) + clean(hw_version) + " fw=" + clean(fw));
+std::string boot(std::string_view sn, std::string_view hw_type, std::string_view hw_version, std::string_view fw,
+                 std::string_view mac, std::string_view chip) {
+    return line("boot sn=" + clean(sn) + " hw=" + clean(hw_type) + clean(hw_version) + " fw=" + clean(fw) +
+                " mac=" + clean(mac) + " chip=" + clean(chip));
 }
 std::string wifi_connected(std::string_view ip) { return line("wifi connected ip=" + clean(ip)); }
 std::string wifi_failed(std::string_view reason) { return line("wifi failed reason=" + clean(reason)); }
@@ -42,5 +44,11 @@ std::string ota_skipped(std::string_view offered, std::string_view reason) {
     return line("ota skipped offered=" + clean(offered) + " reason=" + clean(reason));
 }
 std::string reboot() { return line("reboot"); }
+std::string ota_confirmed(std::string_view version) { return line("ota confirmed fw=" + clean(version)); }
+std::string ota_rollback(std::string_view version, std::string_view reason) {
+    return line("ota rollback fw=" + clean(version) + " reason=" + clean(reason));
+}
+std::string control_ignored(std::string_view reason) { return line("control ignored reason=" + clean(reason)); }
+std::string restart(std::string_view reason) { return line("restart reason=" + clean(reason)); }
 
 }  // namespace vesper::console

@@ -8,7 +8,9 @@
 
 namespace vesper::console {
 
-std::string boot(std::string_view sn, std::string_view hw_type, std::string_view hw_version, std::string_view fw);
+// `mac` as AA:BB:CC:DD:EE:FF, `chip` as esptool names it (esp32, esp32s3, ...).
+std::string boot(std::string_view sn, std::string_view hw_type, std::string_view hw_version, std::string_view fw,
+                 std::string_view mac, std::string_view chip);
 std::string wifi_connected(std::string_view ip);
 std::string wifi_failed(std::string_view reason);
 std::string mqtt_connected();
@@ -23,5 +25,13 @@ std::string ota_done(std::string_view version);
 std::string ota_skipped(std::string_view offered, std::string_view reason);
 // A reboot asked for by {"cmd":"reboot"} or after an update.
 std::string reboot();
+// The updated image logged in and had a heartbeat acknowledged: it is kept.
+std::string ota_confirmed(std::string_view version);
+// The updated image could not prove itself (`reason`: e.g. no-mqtt): back to the previous one.
+std::string ota_rollback(std::string_view version, std::string_view reason);
+// A control message not obeyed (`reason`: retained).
+std::string control_ignored(std::string_view reason);
+// The device restarts itself (`reason`: offline).
+std::string restart(std::string_view reason);
 
 }  // namespace vesper::console

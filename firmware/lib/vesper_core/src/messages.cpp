@@ -14,8 +14,10 @@ Topics topics_for(const TopicTemplates& t, std::string_view sn) {
     return {topic_for(t.data, sn), topic_for(t.status, sn), topic_for(t.control, sn)};
 }
 
-std::string heartbeat_json(std::string_view fw, std::uint64_t uptime_s) {
-    return "{\"type\":\"heartbeat\",\"fw\":" + json_quote(fw) + ",\"uptime\":" + std::to_string(uptime_s) + "}";
+std::string heartbeat_json(std::string_view fw, std::uint64_t uptime_s, const Vitals& vitals) {
+    return "{\"type\":\"heartbeat\",\"fw\":" + json_quote(fw) + ",\"uptime\":" + std::to_string(uptime_s) +
+           ",\"rssi\":" + std::to_string(vitals.rssi) + ",\"heap_free\":" + std::to_string(vitals.heap_free) +
+           ",\"reset_reason\":" + json_quote(vitals.reset_reason) + "}";
 }
 
 std::string status_online_json(std::string_view fw) { return "{\"online\":true,\"fw\":" + json_quote(fw) + "}"; }

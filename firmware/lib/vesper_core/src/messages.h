@@ -23,8 +23,15 @@ struct Topics {
 std::string topic_for(std::string_view templ, std::string_view sn);
 Topics topics_for(const TopicTemplates& templates, std::string_view sn);
 
-// {"type":"heartbeat","fw":"VERSION","uptime":SECONDS}
-std::string heartbeat_json(std::string_view fw, std::uint64_t uptime_s);
+// What a heartbeat reports about the board besides its firmware and uptime.
+struct Vitals {
+    int rssi = 0;                     // dBm of the access point
+    std::uint32_t heap_free = 0;      // bytes
+    const char* reset_reason = "other";  // poweron, sw, panic, wdt, brownout or other
+};
+
+// {"type":"heartbeat","fw":"VERSION","uptime":SECONDS,"rssi":DBM,"heap_free":BYTES,"reset_reason":"..."}
+std::string heartbeat_json(std::string_view fw, std::uint64_t uptime_s, const Vitals& vitals);
 // Retained on the status topic after connecting: {"online":true,"fw":"VERSION"}
 std::string status_online_json(std::string_view fw);
 // The last will, retained on the status topic: {"online":false}
@@ -35,6 +42,7 @@ enum class Command {
     Reboot,     // {"cmd":"reboot"}
     Unknown,    // a JSON object with another or no `cmd`: ignored
     Malformed,  // not a JSON object, or too large: ignored with an error line
+    Retained,   // a command the broker kept and replays: ignored with a console line
 };
 
 Command parse_command(std::string_view payload);

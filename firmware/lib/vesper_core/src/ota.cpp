@@ -1,5 +1,7 @@
 #include "ota.h"
 
+#include <algorithm>
+
 #include "json.h"
 #include "version.h"
 
@@ -59,12 +61,37 @@ std::string resolve_url(std::string_view base, std::string_view reference) {
     return std::string(origin) + std::string(dir) + std::string(reference);
 }
 
-OtaVerifier::OtaVerifier(const Release& release) : size_(release.size), sha256_(release.sha256) {}
+namespace {
+
+std::string fixed_text(const std::uint8_t* field, std::size_t len) {
+    std::size_t n = 0;
+    while (n < len && field[n] != 0) ++n;
+    return std::string(reinterpret_cast<const char*>(field), n);
+}
+
+}  // namespace
+
+std::optional<AppDescription> read_app_description(const std::uint8_t* image, std::size_t len) {
+    constexpr std::uint8_t kImageMagic = 0xE9;
+    constexpr std::uint32_t kDescMagic = 0xABCD5432;
+    if (len < kAppDescriptionEnd || image[0] != kImageMagic) return std::nullopt;
+    const std::uint8_t* desc = image + 32;
+    const std::uint32_t magic = static_cast<std::uint32_t>(desc[0]) | static_cast<std::uint32_t>(desc[1]) << 8 |
+                                static_cast<std::uint32_t>(desc[2]) << 16 | static_cast<std::uint32_t>(desc[3]) << 24;
+    if (magic != kDescMagic) return std::nullopt;
+    return AppDescription{fixed_text(desc + 16, 32), fixed_text(desc + 48, 32)};
+}
+
+OtaVerifier::OtaVerifier(const Release& release, std::string project)
+    : size_(release.size), sha256_(release.sha256), version_(release.version), project_(std::move(project)) {}
 
 bool OtaVerifier::feed(const std::uint8_t* data, std::size_t len) {
     if (overflow_ || received_ + len > size_) {
         overflow_ = true;
         return false;
+    }
+    if (head_.size() < kAppDescriptionEnd) {
+        head_.append(reinterpret_cast<const char*>(data), std::min(len, kAppDescriptionEnd - head_.size()));
     }
     received_ += len;
     hash_.update(data, len);
@@ -74,7 +101,12 @@ bool OtaVerifier::feed(const std::uint8_t* data, std::size_t len) {
 OtaVerifier::Result OtaVerifier::finish() {
     if (overflow_) return Result::TooLarge;
     if (received_ < size_) return Result::TooShort;
-    return hash_.finish_hex() == sha256_ ? Result::Ok : Result::Sha256Mismatch;
+    if (hash_.finish_hex() != sha256_) return Result::Sha256Mismatch;
+    const auto app = read_app_description(reinterpret_cast<const std::uint8_t*>(head_.data()), head_.size());
+    if (!app) return Result::NotAnApp;
+    if (app->version != version_) return Result::VersionMismatch;
+    if (!project_.empty() && app->project_name != project_) return Result::ProjectMismatch;
+    return Result::Ok;
 }
 
 const char* result_name(OtaVerifier::Result result) {
@@ -83,6 +115,9 @@ const char* result_name(OtaVerifier::Result result) {
         case OtaVerifier::Result::TooLarge: return "ota size mismatch (longer than announced)";
         case OtaVerifier::Result::TooShort: return "ota size mismatch (shorter than announced)";
         case OtaVerifier::Result::Sha256Mismatch: return "ota sha256 mismatch";
+        case OtaVerifier::Result::NotAnApp: return "ota image has no app description";
+        case OtaVerifier::Result::VersionMismatch: return "ota image version differs from the release";
+        case OtaVerifier::Result::ProjectMismatch: return "ota image is another project";
     }
     return "unknown";
 }

@@ -44,13 +44,25 @@ const char* decision_name(OtaDecision decision);
 // the forms a release uses: absolute (`http://...`), host-relative (`/ota/...`), or relative.
 std::string resolve_url(std::string_view base, std::string_view reference);
 
+// What an ESP-IDF application says about itself: its `esp_app_desc_t` (256 bytes at byte 32 of
+// the image, after the 24-byte image header and the first 8-byte segment header; magic
+// 0xABCD5432, `char version[32]` at 16, `char project_name[32]` at 48).
+struct AppDescription {
+    std::string version, project_name;
+};
+constexpr std::size_t kAppDescriptionEnd = 32 + 256;
+// nullopt when `image` (its first bytes) is not an app image with a description.
+std::optional<AppDescription> read_app_description(const std::uint8_t* image, std::size_t len);
+
 // Checks an image while it is written: refuses a byte past the announced size at once, and at
-// the end a short image or a different SHA-256.
+// the end a short image, a different SHA-256, or an app that is not the announced version of
+// this project (so a mislabelled release is refused before the switch).
 class OtaVerifier {
   public:
-    enum class Result { Ok, TooLarge, TooShort, Sha256Mismatch };
+    enum class Result { Ok, TooLarge, TooShort, Sha256Mismatch, NotAnApp, VersionMismatch, ProjectMismatch };
 
-    explicit OtaVerifier(const Release& release);
+    // `project`: the running app's project name; empty accepts any.
+    OtaVerifier(const Release& release, std::string project);
     // False once the image is longer than announced (stop writing then).
     bool feed(const std::uint8_t* data, std::size_t len);
     Result finish();
@@ -59,9 +71,11 @@ class OtaVerifier {
   private:
     std::uint64_t size_;
     std::string sha256_;
+    std::string version_, project_;
     std::uint64_t received_ = 0;
     bool overflow_ = false;
     Sha256 hash_;
+    std::string head_;  // the image's first kAppDescriptionEnd bytes
 };
 
 const char* result_name(OtaVerifier::Result result);

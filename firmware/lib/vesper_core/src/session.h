@@ -1,6 +1,6 @@
 // One MQTT session of a device, without the I/O: what to set as the last will, what to publish
-// on connecting, when a heartbeat is due and what a control message asks for. The Arduino glue
-// and the host runner both drive it, so the device's behaviour is the tested one.
+// on connecting, when a heartbeat is due, which acknowledgement was a heartbeat's, and what a
+// control message asks for. The firmware (src/main.cpp) drives it, on a board and on the host.
 #pragma once
 
 #include <cstdint>
@@ -13,18 +13,17 @@
 namespace vesper {
 
 constexpr std::uint16_t kKeepAliveSeconds = 60;
-constexpr std::uint32_t kDefaultHeartbeatSeconds = 60;
 
 struct Outgoing {
     std::string topic;
     std::string payload;
     bool retain = false;
+    int qos = 1;
 };
 
 class Session {
   public:
-    Session(Identity identity, std::string firmware_version, const TopicTemplates& templates = {},
-            std::uint32_t heartbeat_s = kDefaultHeartbeatSeconds);
+    Session(Identity identity, std::string firmware_version, const TopicTemplates& templates = {});
 
     const Identity& identity() const { return identity_; }
     const Topics& topics() const { return topics_; }
@@ -36,11 +35,17 @@ class Session {
     // topics().control too. The first heartbeat is due at once.
     Outgoing on_connected(std::uint64_t now_ms);
     // The connection is gone: no heartbeat until the next on_connected.
-    void on_disconnected() { next_heartbeat_ms_.reset(); }
-    // The heartbeat, when one is due at `now_ms` (milliseconds since boot); schedules the next.
-    std::optional<Outgoing> heartbeat_due(std::uint64_t now_ms);
-    // What a message on the control topic asks for (other topics: Unknown).
-    Command on_message(const std::string& topic, const std::string& payload) const;
+    void on_disconnected();
+    // The heartbeat, when one is due at `now_ms` (milliseconds since boot, 64-bit: never wraps);
+    // schedules the next.
+    std::optional<Outgoing> heartbeat_due(std::uint64_t now_ms, const Vitals& vitals);
+    // The client queued the heartbeat as message `msg_id` (QoS 1).
+    void heartbeat_queued(int msg_id) { heartbeat_msg_id_ = msg_id; }
+    // The broker acknowledged message `msg_id`: true when it was the latest heartbeat.
+    bool on_acknowledged(int msg_id);
+    // What a message on the control topic asks for (other topics: Unknown). A retained message
+    // is an old order replayed by the broker: never obeyed (Retained).
+    Command on_message(const std::string& topic, const std::string& payload, bool retained) const;
 
   private:
     Identity identity_;
@@ -48,6 +53,7 @@ class Session {
     Topics topics_;
     std::uint64_t every_ms_;
     std::optional<std::uint64_t> next_heartbeat_ms_;
+    std::optional<int> heartbeat_msg_id_;
 };
 
 }  // namespace vesper

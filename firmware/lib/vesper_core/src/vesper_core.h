@@ -1,11 +1,12 @@
 // Vesper's device logic, portable C++17 with no Arduino or ESP-IDF header: the firmware's
-// src/main.cpp and the host runner (firmware/host/) are thin I/O around it.
+// src/main.cpp is thin I/O around it, on a board and on the host (firmware/host/).
 #pragma once
 
 #include "backoff.h"
 #include "console.h"
 #include "identity.h"
 #include "json.h"
+#include "lifecycle.h"
 #include "messages.h"
 #include "ota.h"
 #include "serial.h"
