@@ -112,8 +112,16 @@ pub fn run(cmd: ConfigCommand, explicit: Option<&Path>) -> anyhow::Result<Outcom
                 None => println!(
                     "wifi     {} (password set)  mqtt ca {}  ota ca {}",
                     network.wifi.as_ref().map_or("", |w| w.ssid.as_str()),
-                    if network.mqtt_ca.is_some() { "from mqtt.ca_file" } else { "built-in bundle" },
-                    if network.ota_ca.is_some() { "from ota.ca_file" } else { "built-in bundle" },
+                    if network.mqtt_ca.is_some() {
+                        "from mqtt.ca_file"
+                    } else {
+                        "built-in bundle"
+                    },
+                    if network.ota_ca.is_some() {
+                        "from ota.ca_file"
+                    } else {
+                        "built-in bundle"
+                    },
                 ),
             }
             for b in &config.boards {

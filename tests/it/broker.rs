@@ -109,8 +109,15 @@ impl Mosquitto {
     }
 
     /// The broker as shipped: `mosquitto/vesper-plugin.conf` as it is in the repository, with
-    /// only the listener, the plugin's path and the backend's port changed for this machine.
+    /// only the listeners (the TLS one with a certificate made here), the plugin's path and the
+    /// backend's port changed for this machine.
     pub fn shipped(port: u16, auth_port: u16) -> Mosquitto {
+        let keys = tempfile::tempdir().unwrap();
+        let certificate = crate::deploy_nginx::ServerCert::new(None);
+        let (cert, key) = (keys.path().join("cert.pem"), keys.path().join("key.pem"));
+        std::fs::write(&cert, &certificate.cert_pem).unwrap();
+        std::fs::write(&key, &certificate.key_pem).unwrap();
+        let tls_port = free_port();
         let shipped =
             std::fs::read_to_string(crate::support::root().join("mosquitto/vesper-plugin.conf"))
                 .unwrap();
@@ -119,7 +126,14 @@ impl Mosquitto {
             .lines()
             .map(|line| {
                 let new = match line {
-                    "listener 1883" => format!("listener {port} 127.0.0.1"),
+                    "listener 1883 127.0.0.1" => format!("listener {port} 127.0.0.1"),
+                    "listener 8883" => format!("listener {tls_port} 127.0.0.1"),
+                    "certfile /etc/mosquitto/certs/server.crt" => {
+                        format!("certfile {}", cert.display())
+                    }
+                    "keyfile /etc/mosquitto/certs/server.key" => {
+                        format!("keyfile {}", key.display())
+                    }
                     "plugin /usr/lib/vesper/libvesper_mosquitto.so" => {
                         format!("plugin {}", plugin().display())
                     }
@@ -130,14 +144,16 @@ impl Mosquitto {
                 format!("{new}\n")
             })
             .collect();
-        assert_eq!(replaced, 3, "the shipped config changed shape:\n{shipped}");
-        Self::with_config(
+        assert_eq!(replaced, 6, "the shipped config changed shape:\n{shipped}");
+        let mut broker = Self::with_config(
             port,
             &format!(
                 "{config}persistence false\nuser {}\nlog_dest stderr\nlog_type all\n",
                 current_user()
             ),
-        )
+        );
+        broker._keys = Some(keys);
+        broker
     }
 
     fn with_config(port: u16, config: &str) -> Mosquitto {

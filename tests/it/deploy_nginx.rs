@@ -110,7 +110,8 @@ impl Nginx {
                 &format!(
                     "alias {}/;{}",
                     ota_root.display(),
-                    rate.map(|r| format!(" limit_rate {r};")).unwrap_or_default()
+                    rate.map(|r| format!(" limit_rate {r};"))
+                        .unwrap_or_default()
                 ),
             );
         assert!(

@@ -59,7 +59,10 @@ impl Device {
     fn start(args: &[String]) -> Device {
         let mut child = Command::new(firmware())
             .args(args)
-            .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0:exitcode=66")
+            .env(
+                "ASAN_OPTIONS",
+                "detect_leaks=0:abort_on_error=0:exitcode=66",
+            )
             .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -70,7 +73,9 @@ impl Device {
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line.trim_end_matches('\r').to_owned());
+                sink.lock()
+                    .unwrap()
+                    .push(line.trim_end_matches('\r').to_owned());
             }
         });
         let errors = Arc::new(Mutex::new(String::new()));
@@ -108,7 +113,13 @@ impl Device {
         self.wait_for(from, within, &format!("`{line}`"), |l| l == line)
     }
 
-    fn wait_for(&self, from: usize, within: Duration, what: &str, test: impl Fn(&str) -> bool) -> usize {
+    fn wait_for(
+        &self,
+        from: usize,
+        within: Duration,
+        what: &str,
+        test: impl Fn(&str) -> bool,
+    ) -> usize {
         let deadline = Instant::now() + within;
         loop {
             self.assert_clean();
@@ -140,7 +151,11 @@ impl Device {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < deadline, "still running:\n{}", self.all_lines());
+            assert!(
+                Instant::now() < deadline,
+                "still running:\n{}",
+                self.all_lines()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -208,7 +223,12 @@ async fn bench(nvs_extra: &str, ota_rate: Option<&str>, ota_cert: Option<ServerC
     let api_port: u16 = app.api.rsplit(':').next().unwrap().parse().unwrap();
     let ota_root = app.config().serve.ota_root.clone();
     std::fs::create_dir_all(&ota_root).unwrap();
-    let nginx = Nginx::start_with(api_port, &ota_root, &ota_cert.unwrap_or(ota_trusted), ota_rate);
+    let nginx = Nginx::start_with(
+        api_port,
+        &ota_root,
+        &ota_cert.unwrap_or(ota_trusted),
+        ota_rate,
+    );
     Bench {
         app,
         broker,
@@ -379,7 +399,9 @@ fn heartbeats(messages: &[(String, String)]) -> Vec<Value> {
 async fn the_shipped_firmware_logs_in_over_tls_and_its_acknowledged_heartbeat_provisions_it() {
     let bench = bench("", None, None).await;
     let (sn, args) = bench.board("24:0A:C4:00:01:01", "1.0.0", &[]).await;
-    let (_owner, mut events) = bench.owner(&sn, "uid-owner", &format!("vesper/{sn}/#")).await;
+    let (_owner, mut events) = bench
+        .owner(&sn, "uid-owner", &format!("vesper/{sn}/#"))
+        .await;
     let device = Device::start(&args);
     device.wait_line(0, "vesper: heartbeat sent", Duration::from_secs(20));
     assert_eq!(
@@ -411,7 +433,12 @@ async fn the_shipped_firmware_logs_in_over_tls_and_its_acknowledged_heartbeat_pr
         assert!(beat["heap_free"].as_u64().unwrap() > 0);
     }
     // QoS 1: the broker acknowledged them (the plugin log shows the device's PUBLISH q1).
-    assert!(bench.broker.log().contains(&format!("Received PUBLISH from {sn} (d0, q1, r0, m")));
+    assert!(
+        bench
+            .broker
+            .log()
+            .contains(&format!("Received PUBLISH from {sn} (d0, q1, r0, m"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -419,14 +446,23 @@ async fn heartbeats_go_on_when_the_clock_crosses_2_pow_32_ms() {
     let bench = bench("", None, None).await;
     let start = (1u64 << 32) - 3000;
     let (sn, args) = bench
-        .board("24:0A:C4:00:01:02", "1.0.0", &["--clock-start-ms", &start.to_string()])
+        .board(
+            "24:0A:C4:00:01:02",
+            "1.0.0",
+            &["--clock-start-ms", &start.to_string()],
+        )
         .await;
-    let (_owner, mut events) = bench.owner(&sn, "uid-owner", &format!("vesper/{sn}/data")).await;
+    let (_owner, mut events) = bench
+        .owner(&sn, "uid-owner", &format!("vesper/{sn}/data"))
+        .await;
     let device = Device::start(&args);
     device.wait_line(0, "vesper: mqtt connected", Duration::from_secs(20));
     // 2 s heartbeats from 2^32 - 3 s: some before the wrap, and they go on after it.
     let beats = heartbeats(&received(&mut events, Duration::from_secs(9)).await);
-    let uptimes: Vec<u64> = beats.iter().map(|b| b["uptime"].as_u64().unwrap()).collect();
+    let uptimes: Vec<u64> = beats
+        .iter()
+        .map(|b| b["uptime"].as_u64().unwrap())
+        .collect();
     let wrap_s = (1u64 << 32) / 1000;
     assert!(uptimes.iter().any(|&u| u < wrap_s), "{uptimes:?}");
     assert!(
@@ -444,22 +480,37 @@ async fn an_update_over_https_is_kept_after_its_heartbeat_and_a_broken_one_rolls
     )
     .await;
     let (sn, args) = bench.board("24:0A:C4:00:01:03", "1.0.0", &[]).await;
-    let (owner, mut events) = bench.owner(&sn, "uid-owner", &format!("vesper/{sn}/status")).await;
+    let (owner, mut events) = bench
+        .owner(&sn, "uid-owner", &format!("vesper/{sn}/status"))
+        .await;
     let device = Device::start(&args);
     let at = device.wait_line(0, "vesper: heartbeat sent", Duration::from_secs(20));
-    publish_pio(&bench.app, &pio_build(bench.work.path(), &bench.app, "1.1.0"), "1.1.0").await;
+    publish_pio(
+        &bench.app,
+        &pio_build(bench.work.path(), &bench.app, "1.1.0"),
+        "1.1.0",
+    )
+    .await;
     let control = format!("vesper/{sn}/control");
     assert!(matches!(
         publish(&owner, &mut events, &control, r#"{"cmd":"ota"}"#).await,
         PubAckReason::Success
     ));
-    let at = device.wait_line(at, "vesper: ota update from=1.0.0 to=1.1.0", Duration::from_secs(10));
+    let at = device.wait_line(
+        at,
+        "vesper: ota update from=1.0.0 to=1.1.0",
+        Duration::from_secs(10),
+    );
     let at = device.wait_line(at, "vesper: ota done fw=1.1.0", Duration::from_secs(30));
     let at = device.wait_line(at, "vesper: reboot", Duration::from_secs(5));
     let at = device.wait_for(at, Duration::from_secs(10), "the new boot", |l| {
         l.starts_with(&format!("vesper: boot sn={sn} hw=BC02 fw=1.1.0 "))
     });
-    let at = device.wait_line(at, "vesper: ota confirmed fw=1.1.0", Duration::from_secs(20));
+    let at = device.wait_line(
+        at,
+        "vesper: ota confirmed fw=1.1.0",
+        Duration::from_secs(20),
+    );
 
     // 1.2.0 boots but its radio never comes up (a broken build): after ota_confirm_s (8 s, NVS)
     // it gives way, and the board is back on 1.1.0, which says so on its status topic.
@@ -474,7 +525,11 @@ async fn an_update_over_https_is_kept_after_its_heartbeat_and_a_broken_one_rolls
     received(&mut events, Duration::from_millis(300)).await;
     publish(&owner, &mut events, &control, r#"{"cmd":"ota"}"#).await;
     let at = device.wait_line(at, "vesper: ota done fw=1.2.0", Duration::from_secs(30));
-    let at = device.wait_line(at, "vesper: wifi failed reason=no ap found", Duration::from_secs(10));
+    let at = device.wait_line(
+        at,
+        "vesper: wifi failed reason=no ap found",
+        Duration::from_secs(10),
+    );
     let at = device.wait_line(
         at,
         "vesper: ota rollback fw=1.2.0 reason=no-mqtt",
@@ -495,7 +550,10 @@ async fn an_update_over_https_is_kept_after_its_heartbeat_and_a_broken_one_rolls
         "{statuses:?}"
     );
     assert!(
-        !device.console().iter().any(|l| l == "vesper: ota confirmed fw=1.2.0"),
+        !device
+            .console()
+            .iter()
+            .any(|l| l == "vesper: ota confirmed fw=1.2.0"),
         "{:?}",
         device.console()
     );
@@ -506,26 +564,56 @@ async fn servers_the_board_cannot_verify_are_refused_for_mqtt_and_for_updates() 
     // The update server presents a certificate the board's ota_ca did not sign.
     let bench = bench("", None, Some(ServerCert::new(None))).await;
     let (sn, args) = bench.board("24:0A:C4:00:01:04", "1.0.0", &[]).await;
-    let (owner, mut events) = bench.owner(&sn, "uid-owner", &format!("vesper/{sn}/status")).await;
-    publish_pio(&bench.app, &pio_build(bench.work.path(), &bench.app, "1.1.0"), "1.1.0").await;
+    let (owner, mut events) = bench
+        .owner(&sn, "uid-owner", &format!("vesper/{sn}/status"))
+        .await;
+    publish_pio(
+        &bench.app,
+        &pio_build(bench.work.path(), &bench.app, "1.1.0"),
+        "1.1.0",
+    )
+    .await;
     let device = Device::start(&args);
     let at = device.wait_line(0, "vesper: heartbeat sent", Duration::from_secs(20));
-    publish(&owner, &mut events, &format!("vesper/{sn}/control"), r#"{"cmd":"ota"}"#).await;
+    publish(
+        &owner,
+        &mut events,
+        &format!("vesper/{sn}/control"),
+        r#"{"cmd":"ota"}"#,
+    )
+    .await;
     let at = device.wait_line(
         at,
         "vesper: error what=ota cannot fetch latest.json (http -1)",
         Duration::from_secs(20),
     );
-    assert!(!device.console()[at..].iter().any(|l| l.contains("ota update")));
+    assert!(
+        !device.console()[at..]
+            .iter()
+            .any(|l| l.contains("ota update"))
+    );
     drop(device);
 
     // The broker on the same port with another certificate: the board never logs in.
-    let Bench { app, broker, tls_port, nginx: _nginx, work: _work, broker_cert } = bench;
+    let Bench {
+        app,
+        broker,
+        tls_port,
+        nginx: _nginx,
+        work: _work,
+        broker_cert,
+    } = bench;
     let port = broker.port;
     drop(broker);
     let other = ServerCert::new(None);
     assert_ne!(other.cert_pem, broker_cert.cert_pem);
-    let _impostor = Mosquitto::start_tls(port, tls_port, app.auth_port(), &other.cert_pem, &other.key_pem);
+    let _impostor = Mosquitto::start_tls(
+        port,
+        tls_port,
+        app.auth_port(),
+        &other.cert_pem,
+        &other.key_pem,
+    );
     let mut args = args;
     let flash = args.iter().position(|a| a == "--flash").unwrap() + 1;
     args[flash].push_str(".second");
@@ -535,26 +623,49 @@ async fn servers_the_board_cannot_verify_are_refused_for_mqtt_and_for_updates() 
         "vesper: error what=mqtt unreachable (ESP_ERR_MBEDTLS_SSL_HANDSHAKE_FAILED)",
         Duration::from_secs(20),
     );
-    assert!(!device.console().iter().any(|l| l == "vesper: mqtt connected"));
+    assert!(
+        !device
+            .console()
+            .iter()
+            .any(|l| l == "vesper: mqtt connected")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retained_reboot_is_ignored_and_a_slow_download_keeps_the_session() {
     let bench = bench("", Some("150k"), None).await;
     let (sn, args) = bench.board("24:0A:C4:00:01:05", "1.0.0", &[]).await;
-    let (owner, mut events) = bench.owner(&sn, "uid-owner", &format!("vesper/{sn}/#")).await;
+    let (owner, mut events) = bench
+        .owner(&sn, "uid-owner", &format!("vesper/{sn}/#"))
+        .await;
     // An old reboot order left retained on the control topic.
     let control = format!("vesper/{sn}/control");
     owner
-        .publish(&control, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, true, r#"{"cmd":"reboot"}"#)
+        .publish(
+            &control,
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            true,
+            r#"{"cmd":"reboot"}"#,
+        )
         .await
         .unwrap();
     received(&mut events, Duration::from_millis(300)).await;
     let device = Device::start(&args);
-    let at = device.wait_line(0, "vesper: control ignored reason=retained", Duration::from_secs(20));
+    let at = device.wait_line(
+        0,
+        "vesper: control ignored reason=retained",
+        Duration::from_secs(20),
+    );
     device.wait_line(at, "vesper: heartbeat sent", Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(device.console().iter().filter(|l| l.starts_with("vesper: boot ")).count(), 1);
+    assert_eq!(
+        device
+            .console()
+            .iter()
+            .filter(|l| l.starts_with("vesper: boot "))
+            .count(),
+        1
+    );
     assert!(!device.console().iter().any(|l| l == "vesper: reboot"));
     // Clear it, then a 1.5 MB release at 150 KB/s: about 10 s of download, during which the
     // session stays up (no will) and heartbeats go on.
@@ -563,28 +674,46 @@ async fn a_retained_reboot_is_ignored_and_a_slow_download_keeps_the_session() {
         .await
         .unwrap();
     let big = vesper::demo::app_image(1_500_000, "1.1.0");
-    publish_pio(&bench.app, &pio_build_with(bench.work.path(), &bench.app, "1.1.0", big), "1.1.0").await;
+    publish_pio(
+        &bench.app,
+        &pio_build_with(bench.work.path(), &bench.app, "1.1.0", big),
+        "1.1.0",
+    )
+    .await;
     received(&mut events, Duration::from_millis(300)).await;
     publish(&owner, &mut events, &control, r#"{"cmd":"ota"}"#).await;
-    let started = device.wait_line(0, "vesper: ota update from=1.0.0 to=1.1.0", Duration::from_secs(10));
+    let started = device.wait_line(
+        0,
+        "vesper: ota update from=1.0.0 to=1.1.0",
+        Duration::from_secs(10),
+    );
     let during = received(&mut events, Duration::from_secs(6)).await;
     assert!(
-        !device.console()[started..].iter().any(|l| l.starts_with("vesper: ota done")),
+        !device.console()[started..]
+            .iter()
+            .any(|l| l.starts_with("vesper: ota done")),
         "the download was not slow: {:?}",
         device.console()
     );
-    assert!(heartbeats(&during).len() >= 2, "heartbeats stopped during the download: {during:?}");
+    assert!(
+        heartbeats(&during).len() >= 2,
+        "heartbeats stopped during the download: {during:?}"
+    );
     assert!(
         !during.iter().any(|(_, p)| p == r#"{"online":false}"#),
         "the broker published the will: {during:?}"
     );
-    device.wait_line(started, "vesper: ota done fw=1.1.0", Duration::from_secs(40));
+    device.wait_line(
+        started,
+        "vesper: ota done fw=1.1.0",
+        Duration::from_secs(40),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_board_offline_past_offline_restart_s_restarts_itself() {
     let bench = bench(
-        "[[boards.nvs_extra]]\nkey = \"offline_restart_s\"\ntype = \"u32\"\nvalue = 4\n",
+        "[[boards.nvs_extra]]\nkey = \"offline_reset_s\"\ntype = \"u32\"\nvalue = 4\n",
         None,
         None,
     )
@@ -612,7 +741,8 @@ async fn a_missing_or_wrongly_typed_key_is_named_before_any_login() {
     std::fs::write(&app, vesper::demo::app_image(100_000, "1.0.0")).unwrap();
     let table_bin = dir.path().join("table.bin");
     let parsed =
-        vesper::partitions::PartitionTable::parse(&std::fs::read(&table).unwrap(), "table").unwrap();
+        vesper::partitions::PartitionTable::parse(&std::fs::read(&table).unwrap(), "table")
+            .unwrap();
     std::fs::write(&table_bin, parsed.to_bin().unwrap()).unwrap();
     for (port_line, expected) in [
         (
@@ -634,20 +764,29 @@ async fn a_missing_or_wrongly_typed_key_is_named_before_any_login() {
         )
         .unwrap();
         let nvs = dir.path().join("nvs.bin");
-        let out = crate::support::vesper(dir.path(), &[
-            "nvs",
-            "generate",
-            csv.to_str().unwrap(),
-            nvs.to_str().unwrap(),
-            "--size",
-            "0x6000",
-        ]);
+        let out = crate::support::vesper(
+            dir.path(),
+            &[
+                "nvs",
+                "generate",
+                csv.to_str().unwrap(),
+                nvs.to_str().unwrap(),
+                "0x6000",
+            ],
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         let flash = dir.path().join(format!("flash-{}", port_line.len()));
         let args: Vec<String> = [
-            "--flash", flash.to_str().unwrap(), "--table", table_bin.to_str().unwrap(),
-            "--nvs", nvs.to_str().unwrap(), "--app", app.to_str().unwrap(),
-            "--wifi", "bench:pw",
+            "--flash",
+            flash.to_str().unwrap(),
+            "--table",
+            table_bin.to_str().unwrap(),
+            "--nvs",
+            nvs.to_str().unwrap(),
+            "--app",
+            app.to_str().unwrap(),
+            "--wifi",
+            "bench:pw",
         ]
         .iter()
         .map(|s| s.to_string())

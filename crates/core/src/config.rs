@@ -16,11 +16,11 @@ mod deploy;
 mod mail;
 mod network;
 pub use deploy::Deploy;
-pub use network::{DeviceNetworkConfig, WIFI_PASSWORD_ENV, Wifi};
 pub use mail::{
     Alerts, Mail, MailProvider, RESEND_BASE_URL, RESEND_KEY_ENV, Resend, SMTP_PASSWORD_ENV, Smtp,
     SmtpTls,
 };
+pub use network::{DeviceNetworkConfig, WIFI_PASSWORD_ENV, Wifi};
 
 use crate::ReadFile;
 use crate::acl::Topics;

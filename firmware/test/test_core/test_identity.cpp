@@ -66,7 +66,7 @@ TEST_CASE("identity: optional keys are read with their types") {
     auto s = good();
     s.strings["mqtt_ca"] = "-----BEGIN CERTIFICATE-----";
     s.numbers["ota_confirm_s"] = {NvsType::U32, 20};
-    s.numbers["offline_restart_s"] = {NvsType::U32, 90};
+    s.numbers["offline_reset_s"] = {NvsType::U32, 90};
     s.numbers["heartbeat_s"] = {NvsType::U32, 2};
     s.numbers["factory_test"] = {NvsType::U8, 1};
     const auto read = read_identity(s);

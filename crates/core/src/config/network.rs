@@ -107,19 +107,36 @@ pub(super) fn validate_network(
 ) -> Result<DeviceNetworkConfig, Invalid> {
     let text = |key: &str, path: &Path| -> Result<String, Invalid> {
         let path = base.join(path);
-        let bytes = read(&path).map_err(|e| (key.to_owned(), format!("cannot read {}: {e}", path.display())))?;
-        String::from_utf8(bytes).map_err(|_| (key.to_owned(), format!("{} is not UTF-8 text", path.display())))
+        let bytes = read(&path).map_err(|e| {
+            (
+                key.to_owned(),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        String::from_utf8(bytes).map_err(|_| {
+            (
+                key.to_owned(),
+                format!("{} is not UTF-8 text", path.display()),
+            )
+        })
     };
     let pem = |key: &str, path: Option<PathBuf>| -> Result<Option<String>, Invalid> {
         let Some(path) = path else { return Ok(None) };
         let pem = text(key, &path)?;
         if !pem.contains("-----BEGIN CERTIFICATE-----") {
-            return Err((key.to_owned(), format!("{} holds no PEM certificate", path.display())));
+            return Err((
+                key.to_owned(),
+                format!("{} holds no PEM certificate", path.display()),
+            ));
         }
         if pem.len() > MAX_NVS_STRING {
             return Err((
                 key.to_owned(),
-                format!("{} is {} bytes; an NVS string holds at most {MAX_NVS_STRING}", path.display(), pem.len()),
+                format!(
+                    "{} is {} bytes; an NVS string holds at most {MAX_NVS_STRING}",
+                    path.display(),
+                    pem.len()
+                ),
             ));
         }
         Ok(Some(pem))
@@ -136,12 +153,18 @@ pub(super) fn validate_network(
                     let password = text("wifi.password_file", &path)?;
                     let password = password.trim_end_matches(['\r', '\n']).to_owned();
                     if password.len() > 64 {
-                        return Err(("wifi.password_file".into(), "the password is longer than 64 bytes".into()));
+                        return Err((
+                            "wifi.password_file".into(),
+                            "the password is longer than 64 bytes".into(),
+                        ));
                     }
                     Some(password)
                 }
             };
-            Some(Wifi { ssid: raw.ssid, password })
+            Some(Wifi {
+                ssid: raw.ssid,
+                password,
+            })
         }
     };
     Ok(DeviceNetworkConfig {

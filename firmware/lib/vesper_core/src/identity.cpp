@@ -120,14 +120,14 @@ IdentityRead read_identity(const KeyValueSource& source) {
     optional_text("mqtt_ca", id.mqtt_ca, 3968);
     optional_text("ota_ca", id.ota_ca, 3968);
     optional_number("ota_confirm_s", NvsType::U32, id.ota_confirm_s);
-    optional_number("offline_restart_s", NvsType::U32, id.offline_restart_s);
+    optional_number("offline_reset_s", NvsType::U32, id.offline_restart_s);
     optional_number("heartbeat_s", NvsType::U32, id.heartbeat_s);
     std::uint8_t factory = 0;
     optional_number("factory_test", NvsType::U8, factory);
     id.factory_test = factory == 1;
     if (id.heartbeat_s == 0) problem("heartbeat_s", "is 0");
     if (id.ota_confirm_s == 0) problem("ota_confirm_s", "is 0");
-    if (id.offline_restart_s == 0) problem("offline_restart_s", "is 0");
+    if (id.offline_restart_s == 0) problem("offline_reset_s", "is 0");
     if (read.problems.empty()) read.identity = std::move(id);
     return read;
 }

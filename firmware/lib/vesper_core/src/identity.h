@@ -44,6 +44,8 @@ struct Identity {
     // empty: the built-in certificate bundle.
     std::string mqtt_ca, ota_ca;
     std::uint32_t ota_confirm_s = kDefaultOtaConfirmSeconds;
+    // NVS key `offline_reset_s`: DESIGN.md's `offline_restart_s` has 17 characters, and an NVS
+    // key holds at most 15 (nvs_flash: NVS_KEY_NAME_MAX_SIZE 16 with the NUL).
     std::uint32_t offline_restart_s = kDefaultOfflineRestartSeconds;
     std::uint32_t heartbeat_s = kDefaultHeartbeatSeconds;
     bool factory_test = false;
