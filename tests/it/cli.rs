@@ -609,7 +609,7 @@ fn nvs_device_builds_the_image_for_the_board_of_the_serial_number() {
         find("mqtt_port"),
         Some(ItemValue::Int {
             ty: vesper::nvs::ItemType::U16,
-            value: 1883
+            value: 8883
         })
     );
     assert_eq!(

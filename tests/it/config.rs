@@ -23,9 +23,25 @@ fn init_writes_a_folder_that_works_on_its_own() {
         std::fs::read_to_string(support::root().join("config.toml.example")).unwrap()
     );
 
+    // Without the Wi-Fi password no board would come online: refused, with what to do.
     let check = vesper(dir.path(), &["config", "check"]);
+    assert!(!check.status.success());
+    assert!(
+        stdout(&check).contains("wifi     PROBLEM: wifi.password is not set: put it in a file named by wifi.password_file (mode 0600) or in $VESPER_WIFI_PASSWORD"),
+        "{}",
+        stdout(&check)
+    );
+    let check = support::vesper_env(
+        dir.path(),
+        &["config", "check"],
+        &[("VESPER_WIFI_PASSWORD", "bench wifi")],
+    );
     assert!(check.status.success(), "{}", stderr(&check));
     let text = stdout(&check);
+    assert!(
+        text.contains("wifi     vesper-bench (password set)"),
+        "{text}"
+    );
     assert!(
         text.contains("bellcore-v1") && text.contains("BC01") && text.contains("nvs 0x9000+0x4000"),
         "{text}"
@@ -214,7 +230,7 @@ fn validation_errors_name_the_key() {
             "nvs_partition = \"otadata\"",
             "boards[0].nvs_partition: partition `otadata`",
         ),
-        ("port = 1883", "port = 0", "mqtt.port"),
+        ("port = 8883", "port = 0", "mqtt.port"),
         (
             "data = \"vesper/{sn}/data\"",
             "data = \"vesper/data\"",

@@ -340,7 +340,11 @@ async fn starttls_with_the_test_certificate_and_a_password_file_logs_in_before_s
         &[],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    let check = vesper_env(dir.path(), &["config", "check"], &[]);
+    let check = vesper_env(
+        dir.path(),
+        &["config", "check"],
+        &[("VESPER_WIFI_PASSWORD", "bench wifi")],
+    );
     assert!(check.status.success(), "{}", stderr(&check));
     assert!(
         stdout(&check).contains(&format!("mail     smtp 127.0.0.1:{} (STARTTLS)", smtp.port)),
@@ -954,7 +958,11 @@ fn vesper_mail_test_writes_an_eml_with_the_files_provider_and_config_check_repor
         "user = \"vesper\"\npassword_file = \"missing.pass\"\n",
     );
     write_config_with(dir.path(), "http://127.0.0.1:9/jwks", &smtp);
-    let out = vesper_env(dir.path(), &["config", "check"], &[]);
+    let out = vesper_env(
+        dir.path(),
+        &["config", "check"],
+        &[("VESPER_WIFI_PASSWORD", "bench wifi")],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stdout(&out).contains("mail     PROBLEM: cannot read the SMTP password from"),

@@ -1073,7 +1073,7 @@ fn a_verifying_slot_shows_the_firmwares_own_console_lines_over_boot_noise() {
     let job = verifying_slot(&mut app);
     for line in [
         "ets Jul 29 2019 12:21:46",
-        "vesper: boot sn=PV-26A18-BC02R-X7KQA hw=BC02 fw=1.0.1",
+        "vesper: boot sn=PV-26A18-BC02R-X7KQA hw=BC02 fw=1.0.1 mac=24:0A:C4:12:34:56 chip=esp32",
         "I (210) wifi: mac 24:0a:c4:12:34:56",
         "vesper: wifi connected ip=10.0.0.7",
         "I (300) phy: calibration done",
