@@ -1035,3 +1035,63 @@ async fn publish_from_a_platformio_build_names_what_is_missing() {
     );
     app.stop().await;
 }
+
+/// A release whose app says another version (its `esp_app_desc_t`) than the one published, or
+/// another project than the board's releases so far, is refused before anything is written: every
+/// board would download it and refuse it.
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_refuses_an_app_whose_own_description_is_not_the_release() {
+    let app = App::start().await;
+    let work = tempfile::tempdir().unwrap();
+    publish_pio(&app, &pio_build(work.path(), &app, "1.0.0"), "1.0.0").await;
+    let run = |build: PathBuf, version: &str| {
+        let core = build.parent().unwrap().join("platformio-core");
+        let tools = core.join("packages/framework-arduinoespressif32/tools/partitions");
+        std::fs::create_dir_all(&tools).unwrap();
+        std::fs::write(tools.join("boot_app0.bin"), vec![0xFF; 0x2000]).unwrap();
+        vesper_env(
+            app.dir(),
+            &[
+                "firmware",
+                "publish",
+                "bellcore-v2",
+                version,
+                "--pio",
+                build.to_str().unwrap(),
+            ],
+            &[("PLATFORMIO_CORE_DIR", core.to_str().unwrap())],
+        )
+    };
+    // Built as 1.0.1, published as 1.0.2.
+    let mislabelled = pio_build_with(
+        work.path(),
+        &app,
+        "1.0.2",
+        vesper::demo::app_image(300_000, "1.0.1"),
+    );
+    let out = run(mislabelled, "1.0.2");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "the app says it is version `1.0.1` (its esp_app_desc_t), not 1.0.2: boards refuse such an update; build it as 1.0.2"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Another project's app (its project_name field, byte 32 + 48 of the image).
+    let mut foreign = vesper::demo::app_image(300_000, "1.0.3");
+    foreign[80..80 + 12].copy_from_slice(b"other-board\0");
+    let out = run(pio_build_with(work.path(), &app, "1.0.3", foreign), "1.0.3");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "the app is project `other-board`, but board bellcore-v2's releases are project `vesper-demo`"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let ota = app.config().serve.ota_root.join("bellcore-v2");
+    assert!(!ota.join("v1.0.2").exists() && !ota.join("v1.0.3").exists());
+    let latest = std::fs::read_link(ota.join("latest")).unwrap();
+    assert_eq!(latest, Path::new("v1.0.0"));
+}

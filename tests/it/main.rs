@@ -19,6 +19,7 @@ mod deploy_hook;
 mod deploy_nginx;
 mod doctor;
 mod embedded_broker;
+mod firmware_build;
 mod firmware_device;
 mod flashing;
 mod goauth_conformance;

@@ -61,6 +61,18 @@ pub enum FirmwareError {
     AppCount(usize),
     #[error("manifest {path} is unreadable: {message}")]
     Manifest { path: PathBuf, message: String },
+    #[error(
+        "the app says it is version `{image}` (its esp_app_desc_t), not {release}: boards refuse such an update; build it as {release}"
+    )]
+    AppVersion { image: String, release: String },
+    #[error(
+        "the app is project `{image}`, but board {board}'s releases are project `{current}`: is it another board's build?"
+    )]
+    AppProject {
+        image: String,
+        board: String,
+        current: String,
+    },
 }
 
 /// A part to publish: a file and where it goes (`None`: inferred from its name).
@@ -293,6 +305,7 @@ pub fn publish(
     check_version(version)?;
     let (placed, app) = place(board, specs)?;
     let dir = board_dir(ota_root, &board.name);
+    check_app_identity(&dir, &board.name, version, &placed[app].bytes)?;
     let release = dir.join(format!("v{version}"));
     if release.exists() {
         return Err(FirmwareError::Exists {
@@ -367,6 +380,39 @@ pub fn publish(
     }
     sync_dir(&dir).map_err(write_err(&dir))?;
     Ok(manifest)
+}
+
+/// A board checks an update's own `esp_app_desc_t` before it switches to it (DESIGN.md section
+/// 3): an app whose description names another version, or another project than the board's
+/// releases so far, would be downloaded by every board and refused by each. Refused here first.
+fn check_app_identity(
+    board_dir: &Path,
+    board: &str,
+    version: &str,
+    app: &[u8],
+) -> Result<(), FirmwareError> {
+    let Some(described) = vesper_core::firmware::app_description(app) else {
+        return Ok(());
+    };
+    if described.version != version {
+        return Err(FirmwareError::AppVersion {
+            image: described.version,
+            release: version.to_owned(),
+        });
+    }
+    let latest = std::fs::read(board_dir.join("latest").join(OTA_FILE)).ok();
+    if let Some(current) = latest
+        .as_deref()
+        .and_then(vesper_core::firmware::app_description)
+        && current.project_name != described.project_name
+    {
+        return Err(FirmwareError::AppProject {
+            image: described.project_name,
+            board: board.to_owned(),
+            current: current.project_name,
+        });
+    }
+    Ok(())
 }
 
 /// Writes one file of a staged release: a temporary file, synced, renamed into place.

@@ -157,23 +157,40 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The version an ESP-IDF app image carries in its `esp_app_desc_t` (after the 24-byte image
-/// header and the first 8-byte segment header: magic 0xABCD5432, then `char version[32]` at
-/// byte 16), as `esp_app_get_description()` reads it; `None` for images without one.
-pub fn app_version(image: &[u8]) -> Option<String> {
+/// What an ESP-IDF app image says about itself: the `esp_app_desc_t` after the 24-byte image
+/// header and the first 8-byte segment header (magic 0xABCD5432, `char version[32]` at byte 16,
+/// `char project_name[32]` at byte 48), as `esp_app_get_description()` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppDescription {
+    pub version: String,
+    pub project_name: String,
+}
+
+/// The app description of `image`; `None` for images without one.
+pub fn app_description(image: &[u8]) -> Option<AppDescription> {
     const DESC_AT: usize = 24 + 8;
     const DESC_MAGIC: u32 = 0xABCD_5432;
     if image.first() != Some(&IMAGE_MAGIC) {
         return None;
     }
-    let desc = image.get(DESC_AT..DESC_AT + 48)?;
+    let desc = image.get(DESC_AT..DESC_AT + 80)?;
     if u32::from_le_bytes(desc[..4].try_into().ok()?) != DESC_MAGIC {
         return None;
     }
-    let field = &desc[16..48];
-    let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-    let version = std::str::from_utf8(&field[..len]).ok()?;
-    (!version.is_empty()).then(|| version.to_owned())
+    let text = |field: &[u8]| -> Option<String> {
+        let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        std::str::from_utf8(&field[..len]).ok().map(str::to_owned)
+    };
+    let version = text(&desc[16..48])?;
+    (!version.is_empty()).then_some(AppDescription {
+        version,
+        project_name: text(&desc[48..80])?,
+    })
+}
+
+/// The version an ESP-IDF app image carries in its `esp_app_desc_t`; `None` for images without one.
+pub fn app_version(image: &[u8]) -> Option<String> {
+    app_description(image).map(|d| d.version)
 }
 
 /// Where a part goes on `board`, from its file name as ESP-IDF and PlatformIO builds name them:
