@@ -439,6 +439,34 @@ async fn the_shipped_firmware_logs_in_over_tls_and_its_acknowledged_heartbeat_pr
             .log()
             .contains(&format!("Received PUBLISH from {sn} (d0, q1, r0, m"))
     );
+
+    // Revoked: the plugin disconnects it at once, and its next login is refused.
+    let from = device.console().len();
+    let revoked = Instant::now();
+    let r = bench
+        .app
+        .post(
+            &format!("/manufacturing/devices/{sn}/status"),
+            &bench.app.admin,
+            json!({ "status": "revoked" }),
+        )
+        .await;
+    assert!(r.status().is_success());
+    let cut = device.wait_line(
+        from,
+        "vesper: error what=mqtt disconnected",
+        Duration::from_secs(5),
+    );
+    assert!(
+        revoked.elapsed() < Duration::from_secs(2),
+        "cut off after {:?}",
+        revoked.elapsed()
+    );
+    device.wait_line(
+        cut,
+        "vesper: error what=mqtt refused (not authorised)",
+        Duration::from_secs(15),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
