@@ -1,18 +1,21 @@
-//! Benchmark: a device's login, through the real broker path (mosquitto + the vesper plugin +
-//! `vesper serve`, its heartbeat listener connected), as the firmware's own core does it
-//! (`vesper-device --once`: read the NVS image, connect with the last will, publish the online
-//! status, one QoS 1 heartbeat acknowledged, disconnect), against Eclipse's `mosquitto_pub` doing
-//! the least a device can (connect, one QoS 1 publish, disconnect) with the same credentials.
-//! Both are one process per device, one after another, each device's first login (the plugin
-//! asks the backend); `DEVICE_RUNS` (default 200) each. Then every device of both sets must be
-//! provisioned by its heartbeat. Not a timed test.
+//! Benchmark: a device's first login and heartbeat over TLS, through the real broker path
+//! (mosquitto with a TLS listener + the vesper plugin + `vesper serve`, its heartbeat listener
+//! connected), until the registry has the device `provisioned`: as the shipped firmware does it
+//! (`vesper-device`, which is `firmware/src/main.cpp` on the host board, built without sanitizers,
+//! flashed beforehand with `--write-only`, then timed from power-on: the bootloader's image check,
+//! NVS read, Wi-Fi join, TLS with the broker verified, login with the last will,
+//! retained online status, subscription, QoS 1 heartbeat), against Eclipse's `mosquitto_pub`
+//! doing the least a device can (TLS with the same CA, login, one QoS 1 publish) with the same
+//! credentials. Both are one process per device, one after another, each device's first login
+//! (the plugin asks the backend); `DEVICE_RUNS` (default 200) each. Not a timed test.
 //!
-//! The broker runs with the shipped `set_tcp_nodelay true` (without it, p50 55 ms instead of 11:
-//! the broker's second small answer waits for the device's delayed ACK). The runner's process
-//! start is measured alone too: it links libcurl (for OTA) and its 30-odd libraries.
+//! The broker runs with the shipped `set_tcp_nodelay true`. The firmware's process start is
+//! measured alone too (`--help`).
 //!
-//! Needs the release plugin and the host runner: `scripts/bench` builds both.
+//! Needs the release plugin and the firmware's host build without sanitizers
+//! (`firmware/build-release`): `scripts/bench` builds both.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 use vesper::config::{Broker, Config, Machine};
 use vesper::credentials::MasterSecret;
 use vesper::model::{FlashReport, NewBatch, Status};
+use vesper::nvs::{DeviceNetwork, DeviceNvs};
 use vesper::server::{self, ServeOptions};
 
 #[path = "support/broker.rs"]
@@ -28,6 +32,7 @@ use broker::{free_port, mosquitto};
 
 const RUNS: usize = 200;
 const SECRET: &str = "vesper-bench-secret-0123456789abcdef";
+const WIFI: (&str, &str) = ("bench", "bench wifi");
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -42,8 +47,9 @@ fn existing(paths: &[&str]) -> PathBuf {
 }
 
 /// mosquitto with the plugin asking the backend's auth listener, with the shipped settings
-/// (local ACL; TCP_NODELAY from `support/broker.rs`).
-fn broker_with_plugin(dir: &Path, port: u16, auth_port: u16) -> Child {
+/// (local ACL; TCP_NODELAY from `support/broker.rs`): plain `port` for the backend's heartbeat
+/// listener, TLS `tls_port` for devices.
+fn broker_with_plugin(dir: &Path, port: u16, tls_port: u16, auth_port: u16) -> Child {
     let plugin = std::fs::canonicalize(existing(&[
         "target/release/libvesper_mosquitto.so",
         "target/debug/libvesper_mosquitto.so",
@@ -54,44 +60,38 @@ fn broker_with_plugin(dir: &Path, port: u16, auth_port: u16) -> Child {
         "plugin",
         port,
         &format!(
-            "plugin {}\nplugin_opt_http_host 127.0.0.1\n\
+            "listener {tls_port} 127.0.0.1\ncertfile {d}/cert.pem\nkeyfile {d}/key.pem\n\
+             plugin {}\nplugin_opt_http_host 127.0.0.1\n\
              plugin_opt_http_port {auth_port}\nplugin_opt_http_getuser_uri /mqtt/auth/user\n\
              plugin_opt_http_aclcheck_uri /mqtt/auth/acl\nplugin_opt_http_timeout 2\n\
              plugin_opt_local_acl true\nplugin_opt_service_account vesper-backend\n\
              plugin_opt_topic_data vesper/{{sn}}/data\nplugin_opt_topic_status vesper/{{sn}}/status\n\
              plugin_opt_topic_control vesper/{{sn}}/control\n",
-            plugin.display()
+            plugin.display(),
+            d = dir.display(),
         ),
     )
-}
-
-/// Runs `command` and returns how long it took; it must succeed. Cargo's LD_LIBRARY_PATH (the
-/// build folders) is dropped, so the loader searches only the system's, as on a deployment.
-fn timed(command: &mut Command) -> f64 {
-    command.env_remove("LD_LIBRARY_PATH");
-    let start = Instant::now();
-    let out = command.output().expect("run");
-    let took = start.elapsed().as_secs_f64() * 1000.0;
-    assert!(
-        out.status.success(),
-        "{:?}: {}{}",
-        command,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
 }
 
 fn summary(name: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);
     let total: f64 = ms.iter().sum();
     println!(
-        "  {name:<44} p50 {:6.2} ms   p99 {:6.2} ms   mean {:6.2} ms   {:5.1} devices/s",
+        "  {name:<52} p50 {:6.2} ms   p99 {:6.2} ms   mean {:6.2} ms   {:5.1} devices/s",
         percentile(&ms, 0.5),
         percentile(&ms, 0.99),
         total / ms.len() as f64,
         ms.len() as f64 * 1000.0 / total
     );
+}
+
+/// Polls the registry until `sn` is provisioned (every 1 ms; at most 10 s).
+async fn until_provisioned(store: &std::sync::Arc<dyn vesper::registry::Store>, sn: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.device(sn).await.unwrap().status != Status::Provisioned {
+        assert!(Instant::now() < deadline, "{sn} was not provisioned");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 #[tokio::main]
@@ -100,13 +100,18 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(RUNS);
-    let runner = std::fs::canonicalize(existing(&["firmware/build/vesper-device"])).unwrap();
+    let firmware =
+        std::fs::canonicalize(existing(&["firmware/build-release/vesper-device"])).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let machine = Machine {
         station_name: "bench".into(),
         firmware_cache: dir.path().join("cache"),
     };
-    let broker_port = free_port();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let (broker_port, tls_port) = (free_port(), free_port());
     let mut config = Config::example_at(&dir.path().join("config.toml"), &machine);
     config.serve.broker = Some(Broker {
         host: "127.0.0.1".into(),
@@ -123,9 +128,10 @@ async fn main() {
     let running = server::start(config, secret.clone(), &options)
         .await
         .unwrap();
-    let mut broker = broker_with_plugin(dir.path(), broker_port, running.auth_addr.port());
-    let registry = running.state.store.clone();
-    let batch = registry
+    let mut broker =
+        broker_with_plugin(dir.path(), broker_port, tls_port, running.auth_addr.port());
+    let store = running.state.store.clone();
+    let batch = store
         .create_batch(
             &NewBatch {
                 board: &board,
@@ -145,101 +151,116 @@ async fn main() {
             station: "bench".into(),
             force: false,
         };
-        registry
+        store
             .flashed(d.serial_number.as_str(), &report, "bench")
             .await
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(1)).await; // the heartbeat listener logs in
     let (firmware_set, peer_set) = batch.devices.split_at(runs);
+    let table = dir.path().join("table.bin");
+    std::fs::write(&table, board.table.to_bin().unwrap()).unwrap();
+    let app = dir.path().join("app.bin");
+    std::fs::write(&app, vesper::demo::app_image(300_000, "1.0.0")).unwrap();
 
-    let address = format!("127.0.0.1:{broker_port}");
-    let firmware_ms = tokio::task::spawn_blocking({
-        let (devices, dir, board, secret) = (
-            firmware_set.to_vec(),
-            dir.path().to_owned(),
-            board.clone(),
-            secret.clone(),
+    let mut firmware_ms = Vec::with_capacity(runs);
+    for (i, d) in firmware_set.iter().enumerate() {
+        let sn: vesper::serial::SerialNumber = d.serial_number.parse().unwrap();
+        let password = secret.device_password(&sn);
+        let image = vesper::nvs::device_image(
+            u64::from(board.nvs.size),
+            &DeviceNvs {
+                serial_number: &sn,
+                hw_type: board.hw_type.as_str(),
+                hw_version: board.hw_version.as_str(),
+                mqtt_pass: &password,
+                mqtt_host: "127.0.0.1",
+                mqtt_port: tls_port,
+                network: DeviceNetwork {
+                    wifi_ssid: Some(WIFI.0),
+                    wifi_pass: Some(WIFI.1),
+                    mqtt_ca: Some(&cert_pem),
+                    ota_ca: None,
+                },
+                extra: &board.nvs_extra,
+            },
+        )
+        .unwrap();
+        let nvs = dir.path().join("nvs.bin");
+        std::fs::write(&nvs, image).unwrap();
+        // Flashed first (untimed), as the station does; then powered on.
+        let flash = dir.path().join(format!("flash-{i}.bin"));
+        let written = Command::new(&firmware)
+            .args([
+                "--flash",
+                flash.to_str().unwrap(),
+                "--table",
+                table.to_str().unwrap(),
+            ])
+            .args([
+                "--nvs",
+                nvs.to_str().unwrap(),
+                "--app",
+                app.to_str().unwrap(),
+            ])
+            .arg("--write-only")
+            .status()
+            .expect("run vesper-device");
+        assert!(written.success());
+        let start = Instant::now();
+        let mut child = Command::new(&firmware)
+            .args(["--flash", flash.to_str().unwrap()])
+            .args(["--wifi", &format!("{}:{}", WIFI.0, WIFI.1)])
+            .env_remove("LD_LIBRARY_PATH")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run vesper-device");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let said = tokio::task::spawn_blocking(move || {
+            out.lines()
+                .map_while(Result::ok)
+                .find(|l| l.starts_with("vesper: heartbeat sent") || l.starts_with("vesper: error"))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            said.as_deref().map(str::trim_end),
+            Some("vesper: heartbeat sent"),
+            "{sn}"
         );
-        move || {
-            devices
-                .iter()
-                .map(|d| {
-                    let sn = d.serial_number.parse().unwrap();
-                    let image = vesper::demo::device_image(&board, &secret, &sn);
-                    let nvs = dir.join("nvs.bin");
-                    std::fs::write(&nvs, image).unwrap();
-                    timed(Command::new(&runner).args([
-                        "--nvs",
-                        nvs.to_str().unwrap(),
-                        "--broker",
-                        &address,
-                        "--fw",
-                        "1.0.0",
-                        "--once",
-                    ]))
-                })
-                .collect::<Vec<_>>()
-        }
-    })
-    .await
-    .unwrap();
-    let peer_ms = tokio::task::spawn_blocking({
-        let (devices, secret) = (peer_set.to_vec(), secret.clone());
-        move || {
-            devices
-                .iter()
-                .map(|d| {
-                    let sn = d.serial_number.as_str();
-                    let password = secret.device_password(&sn.parse().unwrap());
-                    timed(Command::new("mosquitto_pub").args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &broker_port.to_string(),
-                        "-V",
-                        "mqttv311",
-                        "-i",
-                        sn,
-                        "-u",
-                        sn,
-                        "-P",
-                        password.expose(),
-                        "-q",
-                        "1",
-                        "-t",
-                        &format!("vesper/{sn}/data"),
-                        "-m",
-                        r#"{"type":"heartbeat","fw":"1.0.0","uptime":1}"#,
-                    ]))
-                })
-                .collect::<Vec<_>>()
-        }
-    })
-    .await
-    .unwrap();
-
-    // Every heartbeat of both sets provisioned its device.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let provisioned = registry
-            .stats()
-            .await
-            .unwrap()
-            .by_status
-            .get(Status::Provisioned);
-        if provisioned == 2 * runs as i64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{provisioned} of {} provisioned",
-            2 * runs
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        until_provisioned(&store, sn.as_str()).await;
+        firmware_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&flash);
     }
-    // What starting each process costs alone (loading its libraries): the host runner links
-    // libcurl (for OTA) and its 30-odd libraries, mosquitto_pub only libmosquitto and OpenSSL.
+    let mut peer_ms = Vec::with_capacity(runs);
+    for d in peer_set {
+        let sn = d.serial_number.as_str().to_owned();
+        let password = secret.device_password(&sn.parse().unwrap());
+        let start = Instant::now();
+        let status = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &tls_port.to_string(),
+                "-V",
+                "mqttv311",
+            ])
+            .args(["--cafile", dir.path().join("cert.pem").to_str().unwrap()])
+            .args(["-i", &sn, "-u", &sn, "-P", password.expose(), "-q", "1"])
+            .args(["-t", &format!("vesper/{sn}/data")])
+            .args(["-m", r#"{"type":"heartbeat","fw":"1.0.0","uptime":1}"#])
+            .env_remove("LD_LIBRARY_PATH")
+            .status()
+            .expect("run mosquitto_pub");
+        assert!(status.success(), "mosquitto_pub for {sn}");
+        until_provisioned(&store, &sn).await;
+        peer_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    // What starting each process costs alone (loading its libraries).
     let start_only = |program: &Path, arg: &str| -> Vec<f64> {
         (0..runs)
             .map(|_| {
@@ -256,14 +277,16 @@ async fn main() {
             })
             .collect()
     };
-    let runner = std::fs::canonicalize("firmware/build/vesper-device").unwrap();
-    let firmware_start = start_only(&runner, "--help");
+    let firmware_start = start_only(&firmware, "--help");
     let peer_start = start_only(Path::new("mosquitto_pub"), "--help");
     println!(
-        "one device's first login and heartbeat through mosquitto + plugin + vesper serve, {runs} devices each, one process per device:"
+        "one device's first login and heartbeat over TLS through mosquitto + plugin + vesper serve, until provisioned in the registry, {runs} devices each, one process per device:"
     );
-    summary("vesper-device --once (the firmware core)", firmware_ms);
-    summary("mosquitto_pub -q 1 (Eclipse's client)", peer_ms);
+    summary(
+        "vesper-device (the shipped firmware, src/main.cpp)",
+        firmware_ms,
+    );
+    summary("mosquitto_pub -q 1 --cafile (Eclipse's client)", peer_ms);
     println!("process start alone:");
     summary("vesper-device --help", firmware_start);
     summary("mosquitto_pub --help", peer_start);

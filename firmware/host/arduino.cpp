@@ -43,7 +43,6 @@ bool WiFiClass::mode(wifi_mode_t) { return true; }
 wl_status_t WiFiClass::begin(const char* ssid, const char* passphrase) {
     auto& board = vesper::host::Board::get();
     const auto& o = board.options();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // scan, authenticate, DHCP
     if (board.radio_broken() || o.wifi_ssid.empty() || o.wifi_ssid != ssid) {
         g_status = WL_NO_SSID_AVAIL;
     } else if (o.wifi_pass != (passphrase == nullptr ? "" : passphrase)) {

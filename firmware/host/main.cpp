@@ -29,7 +29,7 @@ namespace {
 const char* kUsage =
     "usage: vesper-device --flash FLASH.bin [--table TABLE.bin] [--nvs NVS.bin] [--app APP.bin]\n"
     "                     [--wifi SSID:PASSWORD] [--ota-base URL] [--board NAME] [--mac AA:BB:CC:DD:EE:FF]\n"
-    "                     [--rssi DBM] [--clock-start-ms N]\n"
+    "                     [--rssi DBM] [--clock-start-ms N] [--write-only]\n"
     "\n"
     "Runs the Vesper firmware (firmware/src/main.cpp) on this machine, on a host board that stands\n"
     "in for an ESP32: a file-backed 4 MiB flash, one Wi-Fi access point, a virtual clock. Console\n"
@@ -48,6 +48,8 @@ const char* kUsage =
     "  --rssi DBM            the access point's signal (default -55)\n"
     "  --clock-start-ms N    start the clock at N ms instead of 0 on this power-on (e.g. just below\n"
     "                        2^32 to cross millis()'s wrap)\n"
+    "  --write-only          write --table, --nvs and --app into the flash and exit without booting\n"
+    "                        (a station flashing a board that is not powered yet)\n"
     "\n"
     "Exit codes: 2 bad command line, 3 the flash holds nothing to boot.\n";
 
@@ -94,11 +96,16 @@ int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     vesper::host::BoardOptions options;
     options.argv.push_back(argv[0]);
+    bool write_only = false;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
             std::cout << kUsage;
             return 0;
+        }
+        if (arg == "--write-only") {
+            write_only = true;
+            continue;
         }
         if (i + 1 >= argc) return usage_error(arg.rfind("--", 0) == 0 ? arg + " needs a value" : "unknown argument `" + arg + "`");
         const std::string value = argv[++i];
@@ -144,6 +151,7 @@ int main(int argc, char** argv) {
         std::cout << "E (0) boot: " << error << "\r\n";
         return 3;
     }
+    if (write_only) return 0;
     const auto running = vesper::host::boot_select(error);
     if (!running) {
         std::cout << error << "\r\n";

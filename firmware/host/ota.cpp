@@ -15,6 +15,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <set>
 
 #include "board.h"
 #include "nvs_image.h"
@@ -121,9 +122,16 @@ std::size_t verified_length(const std::vector<std::uint8_t>& image) {
     return end;
 }
 
+// Partitions whose image was verified since they were last written: a boot and the first
+// esp_ota_set_boot_partition() of the same app need not hash it twice.
+std::set<std::uint32_t> g_verified;
+
 bool bootable(const esp_partition_t* p) {
     if (p == nullptr) return false;
-    return verified_length(Board::get().read(p->address, p->size)) != 0;
+    if (g_verified.count(p->address) != 0) return true;
+    const bool ok = verified_length(Board::get().read(p->address, p->size)) != 0;
+    if (ok) g_verified.insert(p->address);
+    return ok;
 }
 
 const esp_partition_t* g_running = nullptr;
@@ -230,6 +238,7 @@ esp_err_t esp_ota_begin(const esp_partition_t* partition, size_t image_size, esp
                                     ? partition->size
                                     : static_cast<std::uint32_t>((image_size + kSector - 1) / kSector * kSector);
     Board::get().erase(partition->address, erase);
+    g_verified.erase(partition->address);
     g_writing = {partition, 0, true};
     *out_handle = 1;
     return ESP_OK;
