@@ -1,10 +1,12 @@
 // The host board's app partitions: the bootloader's choice of app with the rollback states, the
 // OTA write API and the running app's description. Follows esp-idf v5.1:
-// - components/bootloader_support/src/bootloader_utility.c, bootloader_utility_get_selected_boot_partition():
-//   entries still PENDING_VERIFY at boot become ABORTED (the image had its chance); the entry
-//   with the highest valid sequence number chooses slot (seq - 1) % ota_count; a NEW entry
-//   becomes PENDING_VERIFY as it boots; with no usable entry, factory, else ota_0;
-// - components/bootloader_support/src/bootloader_common.c (ota_select_crc, ota_select_valid);
+// - components/bootloader_support/src/bootloader_utility.c (commit 001c29b0),
+//   bootloader_utility_get_selected_boot_partition(): entries still PENDING_VERIFY at boot become
+//   ABORTED (the image had its chance); the valid entry with the highest sequence number chooses
+//   slot (seq - 1) % ota_count; a NEW entry becomes PENDING_VERIFY as it boots; with no valid
+//   entry, factory, else ota_0, and set_actual_ota_seq() then records ota_0 as VALID;
+// - components/bootloader_support/src/bootloader_common.c (ota_select_crc; ota_select_invalid:
+//   no sequence, INVALID or ABORTED; ota_select_valid: not invalid and the CRC holds);
 // - components/app_update/esp_ota_ops.c (esp_ota_begin/write/end, esp_rewrite_ota_data,
 //   esp_ota_current_ota_is_workable, esp_ota_check_rollback_is_possible,
 //   esp_ota_get_state_partition);
@@ -40,10 +42,13 @@ static_assert(sizeof(OtaEntry) == 32, "esp_ota_select_entry_t is 32 bytes");
 std::uint32_t entry_crc(const OtaEntry& e) {
     return vesper::host::nvs_crc32(reinterpret_cast<const std::uint8_t*>(&e.seq), 4);
 }
-bool entry_valid(const OtaEntry& e) { return e.seq != kUnset && e.crc == entry_crc(e); }
-bool entry_usable(const OtaEntry& e) {
-    return entry_valid(e) && e.state != ESP_OTA_IMG_INVALID && e.state != ESP_OTA_IMG_ABORTED;
+// bootloader_common.c: ota_select_invalid (no sequence, or a state that must not boot) and
+// ota_select_valid (not invalid, and its CRC holds).
+bool entry_invalid(const OtaEntry& e) {
+    return e.seq == kUnset || e.state == ESP_OTA_IMG_INVALID || e.state == ESP_OTA_IMG_ABORTED;
 }
+bool entry_crc_ok(const OtaEntry& e) { return e.crc == entry_crc(e); }
+bool entry_valid(const OtaEntry& e) { return !entry_invalid(e) && entry_crc_ok(e); }
 
 const esp_partition_t* otadata() { return Board::get().find(ESP_PARTITION_TYPE_DATA, ESP_PARTITION_SUBTYPE_DATA_OTA); }
 
@@ -74,10 +79,9 @@ void write_entry(OtaEntry (&two)[2], int index) {
                        sizeof(OtaEntry));
 }
 
-// bootloader_common_select_otadata: the usable entry with the highest sequence number.
-int active_entry(const OtaEntry (&two)[2], bool usable_only) {
-    const bool ok[2] = {usable_only ? entry_usable(two[0]) : entry_valid(two[0]),
-                        usable_only ? entry_usable(two[1]) : entry_valid(two[1])};
+// bootloader_common_get_active_otadata: the valid entry with the highest sequence number.
+int active_entry(const OtaEntry (&two)[2]) {
+    const bool ok[2] = {entry_valid(two[0]), entry_valid(two[1])};
     if (ok[0] && ok[1]) return two[0].seq >= two[1].seq ? 0 : 1;
     if (ok[0]) return 0;
     if (ok[1]) return 1;
@@ -148,7 +152,7 @@ esp_err_t rewrite_for(const esp_partition_t* partition, std::uint32_t state) {
     read_entries(two);
     const std::uint32_t count = static_cast<std::uint32_t>(ota_count());
     const std::uint32_t sub = static_cast<std::uint32_t>(partition->subtype - ESP_PARTITION_SUBTYPE_APP_OTA_MIN);
-    const int active = active_entry(two, false);
+    const int active = active_entry(two);
     int next = 0;
     std::uint32_t seq = sub + 1;
     if (active != -1) {
@@ -169,19 +173,24 @@ esp_err_t rewrite_for(const esp_partition_t* partition, std::uint32_t state) {
 namespace vesper::host {
 
 std::optional<const esp_partition_t*> boot_select(std::string& error) {
+    auto& board = Board::get();
+    const esp_partition_t* factory = board.find(ESP_PARTITION_TYPE_APP, ESP_PARTITION_SUBTYPE_APP_FACTORY);
     const esp_partition_t* chosen = nullptr;
+    bool initial_otadata = false;  // ota_has_initial_contents
     if (otadata() != nullptr && ota_count() > 0) {
         OtaEntry two[2];
         read_entries(two);
         for (int i = 0; i < 2; ++i) {
-            if (entry_valid(two[i]) && two[i].state == ESP_OTA_IMG_PENDING_VERIFY) {
+            if (two[i].state == ESP_OTA_IMG_PENDING_VERIFY) {
                 std::printf("I (0) boot: otadata[%d] was not confirmed: marked ABORTED\r\n", i);
                 two[i].state = ESP_OTA_IMG_ABORTED;
                 write_entry(two, i);
             }
         }
-        const int active = active_entry(two, true);
-        if (active != -1 && bootable(ota_slot(two[active].seq))) {
+        if (entry_invalid(two[0]) && entry_invalid(two[1])) {
+            initial_otadata = factory == nullptr && (two[0].seq == kUnset || !entry_crc_ok(two[0])) &&
+                              (two[1].seq == kUnset || !entry_crc_ok(two[1]));
+        } else if (const int active = active_entry(two); active != -1) {
             chosen = ota_slot(two[active].seq);
             if (two[active].state == ESP_OTA_IMG_NEW) {
                 two[active].state = ESP_OTA_IMG_PENDING_VERIFY;
@@ -190,14 +199,22 @@ std::optional<const esp_partition_t*> boot_select(std::string& error) {
         }
     }
     if (chosen == nullptr) {
-        const auto& board = Board::get();
-        const esp_partition_t* factory = board.find(ESP_PARTITION_TYPE_APP, ESP_PARTITION_SUBTYPE_APP_FACTORY);
         chosen = factory != nullptr ? factory : board.find(ESP_PARTITION_TYPE_APP, ESP_PARTITION_SUBTYPE_APP_OTA_0);
-        if (!bootable(chosen)) chosen = nullptr;
     }
-    if (chosen == nullptr) {
+    if (!bootable(chosen)) {
         error = "E (0) boot: No bootable app partitions in the partition table";
         return std::nullopt;
+    }
+    if (initial_otadata && is_ota(chosen)) {
+        // set_actual_ota_seq: a fresh board without a factory app records the slot it booted.
+        OtaEntry two[2];
+        read_entries(two);
+        two[0] = OtaEntry{};
+        std::memset(two[0].label, 0xFF, sizeof two[0].label);
+        two[0].seq = static_cast<std::uint32_t>(chosen->subtype - ESP_PARTITION_SUBTYPE_APP_OTA_MIN) + 1;
+        two[0].state = ESP_OTA_IMG_VALID;
+        write_entry(two, 0);
+        std::printf("I (0) boot: Set actual ota_seq=%u in otadata[0]\r\n", two[0].seq);
     }
     std::printf("I (0) boot: Loaded app from partition at offset 0x%x\r\n", chosen->address);
     return chosen;
@@ -286,7 +303,7 @@ esp_err_t esp_ota_get_state_partition(const esp_partition_t* partition, esp_ota_
     read_entries(two);
     const std::uint32_t slot = static_cast<std::uint32_t>(partition->subtype - ESP_PARTITION_SUBTYPE_APP_OTA_MIN);
     for (const auto& e : two) {
-        if (entry_valid(e) && (e.seq - 1) % static_cast<std::uint32_t>(ota_count()) == slot) {
+        if (entry_crc_ok(e) && (e.seq - 1) % static_cast<std::uint32_t>(ota_count()) == slot) {
             *ota_state = static_cast<esp_ota_img_states_t>(e.state);
             return ESP_OK;
         }
@@ -297,7 +314,7 @@ esp_err_t esp_ota_get_state_partition(const esp_partition_t* partition, esp_ota_
 esp_err_t esp_ota_mark_app_valid_cancel_rollback(void) {
     OtaEntry two[2];
     read_entries(two);
-    const int active = active_entry(two, false);
+    const int active = active_entry(two);
     if (active == -1) return ESP_FAIL;  // "Running firmware is factory"
     if (two[active].state != ESP_OTA_IMG_VALID) {
         two[active].state = ESP_OTA_IMG_VALID;
@@ -309,7 +326,7 @@ esp_err_t esp_ota_mark_app_valid_cancel_rollback(void) {
 esp_err_t esp_ota_mark_app_invalid_rollback_and_reboot(void) {
     OtaEntry two[2];
     read_entries(two);
-    const int active = active_entry(two, false);
+    const int active = active_entry(two);
     if (active == -1) return ESP_FAIL;
     // esp_ota_check_rollback_is_possible: the other entry names a bootable app (or a factory app).
     const OtaEntry& last = two[active ^ 1];

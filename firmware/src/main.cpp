@@ -181,18 +181,6 @@ bool pending_update() {
            state == ESP_OTA_IMG_PENDING_VERIFY;
 }
 
-// A board fresh from the station boots ota_0 with a blank otadata (boot_app0.bin): no entry names
-// the running app, so an update could never roll back to it (esp_ota_check_rollback_is_possible
-// finds no previous entry). Record it as the valid boot app before anything else.
-void record_running_app() {
-    esp_ota_img_states_t state = ESP_OTA_IMG_UNDEFINED;
-    const esp_partition_t* running = esp_ota_get_running_partition();
-    if (esp_ota_get_state_partition(running, &state) == ESP_ERR_NOT_FOUND &&
-        esp_ota_set_boot_partition(running) == ESP_OK) {
-        esp_ota_mark_app_valid_cancel_rollback();
-    }
-}
-
 // ESP-IDF's MQTT client on its own task: TLS with the server verified (the CA from NVS, else the
 // certificate bundle), QoS 1, the retained will, reconnecting by itself after a spread delay.
 void start_mqtt(const Identity& id) {
@@ -431,7 +419,6 @@ void setup() {
     ota_ca = id.ota_ca;
     session.reset(new Session(id, firmware));
     confirmation.reset(new UpdateConfirmation(pending_update(), now_ms(), id.ota_confirm_s));
-    if (!confirmation->pending()) record_running_app();
     offline.reset(new OfflineWatch(now_ms(), id.offline_restart_s));
     WiFi.mode(WIFI_STA);
     WiFi.begin(id.wifi_ssid.c_str(), id.wifi_pass.c_str());
