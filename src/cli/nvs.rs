@@ -80,11 +80,29 @@ fn generate(args: &[String], version: u8) -> anyhow::Result<Outcome> {
         bail!("expected INPUT.csv... OUTPUT.bin SIZE")
     };
     let output = Path::new(output);
-    let result = (|| {
-        let size = parse_number(size).with_context(|| {
+    // Every argument is checked before anything is written: a forgotten SIZE shifts the
+    // arguments, and the last CSV would be taken for the output.
+    let size = parse_number(size).with_context(|| {
+        if Path::new(size).extension().is_some() {
+            format!(
+                "SIZE `{size}` is not a number: did you forget SIZE? usage: INPUT.csv... OUTPUT.bin SIZE (hex 0x6000 or decimal 24576)"
+            )
+        } else {
             format!("SIZE `{size}` is not a number (hex 0x6000 or decimal 24576)")
-        })?;
-        let inputs: Vec<PathBuf> = inputs.iter().map(PathBuf::from).collect();
+        }
+    })?;
+    let inputs: Vec<PathBuf> = inputs.iter().map(PathBuf::from).collect();
+    if output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        || inputs.iter().any(|i| i == output)
+    {
+        bail!(
+            "OUTPUT.bin `{}` is a CSV or one of the inputs; usage: INPUT.csv... OUTPUT.bin SIZE",
+            output.display()
+        );
+    }
+    let result = (|| {
         let version = Version::from_number(version).expect("clap checked 1..=2");
         let image = nvs::csv::generate_files(&inputs, size, version, &|p| std::fs::read(p))?;
         write_atomic(output, &image)
@@ -100,10 +118,13 @@ fn generate(args: &[String], version: u8) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Err(e) => {
-            // Never leave an image from an earlier run where this run's output belongs: a stale
-            // file could be flashed onto the wrong board.
-            if output.is_file() && std::fs::remove_file(output).is_ok() {
-                eprintln!("removed the earlier {}", output.display());
+            // No file is removed that this run did not write: an earlier image stays, and the
+            // operator is told it is not this run's.
+            if output.is_file() {
+                eprintln!(
+                    "the earlier {} is left as it was: it is not this run's image",
+                    output.display()
+                );
             }
             Err(e)
         }

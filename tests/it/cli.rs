@@ -451,18 +451,19 @@ fn nvs_generate_errors_name_the_row_and_leave_no_file() {
     );
 }
 
+/// No run removes a file it did not create (issue 25, finding 8): a failed run leaves an earlier
+/// output as it was and says so, and a forgotten SIZE is caught before anything is touched (it
+/// used to delete the last CSV, read as the "output").
 #[test]
-fn nvs_generate_removes_a_stale_output_when_it_fails() {
+fn nvs_generate_never_removes_a_file_it_did_not_write() {
     let dir = tempfile::tempdir().unwrap();
-    let good = write(
+    let header = "key,type,encoding,value\nns,namespace,,\n";
+    let good = write(dir.path(), "good.csv", &format!("{header}x,data,u8,1\n"));
+    let bad = write(dir.path(), "bad.csv", &format!("{header}x,data,u8,1000\n"));
+    let device = write(
         dir.path(),
-        "good.csv",
-        "key,type,encoding,value\nns,namespace,,\nx,data,u8,1\n",
-    );
-    let bad = write(
-        dir.path(),
-        "bad.csv",
-        "key,type,encoding,value\nns,namespace,,\nx,data,u8,1000\n",
+        "device.csv",
+        "key,type,encoding,value\ny,data,u8,2\n",
     );
     let out = dir.path().join("device.bin");
     assert!(
@@ -473,16 +474,52 @@ fn nvs_generate_removes_a_stale_output_when_it_fails() {
         .status
         .success()
     );
-    assert_eq!(std::fs::metadata(&out).unwrap().len(), 0x3000);
+    let earlier = std::fs::read(&out).unwrap();
     let failed = vesper(
         dir.path(),
         &["nvs", "generate", &bad, out.to_str().unwrap(), "0x3000"],
     );
     assert!(!failed.status.success());
-    assert!(
-        !out.exists(),
-        "the previous board's image must not survive a failed run"
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        earlier,
+        "the earlier image is untouched"
     );
+    assert!(
+        stderr(&failed).contains("left as it was"),
+        "{}",
+        stderr(&failed)
+    );
+
+    // `vesper nvs generate good.csv device.csv out.bin`: SIZE forgotten.
+    let device_text = std::fs::read(&device).unwrap();
+    let forgot = vesper(
+        dir.path(),
+        &["nvs", "generate", &good, &device, out.to_str().unwrap()],
+    );
+    assert!(!forgot.status.success());
+    assert!(
+        stderr(&forgot).contains("did you forget SIZE?"),
+        "{}",
+        stderr(&forgot)
+    );
+    assert_eq!(
+        std::fs::read(&device).unwrap(),
+        device_text,
+        "device.csv survives"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), earlier);
+    // An output that is one of the inputs, or a .csv, is refused before any write.
+    for output in [good.as_str(), device.as_str()] {
+        let refused = vesper(dir.path(), &["nvs", "generate", &good, output, "0x3000"]);
+        assert!(!refused.status.success());
+        assert!(
+            stderr(&refused).contains("OUTPUT.bin"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    assert_eq!(std::fs::read(&device).unwrap(), device_text);
 }
 
 #[test]

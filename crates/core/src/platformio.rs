@@ -14,6 +14,9 @@ use crate::model::{Chip, FlashMode};
 
 /// How deep `${section.key}` may refer to values that refer again.
 const MAX_INTERPOLATION: usize = 8;
+/// How long one value may grow through its references (a few nested `${...}` that each repeat
+/// the one below double at every level: 868 bytes of ini once ran for minutes).
+const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformioError {
@@ -84,13 +87,22 @@ impl Project {
             let values = Values {
                 ini: &sections,
                 env: section,
+                overflow: std::cell::Cell::new(None),
             };
             let platform = values.get("platform").unwrap_or_default();
             if !platform.starts_with("espressif32") && !platform.contains("platform-espressif32") {
                 project.skipped.push((name.to_owned(), platform));
                 continue;
             }
-            let env = environment(name, &values, dir).map_err(|message| PlatformioError::Env {
+            let env =
+                environment(name, &values, dir).and_then(|env| match values.overflow.take() {
+                    Some(key) => Err(format!(
+                        "`{key}` grows past {} KiB through its ${{...}} references",
+                        MAX_VALUE_BYTES / 1024
+                    )),
+                    None => Ok(env),
+                });
+            let env = env.map_err(|message| PlatformioError::Env {
                 path: path.to_owned(),
                 env: name.to_owned(),
                 message,
@@ -110,11 +122,18 @@ type Sections = indexmap::IndexMap<String, indexmap::IndexMap<String, Option<Str
 struct Values<'a> {
     ini: &'a Sections,
     env: &'a str,
+    /// Set when a value outgrew [`MAX_VALUE_BYTES`]; the environment is then refused.
+    overflow: std::cell::Cell<Option<String>>,
 }
 
 impl Values<'_> {
     fn get(&self, key: &str) -> Option<String> {
-        self.raw(key).map(|v| self.interpolate(&v, 0))
+        let mut budget = MAX_VALUE_BYTES;
+        let value = self.raw(key).map(|v| self.interpolate(&v, 0, &mut budget));
+        if budget == 0 {
+            self.overflow.set(Some(key.to_owned()));
+        }
+        value
     }
 
     fn raw(&self, key: &str) -> Option<String> {
@@ -131,12 +150,21 @@ impl Values<'_> {
         own("env")
     }
 
-    /// Replaces `${section.key}` (and `${env.key}`, `${this.key}`) up to a few levels deep.
-    fn interpolate(&self, value: &str, depth: usize) -> String {
+    /// Replaces `${section.key}` (and `${env.key}`, `${this.key}`) up to a few levels deep, in
+    /// at most `budget` bytes of output all told (0 left: it stopped there).
+    fn interpolate(&self, value: &str, depth: usize, budget: &mut usize) -> String {
         let mut out = String::new();
         let mut rest = value;
+        let push = |out: &mut String, text: &str, budget: &mut usize| {
+            let n = text.len().min(*budget);
+            out.push_str(&text[..text.floor_char_boundary(n)]);
+            *budget -= n;
+        };
         while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
+            if *budget == 0 {
+                return out;
+            }
+            push(&mut out, &rest[..start], budget);
             let Some(end) = rest[start..].find('}') else {
                 break;
             };
@@ -148,12 +176,15 @@ impl Values<'_> {
                 None => None,
             };
             match replaced {
-                Some(v) => out.push_str(&self.interpolate(&v, depth + 1)),
-                None => out.push_str(&rest[start..start + end + 1]),
+                Some(v) => {
+                    let nested = self.interpolate(&v, depth + 1, budget);
+                    out.push_str(&nested);
+                }
+                None => push(&mut out, &rest[start..start + end + 1], budget),
             }
             rest = &rest[start + end + 1..];
         }
-        out.push_str(rest);
+        push(&mut out, rest, budget);
         out
     }
 }
@@ -325,5 +356,38 @@ mod tests {
         ))
         .unwrap_err();
         assert!(s3.to_string().contains("`qspi` is not qio"), "{s3}");
+    }
+
+    /// Issue 25, finding 10: nested references that each repeat the one below double at every
+    /// level (868 bytes of ini ran for more than 30 s); the total size is bounded, not just the
+    /// depth, and the environment is refused with the key named.
+    #[test]
+    fn references_that_multiply_are_refused_quickly() {
+        let mut ini = String::from(
+            "[a]\nv0 = xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+        );
+        for i in 1..=8 {
+            let previous = format!("${{a.v{}}}", i - 1);
+            ini.push_str(&format!("v{i} = {}\n", previous.repeat(16)));
+        }
+        ini.push_str(
+            "[env:x]\nplatform = espressif32\nboard = esp32dev\nboard_build.partitions = p.csv\n\
+             build_flags = -DBOARD_TYPE=BC -DBOARD_VERSION=01 ${a.v8}\n",
+        );
+        assert!(ini.len() < 1200, "{}", ini.len());
+        let started = std::time::Instant::now();
+        let err = project(&ini).unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err.to_string(),
+            "/fw/platformio.ini: [env:x]: `build_flags` grows past 64 KiB through its ${...} references"
+        );
+        // A value within the bound still interpolates.
+        let fine = ini.replace("${a.v8}", "${a.v1}");
+        assert!(project(&fine).is_ok());
     }
 }
