@@ -89,6 +89,7 @@ pub async fn run(config: Result<Config, String>, data_dir: Option<PathBuf>) -> V
     )];
     let (secret_check, secret) = master_secret(&config);
     checks.push(secret_check);
+    checks.push(webhook_secret(&config));
     checks.push(data_folder(&data_dir));
     checks.push(registry(&data_dir));
     let ota_root = ota_root(&config, &data_dir);
@@ -166,6 +167,42 @@ fn master_secret(config: &Config) -> (Check, Option<MasterSecret>) {
             ),
             None,
         ),
+    }
+}
+
+/// The deploy webhook's secret, as `vesper serve` reads it: at least 32 bytes, owner-only.
+fn webhook_secret(config: &Config) -> Check {
+    const NAME: &str = "webhook secret";
+    let Some(path) = config
+        .deploy
+        .secret_file
+        .as_ref()
+        .filter(|_| config.deploy.enabled())
+    else {
+        return Check::skip(
+            NAME,
+            "the deploy webhook is off ([deploy] secret_file and command)",
+        );
+    };
+    let shown = path.display();
+    let fix = format!(
+        "openssl rand -hex 32 > {shown} && chmod 600 {shown}, and give the forge the same secret"
+    );
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Check::fail(
+                NAME,
+                format!("{shown} can be read by others (mode {:o})", mode & 0o777),
+                format!("chmod 600 {shown}"),
+            );
+        }
+    }
+    match vesper_backend::hooks::read_secret(path) {
+        Ok(_) => Check::ok(NAME, format!("{shown}: owner-only, at least 32 bytes")),
+        Err(e) => Check::fail(NAME, e.to_string(), fix),
     }
 }
 

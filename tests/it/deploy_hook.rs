@@ -14,7 +14,7 @@ use sha2::Sha256;
 use crate::backend_support::App;
 use crate::support::root;
 
-const SECRET: &str = "hook-secret-7f3a9c";
+const SECRET: &str = "hook-secret-7f3a9c-0123456789abcdef-xyz";
 
 /// The backend with `[deploy]` running `script` (sh) in `dir`, logs in `dir/logs`.
 async fn app_running(dir: &Path, script: &str) -> App {
@@ -290,6 +290,82 @@ async fn pushes_during_a_slow_deploy_queue_exactly_one_more_run_with_the_newest_
         "one at a time, one more"
     );
     app.stop().await;
+}
+
+/// Issue 25, finding 3: deduplication keys on what is signed. A captured, validly signed body
+/// re-posted under a new delivery header is 409 and runs nothing; the forge's own redelivery
+/// (same delivery, same body) stays an idempotent 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_body_under_a_new_delivery_id_is_409_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_running(dir.path(), RECORD).await;
+    assert_eq!(
+        signed_push(&app, 1, "first").await.status(),
+        StatusCode::ACCEPTED
+    );
+    ended(&app, 1).await;
+    for delivery in ["replay-1", "replay-2"] {
+        let r = signed_push(&app, 1, delivery).await;
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{delivery}");
+        let said: Value = r.json().await.unwrap();
+        assert!(
+            said["error"]
+                .as_str()
+                .unwrap()
+                .contains("a replay; nothing runs"),
+            "{said}"
+        );
+    }
+    let r = signed_push(&app, 1, "first").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(ran(dir.path()), [commit(1)], "ran once");
+    assert_eq!(runs(&app).await.len(), 1);
+    // Another push (another body) still runs.
+    assert_eq!(
+        signed_push(&app, 2, "second").await.status(),
+        StatusCode::ACCEPTED
+    );
+    ended(&app, 2).await;
+    assert_eq!(ran(dir.path()), [commit(1), commit(2)]);
+    app.stop().await;
+}
+
+/// Issue 25, finding 2: an empty or short secret is refused when the backend starts (a push
+/// signed with the empty key used to run the deploy).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_secret_shorter_than_32_bytes_stops_the_backend_from_starting() {
+    for hook_secret in ["", "\n", "hook-secret-7f3a9c", &"x".repeat(31)] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hook.secret"), hook_secret).unwrap();
+        let config_text = format!(
+            "{}\n[deploy]\nsecret_file = 'hook.secret'\ncommand = ['true']\n",
+            vesper::config::EXAMPLE
+        );
+        for (path, text) in vesper::config::EXAMPLE_TABLES {
+            let target = dir.path().join(path);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(target, text).unwrap();
+        }
+        std::fs::write(dir.path().join("config.toml"), config_text).unwrap();
+        let config = vesper::config::load(&dir.path().join("config.toml")).unwrap();
+        let options = vesper::server::ServeOptions {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            auth_listen: "127.0.0.1:0".parse().unwrap(),
+        };
+        let secret =
+            vesper::credentials::MasterSecret::new(crate::backend_support::SECRET, "test").unwrap();
+        let Err(e) = vesper::server::start(config, secret, &options).await else {
+            panic!("started with the webhook secret {hook_secret:?}");
+        };
+        let said = e.to_string();
+        let len = hook_secret.trim_end_matches('\n').len();
+        assert!(
+            said.contains(&format!("has {len} bytes; it needs at least 32")),
+            "{said}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

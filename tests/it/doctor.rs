@@ -158,6 +158,26 @@ async fn doctor_passes_a_working_deployment_and_names_each_failure_with_its_fix(
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
+    // A webhook secret that anybody could guess (issue 25, finding 2).
+    std::fs::write(dir.join("short.secret"), "abc\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("short.secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let short = doctor_config(
+        &app,
+        "short-secret.toml",
+        addr(&app.api),
+        addr(&app.auth),
+        &format!("{public}secret_file = \"short.secret\"\ncommand = [\"true\"]\n"),
+    );
+    expect_fail(
+        &short,
+        &[],
+        "webhook secret",
+        "has 3 bytes; it needs at least 32",
+    );
     let not_a_folder = dir.join("config.toml");
     expect_fail(
         &good,

@@ -18,19 +18,50 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use vesper_core::config::Deploy;
-use vesper_core::model::{DeployRun, DeployState, Push, Role};
+use vesper_core::model::{DeployReceipt, DeployRun, DeployState, Push, Role};
+use vesper_core::wire::ConflictCode;
 
 use crate::{ApiError, Caller, SharedState};
 
 /// Most bytes of a push event (Gitea's list of commits is bounded by its own settings).
 pub const MAX_EVENT: usize = 1024 * 1024;
 
+/// The shortest webhook secret accepted: an HMAC key shorter than its 32-byte output is
+/// guessable, and an empty one lets anybody sign a push.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// Why the deploy webhook cannot start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the deploy webhook secret {path}: {source}")]
-pub struct HookSecretError {
-    path: PathBuf,
-    source: std::io::Error,
+pub enum HookSecretError {
+    #[error("cannot read the deploy webhook secret {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the deploy webhook secret {path} has {len} bytes; it needs at least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
+    )]
+    TooShort { path: PathBuf, len: usize },
+}
+
+/// The webhook secret in `path` (a trailing newline is not part of it), refused when shorter
+/// than [`MIN_SECRET_BYTES`].
+pub fn read_secret(path: &std::path::Path) -> Result<Vec<u8>, HookSecretError> {
+    let secret = std::fs::read(path).map_err(|source| HookSecretError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let secret = String::from_utf8_lossy(&secret)
+        .trim_end_matches(['\r', '\n'])
+        .as_bytes()
+        .to_vec();
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(HookSecretError::TooShort {
+            path: path.to_owned(),
+            len: secret.len(),
+        });
+    }
+    Ok(secret)
 }
 
 /// The webhook's secret and its one-at-a-time queue.
@@ -58,14 +89,7 @@ impl Deployer {
         let Some(path) = config.secret_file.as_ref().filter(|_| config.enabled()) else {
             return Ok(None);
         };
-        let secret = std::fs::read(path).map_err(|source| HookSecretError {
-            path: path.clone(),
-            source,
-        })?;
-        let secret = String::from_utf8_lossy(&secret)
-            .trim_end_matches(['\r', '\n'])
-            .as_bytes()
-            .to_vec();
+        let secret = read_secret(path)?;
         Ok(Some(Arc::new(Deployer {
             secret,
             config: config.clone(),
@@ -144,6 +168,7 @@ fn bounded(text: Option<String>, max: usize) -> Option<String> {
     responses(
         (status = 202, description = "A deploy run is queued or started (body: the run)", body = DeployRun),
         (status = 200, description = "This delivery was received before; nothing runs again"),
+        (status = 409, description = "This signed body was received before under another delivery id: a replay; nothing runs", body = vesper_core::wire::ErrorBody),
         (status = 204, description = "A push to another ref, or another event: nothing runs"),
         (status = 400, description = "Not a push event, or no delivery id", body = vesper_core::wire::ErrorBody),
         (status = 403, description = "Missing or wrong signature: nothing runs", body = vesper_core::wire::ErrorBody),
@@ -184,6 +209,7 @@ pub async fn gitea(
     }
     let push = Push {
         delivery,
+        body_sha256: vesper_core::firmware::sha256_hex(&body),
         git_ref: push.git_ref,
         commit: push.after,
         repository: bounded(push.repository.and_then(|r| r.full_name), 200),
@@ -192,16 +218,22 @@ pub async fn gitea(
             200,
         ),
     };
-    let received = {
-        let push = push.clone();
-        state.store.deploy_received(&push).await?
-    };
-    let Some(run) = received else {
-        return Ok((
-            StatusCode::OK,
-            Json(serde_json::json!({ "delivery": push.delivery, "state": "duplicate" })),
-        )
-            .into_response());
+    let run = match state.store.deploy_received(&push).await? {
+        DeployReceipt::Queued(run) => *run,
+        DeployReceipt::Duplicate => {
+            return Ok((
+                StatusCode::OK,
+                Json(serde_json::json!({ "delivery": push.delivery, "state": "duplicate" })),
+            )
+                .into_response());
+        }
+        DeployReceipt::Replayed => {
+            tracing::warn!(delivery = %push.delivery, "deploy webhook: a signed body received before, under another delivery id: replay refused");
+            return Err(ApiError::Conflict {
+                code: ConflictCode::Conflict,
+                message: "this push was received before under another delivery id: a replay; nothing runs".into(),
+            });
+        }
     };
     tracing::info!(run = run.id, commit = %run.push.commit, "deploy webhook: push accepted");
     let answer = enqueue(&state, &deployer, run).await?;

@@ -156,9 +156,13 @@ impl Values<'_> {
         let mut out = String::new();
         let mut rest = value;
         let push = |out: &mut String, text: &str, budget: &mut usize| {
-            let n = text.len().min(*budget);
-            out.push_str(&text[..text.floor_char_boundary(n)]);
-            *budget -= n;
+            let wanted = text.len().min(*budget);
+            let mut n = wanted;
+            while !text.is_char_boundary(n) {
+                n -= 1;
+            }
+            out.push_str(&text[..n]);
+            *budget -= wanted;
         };
         while let Some(start) = rest.find("${") {
             if *budget == 0 {

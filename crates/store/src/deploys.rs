@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use serde_json::json;
 
-use vesper_core::model::{DeployRun, DeployState, Push};
+use vesper_core::model::{DeployReceipt, DeployRun, DeployState, Push};
 
 use super::{Registry, RegistryError, Result, audit, now};
 
@@ -12,7 +12,7 @@ use super::{Registry, RegistryError, Result, audit, now};
 pub const DEPLOY_ACTOR: &str = "deploy-hook";
 
 const COLUMNS: &str = "id, delivery, git_ref, commit_id, repository, pusher, state, received_at,
-    started_at, finished_at, exit_code, detail, log";
+    started_at, finished_at, exit_code, detail, log, body_sha256";
 
 fn run_from_row(r: &Row) -> rusqlite::Result<DeployRun> {
     super::rows::run(r)
@@ -26,18 +26,23 @@ fn load(conn: &Connection, id: i64) -> Result<DeployRun> {
 }
 
 impl Registry {
-    /// Records a push as a queued run; `None` when its delivery was seen before (a replay).
-    pub fn deploy_received(&self, push: &Push) -> Result<Option<DeployRun>> {
+    /// Records a push as a queued run, unless its delivery or its signed body was seen before.
+    pub fn deploy_received(&self, push: &Push) -> Result<DeployReceipt> {
         self.write(|conn| {
             let inserted = conn.execute(
-                "INSERT OR IGNORE INTO deploy_runs (delivery, git_ref, commit_id, repository, pusher, state, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
-                params![push.delivery, push.git_ref, push.commit, push.repository, push.pusher, now()],
+                "INSERT OR IGNORE INTO deploy_runs (delivery, git_ref, commit_id, repository, pusher, state, received_at, body_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
+                params![push.delivery, push.git_ref, push.commit, push.repository, push.pusher, now(), push.body_sha256],
             )?;
-            if inserted == 0 {
-                return Ok(None);
+            if inserted == 1 {
+                return load(conn, conn.last_insert_rowid()).map(|run| DeployReceipt::Queued(Box::new(run)));
             }
-            load(conn, conn.last_insert_rowid()).map(Some)
+            let same_delivery: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM deploy_runs WHERE delivery = ?1 AND body_sha256 IS ?2)",
+                params![push.delivery, push.body_sha256],
+                |r| r.get(0),
+            )?;
+            Ok(if same_delivery { DeployReceipt::Duplicate } else { DeployReceipt::Replayed })
         })
     }
 

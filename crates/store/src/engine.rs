@@ -9,10 +9,10 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use vesper_core::model::{
-    AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployRun, DeployState, Device,
-    DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport, FlashReport, MailContent,
-    MailStatus, NewBatch, OutboxMessage, Push, Role, Sighting, Stats, Status, TokenInfo,
-    TokenPrincipal, UserAccess,
+    AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployReceipt, DeployRun, DeployState,
+    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport, FlashReport,
+    MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role, Sighting, Stats, Status,
+    TokenInfo, TokenPrincipal, UserAccess,
 };
 
 use super::{Registry, RegistryError, Result};
@@ -133,7 +133,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn mail_retry(&self, id: i64, actor: &str) -> Result<OutboxMessage>;
     async fn last_alert(&self, kind: AlertKind) -> Result<Option<String>>;
 
-    async fn deploy_received(&self, push: &Push) -> Result<Option<DeployRun>>;
+    async fn deploy_received(&self, push: &Push) -> Result<DeployReceipt>;
     async fn deploy_started(&self, id: i64, log: &str) -> Result<DeployRun>;
     async fn deploy_finished(
         &self,
@@ -399,7 +399,7 @@ impl Store for SqliteStore {
     async fn last_alert(&self, kind: AlertKind) -> Result<Option<String>> {
         self.blocking(move |r| r.last_alert(kind)).await
     }
-    async fn deploy_received(&self, push: &Push) -> Result<Option<DeployRun>> {
+    async fn deploy_received(&self, push: &Push) -> Result<DeployReceipt> {
         let push = push.clone();
         self.blocking(move |r| r.deploy_received(&push)).await
     }

@@ -69,8 +69,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "deploy_runs",
-        source: "id, delivery, git_ref, commit_id, repository, pusher, state, received_at, started_at, finished_at, exit_code, detail, log",
-        target: "id, delivery, git_ref, commit_id, repository, pusher, state, received_at, started_at, finished_at, exit_code, detail, log",
+        source: "id, delivery, git_ref, commit_id, repository, pusher, state, received_at, started_at, finished_at, exit_code, detail, log, body_sha256",
+        target: "id, delivery, git_ref, commit_id, repository, pusher, state, received_at, started_at, finished_at, exit_code, detail, log, body_sha256",
         order: "id",
         sequence: Some(("deploy_runs", "id")),
     },

@@ -131,6 +131,7 @@ pub(crate) fn run<R: Columns>(r: &R) -> Result<DeployRun, R::Error> {
             commit: r.text(3)?,
             repository: r.maybe_text(4)?,
             pusher: r.maybe_text(5)?,
+            body_sha256: r.maybe_text(13)?.unwrap_or_default(),
         },
         state: r.text(6)?.parse().unwrap_or(DeployState::Failed),
         received_at: r.text(7)?,

@@ -182,6 +182,12 @@ CREATE TRIGGER devices_search_update AFTER UPDATE OF serial_number, mac, station
     VALUES (new.rowid, new.serial_number, new.mac, new.station, new.assigned_email);
 END;
 "#,
+    r#"
+-- A deploy push is identified by what is signed: the body's SHA-256 (a replayed body under a
+-- new delivery header runs nothing). Runs recorded before have none.
+ALTER TABLE deploy_runs ADD COLUMN body_sha256 TEXT;
+CREATE UNIQUE INDEX deploy_runs_body ON deploy_runs (body_sha256);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use vesper_core::config::{Config, Machine};
 use vesper_core::model::{
-    AlertKind, AuditQuery, Board, DeployState, DeviceFilter, DeviceSort, DeviceUsers,
-    FailureReport, FlashReport, MailContent, MailStatus, NewBatch, Push, Role, Sighting, Status,
-    UserAccess,
+    AlertKind, AuditQuery, Board, DeployReceipt, DeployState, DeviceFilter, DeviceSort,
+    DeviceUsers, FailureReport, FlashReport, MailContent, MailStatus, NewBatch, Push, Role,
+    Sighting, Status, UserAccess,
 };
 use vesper_core::serial::SerialNumber;
 use vesper_store::{PgStore, RegistryError, Store};
@@ -899,6 +899,7 @@ async fn an_assigned_device_that_becomes_active_gets_one_welcome(s: &dyn Store) 
 fn push(delivery: &str) -> Push {
     Push {
         delivery: delivery.into(),
+        body_sha256: format!("body-of-{delivery}"),
         git_ref: "refs/heads/main".into(),
         commit: "a".repeat(40),
         repository: Some("factory/vesper".into()),
@@ -907,11 +908,21 @@ fn push(delivery: &str) -> Push {
 }
 
 async fn a_delivery_runs_once_and_a_finished_run_is_audited(s: &dyn Store) {
-    let run = s.deploy_received(&push("d-1")).await.unwrap().unwrap();
+    let DeployReceipt::Queued(run) = s.deploy_received(&push("d-1")).await.unwrap() else {
+        panic!("a new push is queued");
+    };
     assert_eq!(run.state, DeployState::Queued);
-    assert!(
-        s.deploy_received(&push("d-1")).await.unwrap().is_none(),
-        "a replay is refused"
+    assert_eq!(
+        s.deploy_received(&push("d-1")).await.unwrap(),
+        DeployReceipt::Duplicate,
+        "a redelivery runs nothing again"
+    );
+    let mut replay = push("d-1-again");
+    replay.body_sha256 = push("d-1").body_sha256;
+    assert_eq!(
+        s.deploy_received(&replay).await.unwrap(),
+        DeployReceipt::Replayed,
+        "the same signed body under another delivery is a replay"
     );
     s.deploy_started(run.id, "1.log").await.unwrap();
     let done = s
@@ -931,7 +942,9 @@ async fn a_delivery_runs_once_and_a_finished_run_is_audited(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(audit[0].after.as_ref().unwrap()["result"], "failed");
-    let left = s.deploy_received(&push("d-2")).await.unwrap().unwrap();
+    let DeployReceipt::Queued(left) = s.deploy_received(&push("d-2")).await.unwrap() else {
+        panic!("a new push is queued");
+    };
     let interrupted = s.deploys_interrupted().await.unwrap();
     assert_eq!(
         interrupted.iter().map(|r| r.id).collect::<Vec<_>>(),

@@ -54,12 +54,27 @@ impl std::str::FromStr for DeployState {
 pub struct Push {
     /// `X-Gitea-Delivery` (or `X-GitHub-Delivery`): a run per delivery, at most.
     pub delivery: String,
+    /// SHA-256 (hex) of the signed body: what is signed identifies a push, so a captured body
+    /// re-posted under a new delivery header is a replay and runs nothing. Not shown.
+    #[serde(skip)]
+    pub body_sha256: String,
     /// `refs/heads/main`.
     pub git_ref: String,
     /// The pushed commit (`after`).
     pub commit: String,
     pub repository: Option<String>,
     pub pusher: Option<String>,
+}
+
+/// What recording a push found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployReceipt {
+    /// A new push: its run, queued.
+    Queued(Box<DeployRun>),
+    /// This delivery was received before (the forge redelivered it): nothing runs again.
+    Duplicate,
+    /// The same signed body under another delivery id: a replay, refused.
+    Replayed,
 }
 
 /// One deploy run.

@@ -13,7 +13,7 @@ mod status;
 pub use audit::{AuditEntry, AuditQuery};
 pub use batch::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY, NewBatch};
 pub use board::{Board, Chip, FlashMode};
-pub use deploy::{DeployRun, DeployState, Push};
+pub use deploy::{DeployReceipt, DeployRun, DeployState, Push};
 pub use device::{
     COUNT_CAP, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceSort, DeviceUsers,
     FailureReport, FlashReport, Sighting, Stats, UserAccess,

@@ -13,10 +13,10 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use vesper_core::model::{
-    AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployRun, DeployState, Device,
-    DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport, FlashReport, InviteState,
-    MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role, Sighting, Stats, Status,
-    StatusCounts, TokenInfo, TokenPrincipal, UserAccess,
+    AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployReceipt, DeployRun, DeployState,
+    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport, FlashReport,
+    InviteState, MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role, Sighting, Stats,
+    Status, StatusCounts, TokenInfo, TokenPrincipal, UserAccess,
 };
 use vesper_core::serial;
 
@@ -211,7 +211,7 @@ async fn welcome_once(tx: &Transaction<'_>, device: &Device) -> Result<()> {
 
 const DEPLOY_COLUMNS: &str =
     "id, delivery, git_ref, commit_id, repository, pusher, state, received_at,
-    started_at, finished_at, exit_code, detail, log";
+    started_at, finished_at, exit_code, detail, log, body_sha256";
 
 fn run_from_row(r: &Row) -> Result<DeployRun> {
     super::super::rows::run(r)
@@ -1217,19 +1217,32 @@ impl Store for PgStore {
             .try_get(0)?)
     }
 
-    async fn deploy_received(&self, push: &Push) -> Result<Option<DeployRun>> {
-        let row = self
-            .client()
-            .await?
+    async fn deploy_received(&self, push: &Push) -> Result<DeployReceipt> {
+        let client = self.client().await?;
+        let row = client
             .query_opt(
                 &format!(
-                    "INSERT INTO deploy_runs (delivery, git_ref, commit_id, repository, pusher, state, received_at)
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6) ON CONFLICT (delivery) DO NOTHING RETURNING {DEPLOY_COLUMNS}"
+                    "INSERT INTO deploy_runs (delivery, git_ref, commit_id, repository, pusher, state, received_at, body_sha256)
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7) ON CONFLICT DO NOTHING RETURNING {DEPLOY_COLUMNS}"
                 ),
-                &[&push.delivery, &push.git_ref, &push.commit, &push.repository, &push.pusher, &now()],
+                &[&push.delivery, &push.git_ref, &push.commit, &push.repository, &push.pusher, &now(), &push.body_sha256],
             )
             .await?;
-        row.as_ref().map(run_from_row).transpose()
+        if let Some(row) = row {
+            return run_from_row(&row).map(|run| DeployReceipt::Queued(Box::new(run)));
+        }
+        let same_delivery: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM deploy_runs WHERE delivery = $1 AND body_sha256 IS NOT DISTINCT FROM $2)",
+                &[&push.delivery, &push.body_sha256],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(if same_delivery {
+            DeployReceipt::Duplicate
+        } else {
+            DeployReceipt::Replayed
+        })
     }
 
     async fn deploy_started(&self, id: i64, log: &str) -> Result<DeployRun> {

@@ -133,6 +133,11 @@ CREATE INDEX devices_search_station ON devices USING gin (station gin_trgm_ops);
 CREATE INDEX devices_search_email ON devices USING gin (assigned_email gin_trgm_ops);
 CREATE INDEX device_users_search ON device_users USING gin (user_id gin_trgm_ops);
 "#,
+    r#"
+-- A deploy push is identified by what is signed: the body's SHA-256.
+ALTER TABLE deploy_runs ADD COLUMN body_sha256 TEXT COLLATE "C";
+CREATE UNIQUE INDEX deploy_runs_body ON deploy_runs (body_sha256);
+"#,
 ];
 
 /// The schema version this build writes.
