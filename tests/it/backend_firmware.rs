@@ -150,10 +150,17 @@ async fn a_published_release_is_served_with_its_manifest() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.get("/manufacturing/firmware/BC/02?version=9.9", &app.viewer)
+        app.get("/manufacturing/firmware/BC/02?version=9.9.9", &app.viewer)
             .await
             .status(),
         StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/manufacturing/firmware/BC/02?version=9.9", &app.viewer)
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST,
+        "not a semantic version"
     );
     assert_eq!(
         app.get("/manufacturing/firmware/BC/02?version=../x", &app.viewer)
@@ -273,7 +280,17 @@ async fn unsafe_releases_are_refused_and_leave_nothing_behind() {
     );
     let err = firmware::publish(ota, board, "2.0.0", &specs[..3]).unwrap_err();
     assert!(matches!(err, FirmwareError::AppCount(0)), "{err}");
-    for bad in ["", "../1", "1/2", ".1", &"9".repeat(40)] {
+    for bad in [
+        "",
+        "../1",
+        "1/2",
+        ".1",
+        &"9".repeat(70),
+        "1.5.0.bin",
+        "v1.0.0",
+        "1.5",
+        "latest",
+    ] {
         assert!(
             matches!(
                 firmware::publish(ota, board, bad, &specs),
@@ -289,6 +306,117 @@ async fn unsafe_releases_are_refused_and_leave_nothing_behind() {
     firmware::publish(ota, board, "2.0.0", &specs).unwrap();
     let err = firmware::publish(ota, board, "2.0.0", &specs).unwrap_err();
     assert!(matches!(err, FirmwareError::Exists { .. }), "{err}");
+    app.stop().await;
+}
+
+/// Issue 25, finding 9: a publisher cannot break a board's releases. Versions are semantic
+/// versions (`1.5.0.bin` squatted the link of 1.5.0); parts cannot take the names the release
+/// tree uses; a publish that fails half-way leaves nothing and can be retried; and the upload
+/// route's errors never show a server path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publisher_cannot_squat_a_version_overwrite_the_manifest_or_leave_a_half_release() {
+    let app = App::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let specs = parts(work.path(), &app);
+    let board = app.config().board("bellcore-v2").unwrap();
+    let ota = &app.config().serve.ota_root;
+    let err = firmware::publish(ota, board, "1.5.0.bin", &specs).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("version `1.5.0.bin` is not a semantic version"),
+        "{err}"
+    );
+    // A part called manifest.json (or latest.*) would be overwritten by, or stand for, the tree.
+    for reserved in ["manifest.json", "latest.bin", "latest.json"] {
+        let mut renamed = specs.clone();
+        let path = work.path().join(reserved);
+        std::fs::copy(&specs[0].path, &path).unwrap();
+        renamed[0] = PartSpec {
+            path,
+            offset: Some(0x1000),
+        };
+        let err = firmware::publish(ota, board, "1.5.0", &renamed).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a name the release folder uses for itself"),
+            "{reserved}: {err}"
+        );
+    }
+    assert!(firmware::versions(ota, "bellcore-v2").is_empty());
+    // A link that cannot be made (its name taken by a folder): nothing is left, and once the
+    // cause is gone the same version publishes.
+    let obstacle = ota.join("bellcore-v2/v1.5.0.bin");
+    std::fs::create_dir_all(obstacle.join("in-the-way")).unwrap();
+    assert!(firmware::publish(ota, board, "1.5.0", &specs).is_err());
+    assert!(!ota.join("bellcore-v2/v1.5.0").exists(), "no half release");
+    assert!(!ota.join("bellcore-v2/latest").exists());
+    std::fs::remove_dir_all(&obstacle).unwrap();
+    firmware::publish(ota, board, "1.5.0", &specs).unwrap();
+    assert_eq!(firmware::versions(ota, "bellcore-v2").len(), 1);
+
+    // Through the upload route: refusals name parts and versions, never a server path.
+    let publisher = app
+        .registry()
+        .create_token("firmware-ci", vesper::registry::Role::Publisher, "test")
+        .unwrap();
+    let upload = |version: &str, names: &[&str]| {
+        let mut parts = Vec::new();
+        let mut form = reqwest::multipart::Form::new();
+        for (i, name) in names.iter().enumerate() {
+            let offset = [0x1000, 0x8000, 0xf000, 0x20000][i];
+            parts.push(serde_json::json!({ "path": name, "offset": offset }));
+            let bytes = std::fs::read(&specs[i].path).unwrap();
+            form = form.part(
+                name.to_string(),
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+            );
+        }
+        let manifest = serde_json::json!({ "name": "b", "builds": [{ "chipFamily": "ESP32", "parts": parts }] });
+        app.client
+            .post(format!(
+                "{}/manufacturing/firmware/bellcore-v2/{version}",
+                app.api
+            ))
+            .bearer_auth(&publisher)
+            .multipart(form.text("manifest", manifest.to_string()))
+    };
+    let roots = [
+        ota.display().to_string(),
+        std::env::temp_dir().display().to_string(),
+        app.dir().display().to_string(),
+    ];
+    for (version, names, said) in [
+        (
+            "1.6.0.bin",
+            [
+                "bootloader.bin",
+                "partitions.bin",
+                "boot_app0.bin",
+                "firmware.bin",
+            ],
+            "is not a semantic version",
+        ),
+        (
+            "1.6.0",
+            [
+                "bootloader.bin",
+                "manifest.json",
+                "boot_app0.bin",
+                "firmware.bin",
+            ],
+            "a name the release folder uses for itself",
+        ),
+    ] {
+        let r = upload(version, &names).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST, "{version}");
+        let body: Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(said), "{error}");
+        for root in &roots {
+            assert!(!error.contains(root.as_str()), "a server path in {error}");
+        }
+    }
+    assert_eq!(firmware::versions(ota, "bellcore-v2").len(), 1);
     app.stop().await;
 }
 
@@ -582,9 +710,18 @@ async fn a_release_uploaded_by_a_publisher_token_is_published_like_the_command_d
             .status(),
         StatusCode::CONFLICT
     );
+    // Refused before the body is read: a small body, so the answer is not lost while a large
+    // one is still being sent (HTTP/1.1 clients read the answer after sending).
     for token in [&app.technician, &app.viewer] {
+        let form = reqwest::multipart::Form::new().text("manifest", plain.to_string());
         assert_eq!(
-            upload("1.7.0", token, plain.clone())
+            app.client
+                .post(format!(
+                    "{}/manufacturing/firmware/bellcore-v2/1.7.0",
+                    app.api
+                ))
+                .bearer_auth(token)
+                .multipart(form)
                 .send()
                 .await
                 .unwrap()

@@ -14,6 +14,7 @@ mod broker;
 mod broker_hardening;
 mod claims_race;
 mod cli;
+mod client_trust;
 mod config;
 mod deploy_hook;
 mod deploy_nginx;

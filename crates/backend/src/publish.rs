@@ -150,6 +150,13 @@ pub async fn upload(
             code: ConflictCode::Conflict,
             message: e.to_string(),
         },
+        // The server's own files: logged here, never shown (their paths are the server's).
+        FirmwareError::Read { .. }
+        | FirmwareError::Write { .. }
+        | FirmwareError::Manifest { .. } => {
+            tracing::error!(error = %e, "cannot write an uploaded release");
+            ApiError::Internal
+        }
         other => ApiError::BadRequest(other.to_string()),
     })?;
     let subject = format!("{board_name}/v{}", manifest.version);

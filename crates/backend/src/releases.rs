@@ -28,9 +28,7 @@ use vesper_core::partitions::{PartitionTable, Region, TABLE_OFFSET, region};
 /// Errors of firmware releases.
 #[derive(Debug, thiserror::Error)]
 pub enum FirmwareError {
-    #[error(
-        "version `{0}` must be 1..32 characters of letters, digits, `.`, `-` or `+` (e.g. 1.0.1)"
-    )]
+    #[error("{0}")]
     BadVersion(String),
     #[error(
         "board {board} already has version {version}; versions are never overwritten, publish a new one"
@@ -105,16 +103,15 @@ impl std::str::FromStr for PartSpec {
 }
 
 fn check_version(version: &str) -> Result<(), FirmwareError> {
-    let ok = (1..=32).contains(&version.len())
-        && version
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-+".contains(&b))
-        && !version.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(FirmwareError::BadVersion(version.to_owned()))
+    match vesper_core::firmware::release_version_problem(version) {
+        None => Ok(()),
+        Some(problem) => Err(FirmwareError::BadVersion(problem)),
     }
+}
+
+/// Names the release tree gives its own files: a part may not take one.
+fn reserved_name(name: &str) -> bool {
+    name == "manifest.json" || name == "latest" || name.starts_with("latest.")
 }
 
 /// A part read from disk and placed.
@@ -137,21 +134,30 @@ impl Placed {
 fn place(board: &Board, specs: &[PartSpec]) -> Result<(Vec<Placed>, usize), FirmwareError> {
     let mut placed = Vec::with_capacity(specs.len());
     for spec in specs {
-        let name = spec
+        let file_name = spec
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .filter(|n| {
-                n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-                    && !n.starts_with('.')
-            })
-            .ok_or_else(|| {
-                FirmwareError::Part(
-                    spec.path.display().to_string(),
-                    "file names must be letters, digits, `.`, `_` or `-`".into(),
-                )
-            })?;
+            .unwrap_or_default();
+        let plain = !file_name.is_empty()
+            && file_name.len() <= 128
+            && file_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !file_name.starts_with('.');
+        if !plain {
+            return Err(FirmwareError::Part(
+                file_name,
+                "file names must be letters, digits, `.`, `_` or `-`".into(),
+            ));
+        }
+        if reserved_name(&file_name) {
+            return Err(FirmwareError::Part(
+                file_name,
+                "is a name the release folder uses for itself (manifest.json, latest.*): rename the part".into(),
+            ));
+        }
+        let name = file_name;
         let bytes = std::fs::read(&spec.path).map_err(|source| FirmwareError::Read {
             path: spec.path.clone(),
             source,
@@ -352,6 +358,15 @@ pub fn publish(
     let manifest_path = staging.path().join("manifest.json");
     write_atomic(&manifest_path, &manifest_json).map_err(write_err(&manifest_path))?;
     let app_name = &placed[app].name;
+    if let Some(p) = placed
+        .iter()
+        .find(|p| p.name == OTA_FILE && p.name != *app_name)
+    {
+        return Err(FirmwareError::Part(
+            p.name.clone(),
+            "is the name of the release's application image; only the app part may have it".into(),
+        ));
+    }
     let ota_link = staging.path().join(OTA_FILE);
     if app_name != OTA_FILE {
         std::fs::hard_link(staging.path().join(app_name), &ota_link)
@@ -372,11 +387,22 @@ pub fn publish(
         ("latest.bin".to_owned(), format!("latest/{OTA_FILE}")),
         ("latest.json".to_owned(), "latest/manifest.json".to_owned()),
         // Last: the one pointer that makes the release the latest.
-        ("latest".to_owned(), folder),
+        ("latest".to_owned(), folder.clone()),
     ];
+    // Whole or nothing: a link that cannot be made takes the release back out, so the same
+    // version can be published again once the cause is fixed.
+    let own_link = dir.join(format!("v{version}.bin"));
     for (name, target) in links {
         let path = dir.join(name);
-        swap_symlink(&dir, &path, Path::new(&target)).map_err(write_err(&path))?;
+        if let Err(source) = swap_symlink(&dir, &path, Path::new(&target)) {
+            if std::fs::read_link(&own_link)
+                .is_ok_and(|t| t == Path::new(&format!("{folder}/{OTA_FILE}")))
+            {
+                let _ = std::fs::remove_file(&own_link);
+            }
+            let _ = std::fs::remove_dir_all(&release);
+            return Err(FirmwareError::Write { path, source });
+        }
     }
     sync_dir(&dir).map_err(write_err(&dir))?;
     Ok(manifest)

@@ -88,16 +88,28 @@ impl ApiClient {
         Ok(Self::new(&config.backend.url, &token))
     }
 
+    /// Whether `url` is on the backend's own origin (scheme, host and port): the only place the
+    /// bearer token goes. A manifest may name parts anywhere (a CDN); they get no token.
+    fn same_origin(&self, url: &str) -> bool {
+        match (reqwest::Url::parse(&self.base), reqwest::Url::parse(url)) {
+            (Ok(base), Ok(url)) => base.origin() == url.origin(),
+            _ => false,
+        }
+    }
+
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<reqwest::Response, ClientError> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
-            ClientError::Unreachable {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            }
+        let request = if self.same_origin(url) {
+            request.bearer_auth(&self.token)
+        } else {
+            request
+        };
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.to_owned(),
+            reason: e.to_string(),
         })?;
         if response.status().is_success() {
             return Ok(response);
@@ -298,7 +310,8 @@ impl ApiClient {
         .await
     }
 
-    /// Downloads a file by absolute URL (firmware parts).
+    /// Downloads a file by absolute URL (firmware parts); the token goes only to the backend's
+    /// own origin.
     pub async fn download(&self, url: &str) -> Result<Vec<u8>, ClientError> {
         bytes(self.send(self.http.get(url), url).await?).await
     }

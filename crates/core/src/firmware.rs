@@ -166,6 +166,25 @@ pub struct AppDescription {
     pub project_name: String,
 }
 
+/// Why `version` cannot name a release, or `None`: releases are semantic versions
+/// (semver.org: `1.0.1`, `2.0.0-rc.1`, `1.0.0+build.5`) of at most 64 characters. A version is a
+/// folder and link name in the OTA tree (`v{version}/`, `v{version}.bin`), so nothing else may
+/// pass: `1.5.0.bin` would squat the link of 1.5.0.
+pub fn release_version_problem(version: &str) -> Option<String> {
+    if version.len() > 64 {
+        return Some(format!(
+            "version `{}...` is longer than 64 characters",
+            &version[..16]
+        ));
+    }
+    match semver::Version::parse(version) {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "version `{version}` is not a semantic version (e.g. 1.0.1 or 2.0.0-rc.1): {e}"
+        )),
+    }
+}
+
 /// The app description of `image`; `None` for images without one.
 pub fn app_description(image: &[u8]) -> Option<AppDescription> {
     const DESC_AT: usize = 24 + 8;

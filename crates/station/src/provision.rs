@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -298,12 +298,11 @@ impl Pipeline {
         if let Some(b) = cache.get(&key) {
             return Ok(b.clone());
         }
-        let dir = self
-            .config
-            .station_settings
-            .firmware_cache
-            .join(&board.name)
-            .join(format!("v{version}"));
+        let dir = cache_dir(
+            &self.config.station_settings.firmware_cache,
+            &board.name,
+            &version,
+        )?;
         let bundle = match Bundle::load(&dir).ok().filter(|b| b.parts(board).is_ok()) {
             Some(b) => b,
             None => self.download(&release, board, &dir).await?,
@@ -344,6 +343,18 @@ impl Pipeline {
         let bundle = Bundle::load(dir).map_err(|e| fail(e.to_string()))?;
         bundle.parts(board).map_err(|e| fail(e.to_string()))?;
         Ok(bundle)
+    }
+}
+
+/// Where a release of `board` is cached: `{cache}/{board}/v{version}`, for a semantic version
+/// only. The version comes from the backend's answer; anything else (`../..`, a path) is refused
+/// before it becomes a folder name.
+fn cache_dir(cache: &Path, board: &str, version: &str) -> Result<PathBuf, String> {
+    match vesper_core::firmware::release_version_problem(version) {
+        None => Ok(cache.join(board).join(format!("v{version}"))),
+        Some(problem) => Err(format!(
+            "the backend offers a release whose {problem}; refused"
+        )),
     }
 }
 
@@ -471,4 +482,38 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
     std::io::Write::write_all(&mut file, bytes)?;
     file.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 25, finding 11: the version in the backend's answer becomes a folder name only when
+    /// it is a semantic version.
+    #[test]
+    fn a_release_is_cached_under_its_semantic_version_only() {
+        let cache = Path::new("/cache");
+        assert_eq!(
+            cache_dir(cache, "bellcore-v2", "1.0.1").unwrap(),
+            Path::new("/cache/bellcore-v2/v1.0.1")
+        );
+        assert_eq!(
+            cache_dir(cache, "bellcore-v2", "2.0.0-rc.1+b5").unwrap(),
+            Path::new("/cache/bellcore-v2/v2.0.0-rc.1+b5")
+        );
+        for hostile in [
+            "../../../etc",
+            "1.0.0/../../x",
+            "/abs",
+            "1.0",
+            "",
+            "1.0.0\n",
+        ] {
+            let err = cache_dir(cache, "bellcore-v2", hostile).unwrap_err();
+            assert!(
+                err.contains("is not a semantic version"),
+                "{hostile:?}: {err}"
+            );
+        }
+    }
 }
