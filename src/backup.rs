@@ -74,7 +74,9 @@ pub fn backup(sources: &Sources, dest: &Path) -> Result<BackupReport, BackupErro
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let folder = dest.join(format!("vesper-backup-{stamp}"));
-    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    // A backup holds the registry (customers' addresses) and the config (a token, maybe): the
+    // owner's alone whatever the umask.
+    crate::files::create_private_dir(&folder).map_err(io(&folder))?;
     Registry::open(&sources.data_dir)?.backup_to(&folder.join(DB_FILE))?;
     let mut links = Vec::new();
     if sources.ota_root.exists() {
@@ -91,8 +93,10 @@ pub fn backup(sources: &Sources, dest: &Path) -> Result<BackupReport, BackupErro
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         std::fs::copy(file, &target).map_err(io(file))?;
+        crate::files::make_private(&target).map_err(io(&target))?;
     }
-    std::fs::write(folder.join(SYMLINKS), links.join("")).map_err(io(&folder))?;
+    crate::files::write_private(&folder.join(SYMLINKS), links.join("").as_bytes())
+        .map_err(io(&folder))?;
     let (files, bytes) = write_manifest(&folder)?;
     let (integrity, devices, batches) = vesper_store::inspect(&folder.join(DB_FILE))?;
     if integrity != "ok" {
@@ -188,7 +192,7 @@ fn write_manifest(folder: &Path) -> Result<(usize, u64), BackupError> {
         bytes += size;
     }
     let manifest = folder.join(MANIFEST);
-    std::fs::write(&manifest, text).map_err(io(&manifest))?;
+    crate::files::write_private(&manifest, text.as_bytes()).map_err(io(&manifest))?;
     Ok((files.len(), bytes))
 }
 

@@ -247,7 +247,7 @@ impl Demo {
         // Now that the API has its port, the config names it: another terminal can run a
         // station (`vesper --config DIR/config.toml bench --headless ...`) against this demo.
         let text = demo_config(broker_addr.port(), options.boards, Some(backend.api_addr));
-        write_atomic(&config_path, text.as_bytes()).map_err(io(&config_path))?;
+        write_private(&config_path, text.as_bytes()).map_err(io(&config_path))?;
         let mut config = config;
         config.backend.url = format!("http://{}", backend.api_addr);
         let info = serde_json::json!({

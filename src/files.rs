@@ -5,13 +5,16 @@ use std::path::Path;
 
 use vesper_core::partitions::PartitionTable;
 
+pub use vesper_store::private::{create_private_dir, make_private};
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
 /// then renamed over the target. A crash or an error never leaves a partial or empty file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_with_mode(path, bytes, 0o644)
 }
 
-/// [`write_atomic`] for secrets: readable by the owner only (0600).
+/// [`write_atomic`] for secrets and personal data (NVS images with a device's password, configs
+/// that may hold a token, backups): readable by the owner only (0600), whatever the umask.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_with_mode(path, bytes, 0o600)
 }

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use vesper::boards;
-use vesper::files::write_atomic;
+use vesper::files::{write_atomic, write_private};
 
 use super::Outcome;
 
@@ -63,7 +63,7 @@ pub fn run(cmd: BoardsCommand, config_path: Option<&Path>) -> anyhow::Result<Out
             if !import.changed() {
                 println!("{} already matches {}", config.display(), ini.display());
             } else if write {
-                write_atomic(&config, import.after.as_bytes())
+                write_private(&config, import.after.as_bytes())
                     .with_context(|| format!("cannot write {}", config.display()))?;
                 print!("{}", import.diff(&config));
                 println!("wrote {}", config.display());

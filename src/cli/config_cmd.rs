@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
 use vesper::config::{self, Config};
-use vesper::files::write_atomic;
+use vesper::files::{write_atomic, write_private};
 
 use super::Outcome;
 
@@ -56,8 +56,13 @@ pub fn init(args: InitArgs) -> anyhow::Result<Outcome> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        write_atomic(path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        // config.toml may come to hold a token: the owner's alone; the tables are plain files.
+        if path == &files[0].0 {
+            write_private(path, text.as_bytes())
+        } else {
+            write_atomic(path, text.as_bytes())
+        }
+        .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     let config = vesper::config::load(&files[0].0)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use vesper::files::write_atomic;
+use vesper::files::write_private;
 use vesper::flashing::{self, Bundle, FlashEvent, FlashOptions, FlashPlan, PortChange};
 use vesper::partitions::parse_size;
 use vesper::sim::{self, Fault, SimBoard, SimConfig, SimEvent};
@@ -234,7 +234,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<Outcome> {
     });
     let flash = board.stop();
     if let Some(path) = &args.dump {
-        write_atomic(path, &flash).with_context(|| format!("cannot write {}", path.display()))?;
+        write_private(path, &flash).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("flash written to {}", path.display());
     }
     Ok(Outcome::Success)

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
 use vesper::credentials::MasterSecret;
-use vesper::files::write_atomic;
+use vesper::files::write_private;
 use vesper::nvs::{self, Version, dump};
 use vesper::partitions::parse_number;
 use vesper::serial::SerialNumber;
@@ -105,7 +105,7 @@ fn generate(args: &[String], version: u8) -> anyhow::Result<Outcome> {
     let result = (|| {
         let version = Version::from_number(version).expect("clap checked 1..=2");
         let image = nvs::csv::generate_files(&inputs, size, version, &|p| std::fs::read(p))?;
-        write_atomic(output, &image)
+        write_private(output, &image)
             .with_context(|| format!("cannot write {}", output.display()))?;
         Ok::<_, anyhow::Error>(image.len())
     })();
@@ -140,7 +140,7 @@ fn dump_image(path: &Path, output: Option<&Path>) -> anyhow::Result<Outcome> {
         .unwrap_or_default();
     let csv = dump::to_csv(&decoded, &name);
     match output {
-        Some(file) => write_atomic(file, csv.csv.as_bytes())
+        Some(file) => write_private(file, csv.csv.as_bytes())
             .with_context(|| format!("cannot write {}", file.display()))?,
         None => print!("{}", csv.csv),
     }
@@ -205,7 +205,7 @@ fn device(
         extra: &board.nvs_extra,
     };
     let image = nvs::device_image(u64::from(board.nvs.size), &device)?;
-    write_atomic(output, &image).with_context(|| format!("cannot write {}", output.display()))?;
+    write_private(output, &image).with_context(|| format!("cannot write {}", output.display()))?;
     eprintln!(
         "created {} ({} bytes) for {sn}: flash it at 0x{:x} (partition `nvs` of board {})",
         output.display(),

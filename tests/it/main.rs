@@ -21,6 +21,7 @@ mod deploy_nginx;
 mod device_host;
 mod doctor;
 mod embedded_broker;
+mod file_modes;
 mod firmware_build;
 mod firmware_device;
 mod firmware_publish;

@@ -18,6 +18,7 @@ mod lock;
 pub mod migrate;
 mod outbox;
 pub mod postgres;
+pub mod private;
 mod rows;
 mod schema;
 mod tokens;
@@ -137,7 +138,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Opens (creating if needed) the registry in `data_dir` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| RegistryError::DataDir {
+        private::create_private_dir(data_dir).map_err(|source| RegistryError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
@@ -147,7 +148,16 @@ impl Registry {
     /// Opens (creating if needed) the registry file at `path` and brings its schema up to date.
     pub fn open_file(path: &Path) -> Result<Self> {
         let path = path.to_owned();
+        let created = !path.exists();
         let mut writer = open_connection(&path)?;
+        if created {
+            // The registry holds customers' addresses: the owner's alone (its -wal and -shm
+            // files take the same mode from SQLite).
+            private::make_private(&path).map_err(|source| RegistryError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+        }
         // Writes take the write lock when they begin (BEGIN IMMEDIATE), so a second process
         // writing at the same time (a CLI on the same data folder) waits for the busy timeout
         // instead of failing with SQLITE_BUSY halfway through a deferred transaction.
@@ -191,6 +201,12 @@ impl Registry {
     pub fn backup_to(&self, dest: &Path) -> Result<()> {
         self.read(|c| {
             let mut target = Connection::open(dest)?;
+            private::make_private(dest).map_err(|e| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_PERM),
+                    Some(format!("cannot make {} private: {e}", dest.display())),
+                )
+            })?;
             {
                 let backup = rusqlite::backup::Backup::new(c, &mut target)?;
                 backup.step(-1)?;

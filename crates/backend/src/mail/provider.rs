@@ -326,8 +326,16 @@ async fn write_eml(dir: &Path, message: &OutboxMessage, bytes: &[u8]) -> Result<
     let (dir, target, bytes) = (dir.to_owned(), path.clone(), bytes.to_vec());
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         use std::io::Write as _;
-        std::fs::create_dir_all(&dir)?;
-        let mut file = atomic_write_file::AtomicWriteFile::open(&target)?;
+        // A message holds a customer's address: the folder and the file are the owner's alone.
+        vesper_store::private::create_private_dir(&dir)?;
+        let mut options = atomic_write_file::OpenOptions::new();
+        #[cfg(unix)]
+        {
+            use atomic_write_file::unix::OpenOptionsExt as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.preserve_mode(false).mode(0o600);
+        }
+        let mut file = options.open(&target)?;
         file.write_all(&bytes)?;
         file.commit()
     })
