@@ -37,6 +37,10 @@ pub enum BackupError {
         "{0} already holds a registry; pass --force to replace it (the current one is kept beside it as *.before-restore-*)"
     )]
     Exists(PathBuf),
+    #[error(
+        "{path} -> {target} is not a link of the OTA layout (latest -> vX.Y.Z, latest.bin, latest.json, vX.Y.Z.bin of the same board): nothing was restored"
+    )]
+    ForeignLink { path: String, target: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -132,6 +136,7 @@ fn copy_tree(
         let kind = entry.file_type().map_err(io(&source))?;
         if kind.is_symlink() {
             let points_to = std::fs::read_link(&source).map_err(io(&source))?;
+            check_link(&name, &points_to)?;
             std::os::unix::fs::symlink(&points_to, &target).map_err(io(&target))?;
             links.push(format!("{} -> {}\n", name.display(), points_to.display()));
         } else if kind.is_dir() {
@@ -181,6 +186,88 @@ fn regular_files(folder: &Path, inside: &Path, out: &mut Vec<PathBuf>) -> Result
     Ok(())
 }
 
+/// A link is kept only where the OTA tree's layout puts it: `ota/{board}/{name}` with a target
+/// the release writer makes (`crate::firmware::layout_link`), inside the same board's folder.
+fn check_link(shown: &Path, target: &Path) -> Result<(), BackupError> {
+    let foreign = || BackupError::ForeignLink {
+        path: shown.display().to_string(),
+        target: target.display().to_string(),
+    };
+    let parts: Vec<&str> = shown.iter().filter_map(|p| p.to_str()).collect();
+    match parts.as_slice() {
+        ["ota", board, name]
+            if !board.starts_with('.') && crate::firmware::layout_link(name, target) =>
+        {
+            Ok(())
+        }
+        _ => Err(foreign()),
+    }
+}
+
+/// Every link of a backup is one `SYMLINKS` lists (a file the manifest covers), with the same
+/// target, of the OTA layout, pointing at what the backup holds: checked before a byte is
+/// restored.
+fn verify_links(folder: &Path) -> Result<(), BackupError> {
+    let listed_text = std::fs::read_to_string(folder.join(SYMLINKS)).unwrap_or_default();
+    let mut listed: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for line in listed_text.lines() {
+        let (path, target) = line.split_once(" -> ").ok_or_else(|| {
+            BackupError::Damaged(format!("{SYMLINKS}: `{line}` is not `<path> -> <target>`"))
+        })?;
+        listed.push((PathBuf::from(path), PathBuf::from(target)));
+    }
+    let mut found = Vec::new();
+    links_below(folder, Path::new(""), &mut found)?;
+    for (path, target) in &found {
+        check_link(path, target)?;
+        if !listed.contains(&(path.clone(), target.clone())) {
+            return Err(BackupError::Damaged(format!(
+                "the link {} -> {} is not in {SYMLINKS}",
+                path.display(),
+                target.display()
+            )));
+        }
+        let resolved = folder
+            .join(path.parent().unwrap_or(Path::new("")))
+            .join(target);
+        if !resolved.exists() {
+            return Err(BackupError::Damaged(format!(
+                "the link {} -> {} points at nothing in the backup",
+                path.display(),
+                target.display()
+            )));
+        }
+    }
+    if let Some((path, _)) = listed.iter().find(|l| !found.contains(l)) {
+        return Err(BackupError::Damaged(format!(
+            "{} is missing",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Every symbolic link below `folder/inside` (not followed), as (path, target).
+fn links_below(
+    folder: &Path,
+    inside: &Path,
+    out: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<(), BackupError> {
+    let dir = folder.join(inside);
+    for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+        let entry = entry.map_err(io(&dir))?;
+        let kind = entry.file_type().map_err(io(&dir))?;
+        let path = inside.join(entry.file_name());
+        if kind.is_symlink() {
+            let target = std::fs::read_link(entry.path()).map_err(io(&dir))?;
+            out.push((path, target));
+        } else if kind.is_dir() {
+            links_below(folder, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
 fn write_manifest(folder: &Path) -> Result<(usize, u64), BackupError> {
     let mut files = Vec::new();
     regular_files(folder, Path::new(""), &mut files)?;
@@ -226,6 +313,7 @@ pub fn verify(folder: &Path) -> Result<usize, BackupError> {
             extra.display()
         )));
     }
+    verify_links(folder)?;
     Ok(listed.len())
 }
 

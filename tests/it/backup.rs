@@ -84,10 +84,10 @@ fn folder_from(out: &std::process::Output) -> PathBuf {
 async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_guards_itself() {
     let app = App::start().await;
     let data = app.dir().join("data");
-    let board = data.join("ota/bellcore-v2");
-    std::fs::create_dir_all(&board).unwrap();
-    std::fs::write(board.join("v1.0.0.bin"), vec![0xE9; 4096]).unwrap();
-    std::os::unix::fs::symlink("v1.0.0.bin", board.join("latest.bin")).unwrap();
+    let app_image = vesper::demo::app_image(4096, "1.0.0");
+    let board_config = app.config().board("bellcore-v2").unwrap().clone();
+    vesper::demo::publish_release(&data.join("ota"), &board_config, "1.0.0", app_image.clone())
+        .unwrap();
 
     // Batches of 7 keep arriving over HTTP while the backup runs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,11 +202,11 @@ async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_gu
     assert_eq!(integrity(&target.join("registry.sqlite3")), "ok");
     assert_eq!(
         std::fs::read_link(target.join("ota/bellcore-v2/latest.bin")).unwrap(),
-        Path::new("v1.0.0.bin")
+        Path::new("latest/ota.bin")
     );
     assert_eq!(
         std::fs::read(target.join("ota/bellcore-v2/latest.bin")).unwrap(),
-        vec![0xE9; 4096]
+        app_image
     );
     // A second time, the folder is occupied.
     let out = restore(app.dir(), &folder, &target, false);
@@ -218,11 +218,15 @@ async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_gu
     );
 
     // A damaged backup is refused before anything is touched.
-    std::fs::write(folder.join("ota/bellcore-v2/v1.0.0.bin"), vec![0xE8; 4096]).unwrap();
+    std::fs::write(
+        folder.join("ota/bellcore-v2/v1.0.0/ota.bin"),
+        vec![0xE8; 4096],
+    )
+    .unwrap();
     let out = restore(app.dir(), &folder, &target, true);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("ota/bellcore-v2/v1.0.0.bin does not match its SHA-256"),
+        stderr(&out).contains("ota/bellcore-v2/v1.0.0/ota.bin does not match its SHA-256"),
         "{}",
         stderr(&out)
     );
@@ -231,5 +235,110 @@ async fn a_backup_during_a_stream_of_writes_restores_to_its_point_and_restore_gu
         dump(&copy),
         "untouched"
     );
+    app.stop().await;
+}
+
+/// Issue 25, finding 4: a tampered backup cannot make the server serve its own files. A link that
+/// is not one of the OTA layout's (here `v9.9.9.bin -> /etc/hostname`, listed in SYMLINKS and the
+/// manifest re-hashed, as an attacker would) is refused before a byte is restored; and a link
+/// that leads out of the OTA root is never served, whatever put it there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_with_a_foreign_link_is_refused_and_no_link_is_served_out_of_the_ota_root() {
+    let app = App::start().await;
+    let data = app.dir().join("data");
+    let board_config = app.config().board("bellcore-v2").unwrap().clone();
+    vesper::demo::publish_release(
+        &data.join("ota"),
+        &board_config,
+        "1.0.0",
+        vesper::demo::app_image(4096, "1.0.0"),
+    )
+    .unwrap();
+    let out = vesper_env(app.dir(), &["backup", "backups"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let folder = folder_from(&out);
+    let folder = if folder.is_absolute() {
+        folder
+    } else {
+        app.dir().join(folder)
+    };
+
+    for (name, target) in [
+        ("v9.9.9.bin", "/etc/hostname"),
+        ("latest.json", "../../../../etc/hostname"),
+        ("v9.9.9.bin", "v1.0.0/ota.bin"),
+    ] {
+        let tampered = tempfile::tempdir().unwrap();
+        let copy = tampered.path().join("b");
+        assert!(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&folder)
+                .arg(&copy)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let link = copy.join("ota/bellcore-v2").join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let mut listed = std::fs::read_to_string(copy.join("SYMLINKS")).unwrap();
+        listed.push_str(&format!("ota/bellcore-v2/{name} -> {target}\n"));
+        std::fs::write(copy.join("SYMLINKS"), listed).unwrap();
+        // The manifest re-hashed for the new SYMLINKS, as an attacker can.
+        let manifest = std::fs::read_to_string(copy.join("MANIFEST.sha256")).unwrap();
+        let symlinks_sum =
+            vesper::firmware::sha256_hex(&std::fs::read(copy.join("SYMLINKS")).unwrap());
+        let manifest: String = manifest
+            .lines()
+            .map(|l| {
+                if l.ends_with("  SYMLINKS") {
+                    format!("{symlinks_sum}  SYMLINKS\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(copy.join("MANIFEST.sha256"), manifest).unwrap();
+        let target_dir = tampered.path().join("restored");
+        let out = restore(app.dir(), &copy, &target_dir, false);
+        assert_eq!(out.status.code(), Some(1), "{name} -> {target}");
+        let said = stderr(&out);
+        assert!(
+            said.contains("is not a link of the OTA layout") || said.contains("points at nothing"),
+            "{name} -> {target}: {said}"
+        );
+        assert!(
+            !target_dir.join("registry.sqlite3").exists(),
+            "nothing restored"
+        );
+        assert!(!target_dir.join("ota").exists(), "nothing restored");
+    }
+
+    // Serve time: a link out of the OTA root (put there by anything) is 404, not the file.
+    let board_dir = app.config().serve.ota_root.join("bellcore-v2");
+    std::os::unix::fs::symlink("/etc/hostname", board_dir.join("v9.9.9.bin")).unwrap();
+    std::fs::create_dir_all(board_dir.join("v9.9.8")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", board_dir.join("v9.9.8/ota.bin")).unwrap();
+    for path in [
+        "/ota/bellcore-v2/v9.9.9.bin",
+        "/ota/bellcore-v2/v9.9.8/ota.bin",
+    ] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND, "{path}");
+    }
+    // The layout's own links are still served.
+    let r = app
+        .client
+        .get(format!("{}/ota/bellcore-v2/latest.bin", app.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
     app.stop().await;
 }

@@ -962,7 +962,28 @@ async fn ota_file(
         return Err(ApiError::NotFound("no such file".into()));
     }
     let path = releases::board_dir(&state.config.serve.ota_root, &board).join(&file);
+    let path = inside_ota_root(&state.config.serve.ota_root, &path).await?;
     send_file(&state, &path, &file).await
+}
+
+/// `path` with every link resolved, when it stays inside the OTA root (resolved too): a link
+/// that leads anywhere else (a tampered backup's `v9.9.9.bin -> /etc/...`) serves nothing.
+async fn inside_ota_root(
+    ota_root: &std::path::Path,
+    path: &std::path::Path,
+) -> Result<std::path::PathBuf, ApiError> {
+    let not_found = || ApiError::NotFound("no such file".into());
+    let root = tokio::fs::canonicalize(ota_root)
+        .await
+        .map_err(|_| not_found())?;
+    let resolved = tokio::fs::canonicalize(path)
+        .await
+        .map_err(|_| not_found())?;
+    if !resolved.starts_with(&root) {
+        tracing::warn!(path = %path.display(), "an OTA link leads out of the OTA root: not served");
+        return Err(not_found());
+    }
+    Ok(resolved)
 }
 
 /// A file of one release folder (a part of the bundle, or its manifest).
@@ -987,6 +1008,7 @@ async fn ota_release_file(
     let path = releases::board_dir(&state.config.serve.ota_root, &board)
         .join(&release)
         .join(&file);
+    let path = inside_ota_root(&state.config.serve.ota_root, &path).await?;
     send_file(&state, &path, &file).await
 }
 

@@ -109,6 +109,29 @@ fn check_version(version: &str) -> Result<(), FirmwareError> {
     }
 }
 
+/// Whether `name -> target` (in a board's folder) is one of the links this layout makes:
+/// `latest -> v{version}`, `latest.bin -> latest/ota.bin`, `latest.json -> latest/manifest.json`
+/// and `v{version}.bin -> v{version}/ota.bin`, with a semantic version. A backup restores no
+/// other link, and nothing else is served.
+pub fn layout_link(name: &str, target: &Path) -> bool {
+    let Some(target) = target.to_str() else {
+        return false;
+    };
+    let version_folder = |folder: &str| {
+        folder
+            .strip_prefix('v')
+            .is_some_and(|v| check_version(v).is_ok())
+    };
+    match name {
+        "latest" => version_folder(target),
+        "latest.bin" => target == format!("latest/{OTA_FILE}"),
+        "latest.json" => target == "latest/manifest.json",
+        _ => name.strip_suffix(".bin").is_some_and(|folder| {
+            version_folder(folder) && target == format!("{folder}/{OTA_FILE}")
+        }),
+    }
+}
+
 /// Names the release tree gives its own files: a part may not take one.
 fn reserved_name(name: &str) -> bool {
     name == "manifest.json" || name == "latest" || name.starts_with("latest.")
