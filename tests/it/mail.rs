@@ -364,6 +364,108 @@ async fn starttls_with_the_test_certificate_and_a_password_file_logs_in_before_s
     assert_eq!(smtp.received().len(), 1);
 }
 
+/// Issue 25, finding 5: a viewer never receives a customer's address, from any route, event or
+/// stream: the device taken through its states with the address in every field a person can
+/// fill (assigned e-mail and name, owner and users), and the provider's 550 answer quoting it in
+/// the outbox and the audit rows of the device's history.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_viewer_never_receives_a_customers_address_from_any_route_event_or_stream() {
+    let smtp = SmtpServer::start(&["--reject-rcpt", "nobody"]);
+    let app = App::start_with(&smtp_config(smtp.port, "none", "")).await;
+    let (batch, sns) = app.batch(1).await;
+    let sn = &sns[0];
+    const ADDRESS: &str = "nobody@example.com";
+    // Every state the device goes through, as a technician and an admin drive it.
+    let r = app
+        .post(
+            &format!("/manufacturing/devices/{sn}/flashed"),
+            &app.technician,
+            json!({ "chip": "ESP32", "mac": "24:0A:C4:00:09:01", "firmware_version": "1.0.0", "station": "bench-1" }),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assign(&app, sn, ADDRESS, ADDRESS).await;
+    let r = app
+        .post(
+            &format!("/manufacturing/devices/{sn}/users"),
+            &app.admin,
+            json!({ "owner": ADDRESS, "users_list": [ADDRESS] }),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let id = only_message(&app).id;
+    let dead = wait_status(&app, id, MailStatus::Dead, Duration::from_secs(10)).await;
+    assert!(
+        dead.last_error.as_deref().unwrap().contains(ADDRESS),
+        "{dead:?}"
+    );
+    let r = app
+        .post(
+            &format!("/manufacturing/devices/{sn}/status"),
+            &app.admin,
+            json!({ "status": "revoked" }),
+        )
+        .await;
+    assert!(r.status().is_success());
+    // An admin sees the address (so the test would see a leak).
+    let admin_view = app
+        .get(&format!("/manufacturing/devices/{sn}"), &app.admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(admin_view.contains(ADDRESS), "{admin_view}");
+
+    // Everything a viewer can read about the device.
+    let mut seen = Vec::new();
+    for path in [
+        format!("/manufacturing/devices/{sn}"),
+        format!("/manufacturing/devices/{sn}?wait=revoked&timeout=1"),
+        format!("/manufacturing/devices?batch={batch}"),
+        format!("/manufacturing/devices?text={sn}"),
+        format!("/manufacturing/batch/{batch}"),
+        "/manufacturing/batches".to_owned(),
+        "/manufacturing/stats".to_owned(),
+    ] {
+        let r = app.get(&path, &app.viewer).await;
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        seen.push((path, r.text().await.unwrap()));
+    }
+    // The event stream's first event, and one change while it is open.
+    let mut stream = app
+        .client
+        .get(format!("{}/manufacturing/devices/{sn}/events", app.api))
+        .bearer_auth(&app.viewer)
+        .send()
+        .await
+        .unwrap();
+    let first = stream.chunk().await.unwrap().unwrap();
+    seen.push((
+        "events".into(),
+        String::from_utf8_lossy(&first).into_owned(),
+    ));
+    let viewer_denied = app.get("/manufacturing/audit", &app.viewer).await.status();
+    assert_eq!(viewer_denied, reqwest::StatusCode::FORBIDDEN);
+    for (path, body) in &seen {
+        for needle in [ADDRESS, "nobody", "example.com"] {
+            assert!(
+                !body.contains(needle),
+                "a viewer got `{needle}` from {path}: {body}"
+            );
+        }
+    }
+    // The history is there, without the people in it.
+    let device: Value = serde_json::from_str(&seen[0].1).unwrap();
+    let actions: Vec<&str> = device["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"mail.dead"), "{actions:?}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recipient_refused_with_550_is_dead_at_once_and_vesper_mail_retry_revives_it() {
     let smtp = SmtpServer::start(&["--reject-rcpt", "nobody"]);

@@ -41,8 +41,16 @@ pub struct Device {
 }
 
 /// The fields of a device record that name a person: the customer's e-mail address and name,
-/// and the users who may use the device.
-const PERSONAL_FIELDS: [&str; 4] = ["assigned_email", "assigned_name", "owner", "users_list"];
+/// the users who may use the device, and what a mail provider answered (an SMTP refusal quotes
+/// the address; the files provider names server paths), in the states its history records.
+const PERSONAL_FIELDS: [&str; 6] = [
+    "assigned_email",
+    "assigned_name",
+    "owner",
+    "users_list",
+    "last_error",
+    "provider_answer",
+];
 
 impl Device {
     /// The record as a viewer may see it: without the customer's e-mail address and name or the
