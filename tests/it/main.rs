@@ -29,6 +29,7 @@ mod firmware_sim;
 mod flashing;
 mod goauth_conformance;
 mod headless_bench;
+mod http_limits;
 mod labels;
 mod layout;
 mod mail;

@@ -413,6 +413,7 @@ async fn device(
         let device = visible(&caller, state.store.device(sn.as_str()).await?);
         return Ok(Json(device).into_response());
     };
+    let _slot = state.streams.take(&caller.0.name)?;
     // Subscribe before reading, so a change between the read and the wait is not missed.
     let mut events = state.events.subscribe();
     let mut stopping = state.stopping.clone();
@@ -472,6 +473,7 @@ async fn device_events(
 > {
     caller.require(Role::Viewer)?;
     let sn = serial(&sn)?;
+    let slot = state.streams.take(&caller.0.name)?;
     let events = state.events.subscribe();
     let device = {
         let sn = sn.clone();
@@ -481,9 +483,10 @@ async fn device_events(
     let token = caller.0.name.clone();
     let recheck =
         tokio::time::interval_at(tokio::time::Instant::now() + TOKEN_RECHECK, TOKEN_RECHECK);
+    // The slot lives in the stream's state: given back when the stream ends or the client goes.
     let changes = futures_util::stream::unfold(
-        (events, state.stopping.clone(), recheck, state.clone()),
-        move |(mut events, mut stopping, mut recheck, state)| {
+        (events, state.stopping.clone(), recheck, state.clone(), slot),
+        move |(mut events, mut stopping, mut recheck, state, slot)| {
             let (sn, token) = (sn.clone(), token.clone());
             async move {
                 loop {
@@ -494,7 +497,10 @@ async fn device_events(
                     };
                     match next {
                         StreamEnd::Event(Ok(e)) if e.serial_number == sn.as_str() => {
-                            return Some((Ok(sse_event(&e)), (events, stopping, recheck, state)));
+                            return Some((
+                                Ok(sse_event(&e)),
+                                (events, stopping, recheck, state, slot),
+                            ));
                         }
                         StreamEnd::Event(Ok(_))
                         | StreamEnd::Event(Err(

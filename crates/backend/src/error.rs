@@ -35,6 +35,11 @@ pub enum ApiError {
     /// Too many downloads at once; the client should come back (`Retry-After`).
     #[error("too many downloads at once; retry in a few seconds")]
     Busy,
+    /// This token holds as many event streams and long polls as it may (`Retry-After`).
+    #[error(
+        "this token holds too many event streams and long polls at once; close one or retry later"
+    )]
+    TooManyStreams,
     #[error("internal error")]
     Internal,
 }
@@ -48,6 +53,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,7 +71,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, ApiError::Busy) {
+        if matches!(self, ApiError::Busy | ApiError::TooManyStreams) {
             response
                 .headers_mut()
                 .insert("retry-after", "5".parse().expect("header value"));
@@ -160,6 +166,10 @@ impl utoipa::IntoResponses for ApiErrors {
             ("403", "Role too low"),
             ("404", "Not found"),
             ("409", "Conflict with the record's state; `code` says which"),
+            (
+                "429",
+                "Long polls and event streams only: the token holds too many at once (Retry-After)",
+            ),
             (
                 "503",
                 "Registry unavailable, or too many downloads (Retry-After)",

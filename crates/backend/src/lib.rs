@@ -18,6 +18,8 @@ pub mod mail;
 mod mqtt;
 mod publish;
 pub mod releases;
+mod serve;
+pub mod streams;
 pub mod users;
 pub use mqtt::BackendGate;
 
@@ -31,7 +33,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request};
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -67,6 +68,8 @@ pub struct AppState {
     pub broker_control: control::BrokerControl,
     /// Download slots for firmware files (`/ota/...`, `firmware.bin`).
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Event streams and long polls each token holds.
+    pub streams: streams::StreamSlots,
     /// Wakes the mail worker when a message is queued.
     pub mail_wake: tokio::sync::Notify,
     /// The deploy webhook, when `[deploy]` turns it on.
@@ -302,6 +305,7 @@ pub async fn start(
         broker_connected: std::sync::atomic::AtomicBool::new(false),
         broker_control,
         downloads: Arc::new(tokio::sync::Semaphore::new(api::MAX_DOWNLOADS)),
+        streams: streams::StreamSlots::default(),
         mail_wake: tokio::sync::Notify::new(),
         deployer,
     });
@@ -313,27 +317,14 @@ pub async fn start(
     let api = bind(options.listen).await?;
     let auth = bind(options.auth_listen).await?;
     let (api_addr, auth_addr) = (api.local_addr()?, auth.local_addr()?);
-    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    // Small request, small answer, one at a time per connection (the broker's above all):
-    // Nagle's algorithm would hold answers back waiting for ACKs.
-    let serve = |listener: TcpListener, router: Router| {
-        let graceful = until(signal.clone());
-        tokio::spawn(
-            axum::serve(
-                listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                }),
-                router,
-            )
-            .with_graceful_shutdown(graceful)
-            .into_future(),
-        )
+    // Both listeners bounded (serve.rs): header-read timeout, connection cap, no Nagle.
+    let cap = serve::connection_cap();
+    let serve = |listener: TcpListener, router: Router, timeout| {
+        tokio::spawn(serve::serve(listener, router, cap, timeout, signal.clone()))
     };
     let tasks = vec![
-        serve(api, api_router(state.clone())),
-        serve(auth, auth_router(state.clone())),
+        serve(api, api_router(state.clone()), serve::HEADER_READ_TIMEOUT),
+        serve(auth, auth_router(state.clone()), serve::AUTH_HEADER_READ_TIMEOUT),
     ];
     // Device events of the other instances on a shared database (returns at once on SQLite).
     {
