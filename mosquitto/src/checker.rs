@@ -63,11 +63,21 @@ pub struct Options {
 /// account are decided here: their grants depend on nothing but the topic, once the login was
 /// allowed by the backend (a revoked device is kicked, and its cached login dropped, at once).
 /// Users' grants depend on the registry and are always asked.
+///
+/// A device's status is re-checked all the same: its topics are decided here, but only while
+/// the backend has said within `status_cache` (at most [`MAX_STATUS_CACHE`]) that the device may
+/// publish on its own data topic. So a revoked device is cut off within a few seconds even when
+/// the backend's kick never arrives (no `[serve.broker]`, or a command lost); a kick or forget
+/// drops that answer at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalAcl {
     pub topics: Topics,
     pub service_account: String,
+    pub status_cache: Duration,
 }
+
+/// The longest a device's "still allowed" answer is trusted under `local_acl`.
+pub const MAX_STATUS_CACHE: Duration = Duration::from_secs(5);
 
 /// go-auth's `http_method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +108,7 @@ impl Options {
         };
         let mut local = false;
         let mut topics = Topics::default();
+        let mut status_cache = Duration::from_secs(3);
         let mut service_account = "vesper-backend".to_owned();
         let template = |key: &str, v: &str| {
             TopicTemplate::try_from(v.trim().to_owned()).map_err(|e| format!("{key}: {e}"))
@@ -140,6 +151,7 @@ impl Options {
                     other => return Err(format!("local_acl: `{other}` is not true or false")),
                 },
                 "service_account" => service_account = value.trim().to_owned(),
+                "status_cache_seconds" => status_cache = seconds(key, value)?,
                 "topic_data" => topics.data = template(key, value)?,
                 "topic_status" => topics.status = template(key, value)?,
                 "topic_control" => topics.control = template(key, value)?,
@@ -172,9 +184,16 @@ impl Options {
             if service_account.is_empty() {
                 return Err("service_account must not be empty".into());
             }
+            if status_cache > MAX_STATUS_CACHE {
+                return Err(format!(
+                    "status_cache_seconds: at most {} (a revoked device keeps its access that long)",
+                    MAX_STATUS_CACHE.as_secs()
+                ));
+            }
             o.local_acl = Some(LocalAcl {
                 topics,
                 service_account,
+                status_cache,
             });
         }
         if o.timeout.is_zero() {
@@ -396,6 +415,33 @@ impl Checker {
         goauth::interpret(self.options.response_mode, status, &answer)
     }
 
+    /// Under `local_acl`, whether a device the local rules allow is still allowed by the registry
+    /// (not revoked, still there): the backend's answer for its own data topic, trusted for
+    /// `status_cache`. The service account is not a device and needs no such answer.
+    fn device_still_allowed(&self, username: &str, client_id: &str) -> (Outcome, Option<String>) {
+        let (Some(local), Ok(sn)) = (&self.options.local_acl, username.parse::<SerialNumber>())
+        else {
+            return (Outcome::Allow, None);
+        };
+        let key = digest(&[b"status", username.as_bytes(), client_id.as_bytes()]);
+        let params = AuthParams {
+            username: Some(username.into()),
+            clientid: Some(client_id.into()),
+            topic: Some(local.topics.data.for_device(&sn)),
+            acc: Some(2),
+            ..Default::default()
+        };
+        match self.cached(key, username, local.status_cache, || {
+            self.ask(&self.options.aclcheck_uri, &params)
+        }) {
+            (Outcome::Deny, _) => (
+                Outcome::Deny,
+                Some("the device is no longer allowed (revoked or removed)".into()),
+            ),
+            other => other,
+        }
+    }
+
     /// With `local_acl`, a device's or the service account's topic check, decided here;
     /// `None`: ask the backend (users, or local rules off).
     fn decide_locally(&self, username: &str, topic: &str, access: i32) -> Option<Decision> {
@@ -528,7 +574,7 @@ impl Checker {
         }
         if let Some(decision) = self.decide_locally(username, topic, access) {
             return match decision {
-                Decision::Allow => (Outcome::Allow, None),
+                Decision::Allow => self.device_still_allowed(username, client_id),
                 Decision::Deny => (Outcome::Deny, Some("not allowed (local rules)".into())),
             };
         }
@@ -682,18 +728,10 @@ mod tests {
     }
 
     #[test]
-    fn local_rules_decide_devices_and_the_service_without_asking() {
-        // No backend: anything asked would be an error.
-        let c = Checker::new(
-            Options::parse([
-                ("http_host", "127.0.0.1"),
-                ("http_port", "9"),
-                ("http_timeout", "1"),
-                ("local_acl", "true"),
-                ("service_account", "svc"),
-            ])
-            .unwrap(),
-        );
+    fn local_rules_decide_topics_and_the_registry_still_decides_a_device_every_few_seconds() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let backend = FakeBackend::start(200, Duration::ZERO);
+        let c = backend.checker(&[("local_acl", "true"), ("service_account", "svc")]);
         let a = "PV-26A18-BC02R-X7KQA";
         let b = "PV-26L31-BP01R-ZZ234";
         let own = format!("vesper/{a}/data");
@@ -707,6 +745,8 @@ mod tests {
             Outcome::Allow
         );
         assert_eq!(c.acl(Some(a), Some(a), "vesper/+/data", 4).0, Outcome::Deny);
+        // The topics were decided here; the device's standing was asked once, then cached.
+        assert_eq!(backend.asked.load(SeqCst), 1);
         assert_eq!(c.acl(Some("svc"), Some("svc"), &own, 1).0, Outcome::Allow);
         assert_eq!(
             c.acl(Some("svc"), Some("svc"), "$CONTROL/vesper/v1", 2).0,
@@ -717,12 +757,40 @@ mod tests {
                 .0,
             Outcome::Deny
         );
-        // Users depend on the registry: asked (here, an error: no backend).
+        assert_eq!(
+            backend.asked.load(SeqCst),
+            1,
+            "the service account is not a device"
+        );
+        // Users depend on the registry: asked.
         assert_eq!(
             c.acl(Some("uid-1"), Some("uid-1"), &own, 4).0,
-            Outcome::Error
+            Outcome::Allow
         );
-        assert_eq!(c.cached_answers(), 0);
+        assert_eq!(backend.asked.load(SeqCst), 2);
+        // A kick or forget drops the device's standing: asked again at its next message.
+        c.forget(a);
+        assert_eq!(c.acl(Some(a), Some(a), &own, 2).0, Outcome::Allow);
+        assert_eq!(backend.asked.load(SeqCst), 3);
+
+        // The registry says no (revoked): the device's own topics are refused, whatever the
+        // local rules allow (issue 25, finding 1: the kick may never have arrived).
+        let revoked = FakeBackend::start(403, Duration::ZERO);
+        let c = revoked.checker(&[("local_acl", "true"), ("service_account", "svc")]);
+        let (outcome, why) = c.acl(Some(a), Some(a), &own, 2);
+        assert_eq!(outcome, Outcome::Deny);
+        assert!(why.unwrap().contains("no longer allowed"));
+        assert_eq!(c.acl(Some("svc"), Some("svc"), &own, 1).0, Outcome::Allow);
+        // The answer is trusted a few seconds at most.
+        for (seconds, ok) in [("5", true), ("6", false)] {
+            let parsed = Options::parse([
+                ("http_host", "h"),
+                ("http_port", "1"),
+                ("local_acl", "true"),
+                ("status_cache_seconds", seconds),
+            ]);
+            assert_eq!(parsed.is_ok(), ok, "{seconds}");
+        }
         // Templates are options, checked like the backend's.
         let seed = Options::parse([
             ("http_host", "h"),

@@ -36,6 +36,7 @@ mod mail;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;
+mod revocation;
 mod scale_out;
 mod sim_peers;
 mod station;

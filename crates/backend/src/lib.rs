@@ -324,7 +324,11 @@ pub async fn start(
     };
     let tasks = vec![
         serve(api, api_router(state.clone()), serve::HEADER_READ_TIMEOUT),
-        serve(auth, auth_router(state.clone()), serve::AUTH_HEADER_READ_TIMEOUT),
+        serve(
+            auth,
+            auth_router(state.clone()),
+            serve::AUTH_HEADER_READ_TIMEOUT,
+        ),
     ];
     // Device events of the other instances on a shared database (returns at once on SQLite).
     {

@@ -1,0 +1,141 @@
+//! Revocation that cannot be lost (issue 25, finding 1): with the shipped broker config (the
+//! plugin decides devices' topics locally) and a backend that sends no kick at all (no
+//! `[serve.broker]`, as `vesper init` writes it), 1,000 connected devices revoked at once can
+//! none of them publish 5 s later: the plugin asks the registry about each device's standing at
+//! least every few seconds.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
+use serde_json::json;
+
+use crate::backend_support::{App, device_password};
+use crate::broker::{Mosquitto, connect, free_port};
+
+const DEVICES: usize = 1000;
+
+/// What a QoS 1 publish came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    Accepted,
+    Refused,
+    Disconnected,
+}
+
+/// A connected device: its client, and what its event loop (polled by a task of its own, so the
+/// keepalive goes on) reports about its publishes.
+struct Device {
+    sn: String,
+    client: AsyncClient,
+    outcomes: tokio::sync::mpsc::UnboundedReceiver<Published>,
+}
+
+impl Device {
+    async fn connect(port: u16, sn: &str) -> Device {
+        let (client, events) = connect(port, sn, sn, &device_password(sn))
+            .await
+            .unwrap_or_else(|e| panic!("{sn} logs in: {e}"));
+        let (tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(poll(events, tx));
+        Device {
+            sn: sn.to_owned(),
+            client,
+            outcomes,
+        }
+    }
+
+    async fn publish(&mut self) -> Published {
+        let topic = format!("vesper/{}/data", self.sn);
+        let payload = r#"{"type":"heartbeat","fw":"1.0.0","uptime":1}"#;
+        if self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .is_err()
+        {
+            return Published::Disconnected;
+        }
+        tokio::time::timeout(Duration::from_secs(5), self.outcomes.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Published::Disconnected)
+    }
+}
+
+async fn poll(mut events: EventLoop, tx: tokio::sync::mpsc::UnboundedSender<Published>) {
+    loop {
+        let outcome = match events.poll().await {
+            // MQTT 5: 0x00 and 0x10 (no matching subscribers) accept the message; 0x80 and up
+            // (0x87 not authorized) refuse it.
+            Ok(Event::Incoming(Packet::PubAck(ack)))
+                if matches!(
+                    ack.reason,
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                ) =>
+            {
+                Published::Accepted
+            }
+            Ok(Event::Incoming(Packet::PubAck(_))) => Published::Refused,
+            Ok(Event::Incoming(Packet::Disconnect(_))) | Err(_) => {
+                let _ = tx.send(Published::Disconnected);
+                return;
+            }
+            Ok(_) => continue,
+        };
+        if tx.send(outcome).is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_devices_revoked_at_once_cannot_publish_five_seconds_later_without_any_kick() {
+    let app = App::start().await; // no [serve.broker]: no command channel, no kick
+    let port = free_port();
+    let _broker = Mosquitto::shipped(port, app.auth_port());
+    let (_, sns) = app.batch(DEVICES as u32).await;
+    let mut devices: Vec<Device> = futures_util::stream::iter(sns.iter())
+        .map(|sn| Device::connect(port, sn))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    // Before: they publish on their own data topics.
+    for device in devices.iter_mut().take(10) {
+        assert_eq!(device.publish().await, Published::Accepted);
+    }
+
+    // All revoked at once (32 requests in flight).
+    let revoked = futures_util::stream::iter(sns.iter())
+        .map(|sn| {
+            let path = format!("/manufacturing/devices/{sn}/status");
+            let app = &app;
+            async move {
+                app.post(&path, &app.admin, json!({ "status": "revoked" }))
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(revoked.iter().all(|r| r.status().is_success()));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let outcomes = futures_util::stream::iter(devices.iter_mut())
+        .map(|device| device.publish())
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let accepted = outcomes
+        .iter()
+        .filter(|o| **o == Published::Accepted)
+        .count();
+    assert_eq!(
+        accepted, 0,
+        "{accepted} of {DEVICES} revoked devices still published"
+    );
+    app.stop().await;
+}
