@@ -97,6 +97,7 @@ pub async fn run(config: Result<Config, String>, data_dir: Option<PathBuf>) -> V
     let health = api(&config).await;
     checks.push(health.0);
     checks.push(auth(&config).await);
+    checks.push(broker_commands(&config).await);
     checks.push(broker(&config, secret.as_ref()).await);
     checks.push(listener(&config, health.1.as_ref()));
     checks.extend(public(&config, &ota_root).await);
@@ -403,6 +404,37 @@ async fn auth(config: &Config) -> Check {
             format!("{url}: {}", error_text(&e)),
             "start vesper serve; keep serve.auth_listen on loopback or a private network",
         ),
+    }
+}
+
+/// Whether revocation commands reach the broker: none waiting in the backend's queue, and a
+/// connection to send them on (`[serve.broker]`).
+async fn broker_commands(config: &Config) -> Check {
+    const NAME: &str = "broker commands";
+    if config.serve.broker.is_none() {
+        return Check::skip(
+            NAME,
+            "no [serve.broker]: kicks are not sent; the plugin's status re-check cuts a revoked device off within plugin_opt_status_cache_seconds",
+        );
+    }
+    let url = format!("http://{}/metrics", reachable(config.serve.auth_listen));
+    let text = match http().get(&url).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => return Check::skip(NAME, format!("{url}: {}", error_text(&e))),
+    };
+    let waiting: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vesper_broker_commands_waiting "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if waiting == 0 {
+        Check::ok(NAME, "no kick or forget command waits for the broker")
+    } else {
+        Check::fail(
+            NAME,
+            format!("{waiting} kick/forget commands wait for the broker"),
+            "check the heartbeat listener's login (the broker check above) and the broker's log",
+        )
     }
 }
 

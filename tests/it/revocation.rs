@@ -12,7 +12,7 @@ use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use serde_json::json;
 
-use crate::backend_support::{App, device_password};
+use crate::backend_support::{App, device_password, metric};
 use crate::broker::{Mosquitto, connect, free_port};
 
 const DEVICES: usize = 1000;
@@ -109,19 +109,7 @@ async fn a_thousand_devices_revoked_at_once_cannot_publish_five_seconds_later_wi
     }
 
     // All revoked at once (32 requests in flight).
-    let revoked = futures_util::stream::iter(sns.iter())
-        .map(|sn| {
-            let path = format!("/manufacturing/devices/{sn}/status");
-            let app = &app;
-            async move {
-                app.post(&path, &app.admin, json!({ "status": "revoked" }))
-                    .await
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
-    assert!(revoked.iter().all(|r| r.status().is_success()));
+    revoke_all(&app, &sns).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     let outcomes = futures_util::stream::iter(devices.iter_mut())
@@ -138,4 +126,86 @@ async fn a_thousand_devices_revoked_at_once_cannot_publish_five_seconds_later_wi
         "{accepted} of {DEVICES} revoked devices still published"
     );
     app.stop().await;
+}
+
+/// The backend's command channel queues without dropping (issue 25, finding 1b): 1,100 kicks
+/// queued while the broker is away (the old queue held 1,024 and dropped the rest) all wait,
+/// `/metrics` says how many, and they are handed over once the broker is back. Without
+/// `[serve.broker]` they are counted as unsent.
+#[tokio::test(flavor = "multi_thread")]
+async fn kicks_queued_while_the_broker_is_away_wait_and_are_sent_when_it_returns() {
+    const KICKS: usize = 1100;
+    let port = free_port();
+    let app = App::start_with(&format!(
+        "[serve.broker]\nhost = \"127.0.0.1\"\nport = {port}\n"
+    ))
+    .await;
+    let (_, sns) = app.batch(KICKS as u32).await;
+    revoke_all(&app, &sns).await;
+    let waiting = || metric(&app.client, &app.auth, "vesper_broker_commands_waiting");
+    // All but the MQTT client's own queue (64) wait in the backend's.
+    assert!(waiting().await >= KICKS as u64 - 64, "{}", waiting().await);
+    let broker = Mosquitto::shipped(port, app.auth_port());
+    let sent = || {
+        broker
+            .log()
+            .lines()
+            .filter(|l| {
+                l.contains("Received PUBLISH from vesper-backend")
+                    && l.contains("$CONTROL/vesper/v1")
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while waiting().await > 0 || sent() < KICKS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} wait, {} of {KICKS} reached the broker\n{}",
+            waiting().await,
+            sent(),
+            broker
+                .log()
+                .lines()
+                .filter(|l| !l.contains("PUBLISH"))
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(sent(), KICKS, "each kick reached the broker once");
+    app.stop().await;
+
+    let app = App::start().await; // no [serve.broker]
+    let (_, sns) = app.batch(3).await;
+    revoke_all(&app, &sns).await;
+    assert_eq!(
+        metric(
+            &app.client,
+            &app.auth,
+            "vesper_broker_commands_unsent_total"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        metric(&app.client, &app.auth, "vesper_broker_commands_waiting").await,
+        0
+    );
+    app.stop().await;
+}
+
+async fn revoke_all(app: &App, sns: &[String]) {
+    let revoked = futures_util::stream::iter(sns.iter())
+        .map(|sn| {
+            let path = format!("/manufacturing/devices/{sn}/status");
+            async move {
+                app.post(&path, &app.admin, json!({ "status": "revoked" }))
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(revoked.iter().all(|r| r.status().is_success()));
 }

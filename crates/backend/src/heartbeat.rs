@@ -172,14 +172,27 @@ async fn listen(
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     let topics = state.config.mqtt.topics.clone();
     let mut backoff = Duration::from_millis(250);
+    // Commands taken from the queue and not yet accepted by the client's own (bounded) request
+    // queue: kept, never dropped, and offered again after each event the loop handles.
+    let mut pending: std::collections::VecDeque<super::control::BrokerCommand> =
+        std::collections::VecDeque::new();
+    let mut connected = false;
     loop {
+        while let Some(command) = pending.front() {
+            match client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, command.payload()) {
+                Ok(()) => {
+                    pending.pop_front();
+                    commands.handed_over();
+                }
+                Err(_) => break, // the client's queue is full: it drains as the loop polls
+            }
+        }
         let event = tokio::select! {
             e = eventloop.poll() => e,
-            Some(command) = commands.recv() => {
-                // Queued in the client; sent now, or after a reconnect.
-                if let Err(e) = client.try_publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, command.payload()) {
-                    tracing::warn!(error = %e, username = %command.username, "cannot queue a broker control command");
-                }
+            // Only while connected: a command arriving must not cancel a connection attempt
+            // (the queue keeps them until then).
+            Some(command) = commands.recv(), if connected && pending.len() < 1024 => {
+                pending.push_back(command);
                 continue;
             }
             _ = super::stopped(&mut stop) => {
@@ -189,6 +202,7 @@ async fn listen(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected = true;
                 backoff = Duration::from_millis(250);
                 tracing::info!(broker = %format!("{}:{}", broker.host, broker.port), client_id = %membership.client_id, shared, "heartbeat listener connected");
                 for template in [&topics.data, &topics.status] {
@@ -230,6 +244,7 @@ async fn listen(
             }
             Ok(_) => {}
             Err(e) => {
+                connected = false;
                 state
                     .broker_connected
                     .store(false, std::sync::atomic::Ordering::Relaxed);

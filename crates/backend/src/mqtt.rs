@@ -126,11 +126,17 @@ async fn metrics(State(state): State<SharedState>) -> Response {
         "# HELP vesper_auth_requests_total Questions the broker asked, by route.\n# TYPE vesper_auth_requests_total counter\n\
          vesper_auth_requests_total{{route=\"user\"}} {}\nvesper_auth_requests_total{{route=\"acl\"}} {}\nvesper_auth_requests_total{{route=\"superuser\"}} {}\n\
          # HELP vesper_device_messages_total Device data and status messages this instance handled.\n# TYPE vesper_device_messages_total counter\n\
-         vesper_device_messages_total {}\n",
+         vesper_device_messages_total {}\n\
+         # HELP vesper_broker_commands_waiting Kick and forget commands queued for the broker, not yet handed to its connection.\n# TYPE vesper_broker_commands_waiting gauge\n\
+         vesper_broker_commands_waiting {}\n\
+         # HELP vesper_broker_commands_unsent_total Commands with no broker connection to go to (no [serve.broker]).\n# TYPE vesper_broker_commands_unsent_total counter\n\
+         vesper_broker_commands_unsent_total {}\n",
         m.user.load(Relaxed),
         m.acl.load(Relaxed),
         m.superuser.load(Relaxed),
-        m.device_messages.load(Relaxed)
+        m.device_messages.load(Relaxed),
+        state.broker_control.counts().waiting(),
+        state.broker_control.counts().unsent()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
