@@ -48,6 +48,9 @@ pub struct Options {
     pub response_mode: ResponseMode,
     pub method: Method,
     pub timeout: Duration,
+    /// The longest one question may hold mosquitto's only thread (`plugin_opt_budget_seconds`,
+    /// default 2): the HTTP timeout is the smaller of this and `http_timeout`.
+    pub budget: Duration,
     pub auth_cache: Duration,
     pub acl_cache: Duration,
     /// Most answers kept (grants and denials together).
@@ -101,6 +104,7 @@ impl Options {
             response_mode: ResponseMode::Status,
             method: Method::Post,
             timeout: Duration::from_secs(5),
+            budget: Duration::from_secs(2),
             auth_cache: Duration::from_secs(30),
             acl_cache: Duration::from_secs(30),
             cache_size: NonZeroUsize::new(DEFAULT_CACHE_SIZE).expect("non-zero"),
@@ -143,6 +147,7 @@ impl Options {
                     }
                 }
                 "http_timeout" => o.timeout = seconds(key, value)?,
+                "budget_seconds" => o.budget = seconds(key, value)?,
                 "auth_cache_seconds" => o.auth_cache = seconds(key, value)?,
                 "acl_cache_seconds" => o.acl_cache = seconds(key, value)?,
                 "local_acl" => local = match value.trim() {
@@ -198,6 +203,9 @@ impl Options {
         }
         if o.timeout.is_zero() {
             return Err("http_timeout must be at least 1 second".into());
+        }
+        if o.budget.is_zero() {
+            return Err("budget_seconds must be at least 1 second".into());
         }
         Ok(o)
     }
@@ -353,8 +361,9 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(options: Options) -> Self {
+        // Every question is asked on mosquitto's only thread: none may hold it past the budget.
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(options.timeout))
+            .timeout_global(Some(options.timeout.min(options.budget)))
             .http_status_as_error(false)
             .max_idle_connections_per_host(4)
             .build()
@@ -983,6 +992,46 @@ mod tests {
         }
         assert_eq!(backend.asked(), 200_000);
         assert_eq!(c.cached_answers(), DEFAULT_CACHE_SIZE);
+    }
+
+    /// Issue 25, finding 11: a slow backend holds mosquitto's thread at most the budget
+    /// (default 2 s, even with a longer `http_timeout`), then the login is an error (not cached:
+    /// asked again at the client's retry).
+    #[test]
+    fn a_slow_backend_holds_the_broker_at_most_the_budget_per_question() {
+        let backend = FakeBackend::start(200, Duration::from_secs(4));
+        let c = backend.checker(&[("http_timeout", "10")]);
+        assert_eq!(c.options().budget, Duration::from_secs(2));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            c.login(Some("dev"), Some("pw"), Some("dev")).0,
+            Outcome::Error
+        );
+        let held = started.elapsed();
+        assert!(
+            held >= Duration::from_millis(1900) && held < Duration::from_millis(2900),
+            "{held:?}"
+        );
+        assert_eq!(c.cached_answers(), 0);
+        let c = backend.checker(&[("http_timeout", "10"), ("budget_seconds", "1")]);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            c.login(Some("dev"), Some("pw"), Some("dev")).0,
+            Outcome::Error
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1900),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            Options::parse([
+                ("http_host", "h"),
+                ("http_port", "1"),
+                ("budget_seconds", "0")
+            ])
+            .is_err()
+        );
     }
 
     #[test]
