@@ -169,19 +169,35 @@ fn sha256_file(path: &Path) -> Result<(String, u64), BackupError> {
     Ok((hex, total))
 }
 
-/// Every regular file under `folder` (not links, not the manifest), as relative paths, sorted.
-fn regular_files(folder: &Path, inside: &Path, out: &mut Vec<PathBuf>) -> Result<(), BackupError> {
+/// Every entry below `folder/inside` that is not a folder (folders are walked, links are not
+/// followed), with its path relative to `folder` and its type.
+fn visit_below(
+    folder: &Path,
+    inside: &Path,
+    visit: &mut impl FnMut(PathBuf, std::fs::FileType, &Path) -> Result<(), BackupError>,
+) -> Result<(), BackupError> {
     let dir = folder.join(inside);
     for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
         let entry = entry.map_err(io(&dir))?;
         let kind = entry.file_type().map_err(io(&dir))?;
         let path = inside.join(entry.file_name());
         if kind.is_dir() {
-            regular_files(folder, &path, out)?;
-        } else if kind.is_file() && path != Path::new(MANIFEST) {
-            out.push(path);
+            visit_below(folder, &path, visit)?;
+        } else {
+            visit(path, kind, &entry.path())?;
         }
     }
+    Ok(())
+}
+
+/// Every regular file under `folder` (not links, not the manifest), as relative paths, sorted.
+fn regular_files(folder: &Path, inside: &Path, out: &mut Vec<PathBuf>) -> Result<(), BackupError> {
+    visit_below(folder, inside, &mut |path, kind, _| {
+        if kind.is_file() && path != Path::new(MANIFEST) {
+            out.push(path);
+        }
+        Ok(())
+    })?;
     out.sort();
     Ok(())
 }
@@ -253,19 +269,12 @@ fn links_below(
     inside: &Path,
     out: &mut Vec<(PathBuf, PathBuf)>,
 ) -> Result<(), BackupError> {
-    let dir = folder.join(inside);
-    for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-        let entry = entry.map_err(io(&dir))?;
-        let kind = entry.file_type().map_err(io(&dir))?;
-        let path = inside.join(entry.file_name());
+    visit_below(folder, inside, &mut |path, kind, full| {
         if kind.is_symlink() {
-            let target = std::fs::read_link(entry.path()).map_err(io(&dir))?;
-            out.push((path, target));
-        } else if kind.is_dir() {
-            links_below(folder, &path, out)?;
+            out.push((path, std::fs::read_link(full).map_err(io(full))?));
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn write_manifest(folder: &Path) -> Result<(usize, u64), BackupError> {
