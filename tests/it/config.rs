@@ -169,7 +169,22 @@ fn invalid(edit: impl Fn(&str) -> String) -> (String, String) {
 #[test]
 fn validation_errors_name_the_key() {
     // (text to replace, replacement, what the error must say); the first occurrence is edited.
-    let cases: [(&str, &str, &str); 20] = [
+    let cases: [(&str, &str, &str); 23] = [
+        (
+            "key = \"psram\"\ntype = \"u8\"",
+            "key = \"heartbeat_s\"\ntype = \"u16\"",
+            "boards[1].nvs_extra[0].type: the firmware reads `heartbeat_s` as a u32, not a u16",
+        ),
+        (
+            "key = \"psram\"",
+            "key = \"wifi_ssid\"",
+            "boards[1].nvs_extra[0].key: `wifi_ssid` comes from [wifi]",
+        ),
+        (
+            "ssid = \"vesper-bench\"",
+            "ssid = \"\"",
+            "wifi.ssid: must be 1 to 32 bytes",
+        ),
         (
             "hw_type = \"BC\"",
             "hw_type = \"bc\"",

@@ -874,6 +874,28 @@ fn validate_board(
     for (i, setting) in raw.nvs_extra.into_iter().enumerate() {
         let key = format!("nvs_extra[{i}]");
         nvs::check_key(&setting.key).map_err(|e| bad(&format!("{key}.key"), e.to_string()))?;
+        if nvs::NETWORK_KEYS.contains(&setting.key.as_str()) {
+            return Err(bad(
+                &format!("{key}.key"),
+                format!(
+                    "`{}` comes from [wifi], mqtt.ca_file or [ota] ca_file, not from nvs_extra",
+                    setting.key
+                ),
+            ));
+        }
+        if let Some((_, ty)) = nvs::DEVICE_OPTIONAL_KEYS
+            .iter()
+            .find(|(name, _)| *name == setting.key)
+            && setting.ty != *ty
+        {
+            return Err(bad(
+                &format!("{key}.type"),
+                format!(
+                    "the firmware reads `{}` as a {ty}, not a {}",
+                    setting.key, setting.ty
+                ),
+            ));
+        }
         if !keys.insert(setting.key.clone()) {
             return Err(bad(
                 &format!("{key}.key"),

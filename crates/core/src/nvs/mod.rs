@@ -35,6 +35,19 @@ pub const DEVICE_KEYS: [&str; 7] = [
     "mqtt_port",
 ];
 
+/// The keys written from `[wifi]`, `mqtt.ca_file` and `[ota] ca_file` (not from `nvs_extra`).
+pub const NETWORK_KEYS: [&str; 4] = ["wifi_ssid", "wifi_pass", "mqtt_ca", "ota_ca"];
+
+/// The optional keys the firmware reads, with the one type it reads each as (DESIGN.md
+/// section 3; `offline_reset_s` is the 15-character NVS name of `offline_restart_s`). A board's
+/// `nvs_extra` may set them, with that type only.
+pub const DEVICE_OPTIONAL_KEYS: [(&str, &str); 4] = [
+    ("ota_confirm_s", "u32"),
+    ("offline_reset_s", "u32"),
+    ("heartbeat_s", "u32"),
+    ("factory_test", "u8"),
+];
+
 /// Errors building an image.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NvsError {
