@@ -120,7 +120,18 @@ void run(esp_mqtt_client* client) {
                                                                     : ESP_ERR_ESP_TLS_FAILED_CONNECT_TO_HOST;
             dispatch_error(client, MQTT_ERROR_TYPE_TCP_TRANSPORT, why, 0);
         } else {
-            while (client->running && !client->refused && mosquitto_loop(client->mosq, 100, 1) == MOSQ_ERR_SUCCESS) {
+            // libmosquitto may finish the TLS handshake here rather than in mosquitto_connect():
+            // a connection that ends before its CONNACK is a transport error, as esp-mqtt
+            // reports one (esp_mqtt_client.c: MQTT_ERROR_TYPE_TCP_TRANSPORT on a failed connect).
+            int loop_rc = MOSQ_ERR_SUCCESS;
+            while (client->running && !client->refused &&
+                   (loop_rc = mosquitto_loop(client->mosq, 100, 1)) == MOSQ_ERR_SUCCESS) {
+            }
+            if (client->running && !client->refused && !client->connected) {
+                dispatch_error(client, MQTT_ERROR_TYPE_TCP_TRANSPORT,
+                               loop_rc == MOSQ_ERR_TLS ? ESP_ERR_MBEDTLS_SSL_HANDSHAKE_FAILED
+                                                       : ESP_ERR_ESP_TLS_FAILED_CONNECT_TO_HOST,
+                               0);
             }
             if (client->refused || !client->running) mosquitto_disconnect(client->mosq);
         }
