@@ -87,14 +87,12 @@ bool Preferences::begin(const char* name, bool, const char*) {
     if (!image) return false;  // read-only nvs_open of a namespace that is not there
     end();
     values_ = new vesper::host::NvsImage(std::move(*image));
-    open_ = true;
     return true;
 }
 
 void Preferences::end() {
     delete image_of(values_);
     values_ = nullptr;
-    open_ = false;
 }
 
 bool Preferences::isKey(const char* key) { return type_in(values_, key).has_value(); }

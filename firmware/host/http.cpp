@@ -129,9 +129,11 @@ esp_err_t esp_http_client_open(esp_http_client_handle_t client, int) {
     return client->headers_done ? ESP_OK : ESP_ERR_HTTP_CONNECT;
 }
 
+// The body's length from Content-Length; 0 without one (chunked), as esp_http_client answers;
+// ESP_FAIL when no response head came.
 int64_t esp_http_client_fetch_headers(esp_http_client_handle_t client) {
     if (client == nullptr || !client->headers_done) return ESP_FAIL;
-    return client->content_length;
+    return client->content_length < 0 ? 0 : client->content_length;
 }
 
 int esp_http_client_get_status_code(esp_http_client_handle_t client) {

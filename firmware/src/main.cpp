@@ -260,7 +260,7 @@ void service_session() {
     for (const auto& event : events) handle(event);
     const std::uint64_t now = now_ms();
     if (online) offline->online(now);
-    if (online) {
+    if (online && session->heartbeat_is_due(now)) {  // the vitals are read only then
         if (auto heartbeat = session->heartbeat_due(now, vitals())) {
             const int msg_id = esp_mqtt_client_publish(mqtt, heartbeat->topic.c_str(), heartbeat->payload.data(),
                                                        static_cast<int>(heartbeat->payload.size()), heartbeat->qos,
@@ -305,8 +305,8 @@ class HttpGet {
             config.crt_bundle_attach = esp_crt_bundle_attach;
         }
         client_ = esp_http_client_init(&config);
-        if (client_ != nullptr && esp_http_client_open(client_, 0) == ESP_OK) {
-            length_ = esp_http_client_fetch_headers(client_);
+        if (client_ != nullptr && esp_http_client_open(client_, 0) == ESP_OK &&
+            esp_http_client_fetch_headers(client_) >= 0) {
             status_ = esp_http_client_get_status_code(client_);
         }
     }
@@ -325,7 +325,6 @@ class HttpGet {
   private:
     esp_http_client_handle_t client_ = nullptr;
     int status_ = -1;
-    std::int64_t length_ = -1;
 };
 
 std::optional<Release> fetch_release(const std::string& latest) {

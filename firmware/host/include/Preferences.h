@@ -38,6 +38,5 @@ class Preferences {
     String getString(const char* key, String defaultValue = String());
 
   private:
-    bool open_ = false;
-    const void* values_ = nullptr;
+    const void* values_ = nullptr;  // the namespace read at begin(), until end()
 };

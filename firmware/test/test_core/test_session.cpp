@@ -34,7 +34,9 @@ TEST_CASE("session: last will, online status, then heartbeats on schedule") {
     CHECK(first->topic == "vesper/PV-26A18-BC02R-X7KQA/data");
     CHECK(first->payload == R"({"type":"heartbeat","fw":"1.0.1","uptime":5,"rssi":-61,"heap_free":176000,"reset_reason":"poweron"})");
     CHECK_FALSE(first->retain);
+    CHECK_FALSE(s.heartbeat_is_due(64999));
     CHECK_FALSE(s.heartbeat_due(64999, v));
+    CHECK(s.heartbeat_is_due(65000));
     const auto second = s.heartbeat_due(65000, v);
     REQUIRE(second);
     CHECK(second->payload == R"({"type":"heartbeat","fw":"1.0.1","uptime":65,"rssi":-61,"heap_free":176000,"reset_reason":"poweron"})");

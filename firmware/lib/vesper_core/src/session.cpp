@@ -21,7 +21,7 @@ void Session::on_disconnected() {
 }
 
 std::optional<Outgoing> Session::heartbeat_due(std::uint64_t now_ms, const Vitals& vitals) {
-    if (!next_heartbeat_ms_ || now_ms < *next_heartbeat_ms_) return std::nullopt;
+    if (!heartbeat_is_due(now_ms)) return std::nullopt;
     next_heartbeat_ms_ = now_ms + every_ms_;
     return Outgoing{topics_.data, heartbeat_json(firmware_, now_ms / 1000, vitals), false, 1};
 }

@@ -36,6 +36,8 @@ class Session {
     Outgoing on_connected(std::uint64_t now_ms);
     // The connection is gone: no heartbeat until the next on_connected.
     void on_disconnected();
+    // Whether a heartbeat is due at `now_ms` (so the board's vitals need reading).
+    bool heartbeat_is_due(std::uint64_t now_ms) const { return next_heartbeat_ms_ && now_ms >= *next_heartbeat_ms_; }
     // The heartbeat, when one is due at `now_ms` (milliseconds since boot, 64-bit: never wraps);
     // schedules the next.
     std::optional<Outgoing> heartbeat_due(std::uint64_t now_ms, const Vitals& vitals);

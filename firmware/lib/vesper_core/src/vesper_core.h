@@ -2,7 +2,6 @@
 // src/main.cpp is thin I/O around it, on a board and on the host (firmware/host/).
 #pragma once
 
-#include "backoff.h"
 #include "console.h"
 #include "identity.h"
 #include "json.h"
