@@ -431,6 +431,9 @@ pub fn publish(
     Ok(manifest)
 }
 
+/// The bytes of an app image that hold its `esp_app_desc_t` (image and segment header, then 256).
+const APP_HEAD: usize = 32 + 256;
+
 /// A board checks an update's own `esp_app_desc_t` before it switches to it (DESIGN.md section
 /// 3): an app whose description names another version, or another project than the board's
 /// releases so far, would be downloaded by every board and refused by each. Refused here first.
@@ -449,7 +452,17 @@ fn check_app_identity(
             release: version.to_owned(),
         });
     }
-    let latest = std::fs::read(board_dir.join("latest").join(OTA_FILE)).ok();
+    // Only the head of the current app holds its description (not the whole image).
+    let latest = std::fs::File::open(board_dir.join("latest").join(OTA_FILE))
+        .ok()
+        .map(|file| {
+            let mut head = Vec::with_capacity(APP_HEAD);
+            let _ = std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, APP_HEAD as u64),
+                &mut head,
+            );
+            head
+        });
     if let Some(current) = latest
         .as_deref()
         .and_then(vesper_core::firmware::app_description)

@@ -61,6 +61,8 @@ impl ClientError {
 #[derive(Clone)]
 pub struct ApiClient {
     base: String,
+    /// `base` parsed, for the origin the token may go to (`None`: not a URL; no token goes out).
+    base_url: Option<reqwest::Url>,
     token: String,
     http: reqwest::Client,
 }
@@ -71,8 +73,10 @@ impl ApiClient {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("HTTP client builds");
+        let base = base.trim_end_matches('/').to_owned();
         Self {
-            base: base.trim_end_matches('/').to_owned(),
+            base_url: reqwest::Url::parse(&base).ok(),
+            base,
             token: token.to_owned(),
             http,
         }
@@ -91,8 +95,8 @@ impl ApiClient {
     /// Whether `url` is on the backend's own origin (scheme, host and port): the only place the
     /// bearer token goes. A manifest may name parts anywhere (a CDN); they get no token.
     fn same_origin(&self, url: &str) -> bool {
-        match (reqwest::Url::parse(&self.base), reqwest::Url::parse(url)) {
-            (Ok(base), Ok(url)) => base.origin() == url.origin(),
+        match (&self.base_url, reqwest::Url::parse(url)) {
+            (Some(base), Ok(url)) => base.origin() == url.origin(),
             _ => false,
         }
     }
