@@ -20,18 +20,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vesper::config::{Broker, Config, Machine};
-use vesper::credentials::MasterSecret;
+use vesper::config::Broker;
 use vesper::model::{FlashReport, NewBatch, Status};
 use vesper::nvs::{DeviceNetwork, DeviceNvs};
-use vesper::server::{self, ServeOptions};
 
+#[path = "support/backend.rs"]
+mod backend;
 #[path = "support/broker.rs"]
 mod broker;
 use broker::{free_port, mosquitto};
 
 const RUNS: usize = 200;
-const SECRET: &str = "vesper-bench-secret-0123456789abcdef";
 const WIFI: (&str, &str) = ("bench", "bench wifi");
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -103,31 +102,20 @@ async fn main() {
     let firmware =
         std::fs::canonicalize(existing(&["firmware/build-release/vesper-device"])).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let machine = Machine {
-        station_name: "bench".into(),
-        firmware_cache: dir.path().join("cache"),
-    };
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
     let cert_pem = cert.cert.pem();
     std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
     std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
     let (broker_port, tls_port) = (free_port(), free_port());
-    let mut config = Config::example_at(&dir.path().join("config.toml"), &machine);
+    let mut config = backend::example_config(dir.path());
     config.serve.broker = Some(Broker {
         host: "127.0.0.1".into(),
         port: broker_port,
         tls: false,
     });
     let board = config.board("bellcore-v2").unwrap().clone();
-    let options = ServeOptions {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth_listen: "127.0.0.1:0".parse().unwrap(),
-    };
-    let secret = MasterSecret::new(SECRET, "bench").unwrap();
-    let running = server::start(config, secret.clone(), &options)
-        .await
-        .unwrap();
+    let secret = backend::secret();
+    let running = backend::start(config, dir.path().join("data")).await;
     let mut broker =
         broker_with_plugin(dir.path(), broker_port, tls_port, running.auth_addr.port());
     let store = running.state.store.clone();

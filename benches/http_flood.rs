@@ -9,10 +9,10 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use vesper::config::{Config, Machine};
-use vesper::credentials::MasterSecret;
 use vesper::model::Role;
-use vesper::server::{self, ServeOptions};
+
+#[path = "support/backend.rs"]
+mod backend;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -58,18 +58,8 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
-    let machine = Machine {
-        station_name: "bench".into(),
-        firmware_cache: dir.path().join("cache"),
-    };
-    let config = Config::example_at(&dir.path().join("config.toml"), &machine);
-    let options = ServeOptions {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth_listen: "127.0.0.1:0".parse().unwrap(),
-    };
-    let secret = MasterSecret::new("vesper-bench-secret-0123456789abcdef", "bench").unwrap();
-    let running = server::start(config, secret, &options).await.unwrap();
+    let config = backend::example_config(dir.path());
+    let running = backend::start(config, dir.path().join("data")).await;
     let token = running
         .state
         .store

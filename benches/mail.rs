@@ -12,10 +12,11 @@ use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vesper::config::{Config, Machine, MailProvider, Smtp, SmtpTls};
-use vesper::credentials::MasterSecret;
+use vesper::config::{MailProvider, Smtp, SmtpTls};
 use vesper::model::{MailStatus, NewBatch};
-use vesper::server::{self, ServeOptions};
+
+#[path = "support/backend.rs"]
+mod backend;
 
 const MESSAGES: usize = 1_000;
 
@@ -60,11 +61,7 @@ async fn main() {
         .parse()
         .unwrap();
 
-    let machine = Machine {
-        station_name: "bench".into(),
-        firmware_cache: dir.path().join("cache"),
-    };
-    let mut config = Config::example_at(&dir.path().join("config.toml"), &machine);
+    let mut config = backend::example_config(dir.path());
     config.mail.provider = MailProvider::Smtp(Smtp {
         host: "127.0.0.1".into(),
         port,
@@ -75,13 +72,7 @@ async fn main() {
     });
     config.mail.from = "Vesper Devices <devices@vesper.example>".into();
     let board = config.boards[1].clone();
-    let options = ServeOptions {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth_listen: "127.0.0.1:0".parse().unwrap(),
-    };
-    let secret = MasterSecret::new("vesper-bench-secret-0123456789abcdef", "bench").unwrap();
-    let running = server::start(config, secret, &options).await.unwrap();
+    let running = backend::start(config, dir.path().join("data")).await;
     let registry = running.state.store.clone();
     let batch = registry
         .create_batch(

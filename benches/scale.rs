@@ -15,17 +15,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use vesper::config::{Config, Database, Machine};
-use vesper::credentials::MasterSecret;
+use vesper::config::{Config, Database};
 use vesper::model::{NewBatch, Role};
 use vesper::registry::{PgStore, Registry, migrate};
-use vesper::server::{self, ServeOptions};
+
+#[path = "support/backend.rs"]
+mod backend;
 
 #[path = "../crates/store/tests/support/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 
-const SECRET: &str = "vesper-bench-secret-0123456789abcdef";
 const BATCH: u32 = 10_000;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -83,7 +83,7 @@ fn fill(data: &std::path::Path, config: &Config, devices: u32) -> Registry {
 
 struct Engine {
     name: &'static str,
-    running: server::Running,
+    running: vesper::server::Running,
     token: String,
 }
 
@@ -94,13 +94,7 @@ async fn start(
     database: Option<Database>,
 ) -> Engine {
     config.serve.database = database;
-    let options = ServeOptions {
-        data_dir: data,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth_listen: "127.0.0.1:0".parse().unwrap(),
-    };
-    let secret = MasterSecret::new(SECRET, "bench").unwrap();
-    let running = server::start(config, secret, &options).await.unwrap();
+    let running = backend::start(config, data).await;
     let token = running
         .state
         .store
@@ -225,18 +219,14 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let machine = Machine {
-        station_name: "bench".into(),
-        firmware_cache: dir.path().join("cache"),
-    };
-    let config = Config::example_at(&dir.path().join("config.toml"), &machine);
+    let config = backend::example_config(dir.path());
     let sqlite_data = dir.path().join("sqlite");
     let registry = Arc::new(tokio::task::block_in_place(|| {
         fill(&sqlite_data, &config, devices)
     }));
 
     // Random devices for the checks, and what the search looks for.
-    let secret = MasterSecret::new(SECRET, "bench").unwrap();
+    let secret = backend::secret();
     let mut sampled = Vec::new();
     for i in 0..20u32 {
         let filter = vesper::model::DeviceFilter {
