@@ -1,6 +1,10 @@
 // Host board layer (a stand-in, not ESP-IDF): ESP-IDF's MQTT client, with the API, configuration
-// and events of espressif/esp-mqtt (as in esp-idf v5.1, include/mqtt_client.h), over libmosquitto
-// and real sockets to a real broker. Kept from the real client (mqtt_client.c):
+// and events of espressif/esp-mqtt (commit 5a9ba05a, include/mqtt_client.h: esp_mqtt_event_t at
+// line 212, esp_mqtt_client_config_t at line 250, "certificate ... not copied" at line 280), over
+// libmosquitto and real sockets to a real broker. Kept from the real client (mqtt_client.c:
+// esp_mqtt_client_init line 1024, reconnect_timeout_ms default line 628, refused CONNACK line 988,
+// esp_mqtt_abort_connection line 997, esp_mqtt_task line 1972, esp_mqtt_client_publish line 2568,
+// transport errors line 2788):
 // - its own task: esp_mqtt_client_start() runs the connection, keepalive and events on a thread
 //   of their own, so the application's loop never starves them; events reach the handler there;
 // - strings of the configuration are copied, `broker.verification.certificate` is NOT (the
