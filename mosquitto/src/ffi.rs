@@ -72,6 +72,7 @@ pub const MOSQ_EVT_BASIC_AUTH: c_int = 3;
 pub const MOSQ_EVT_EXT_AUTH_START: c_int = 4;
 pub const MOSQ_EVT_EXT_AUTH_CONTINUE: c_int = 5;
 pub const MOSQ_EVT_CONTROL: c_int = 6;
+pub const MOSQ_EVT_TICK: c_int = 9;
 
 pub const MOSQ_ERR_SUCCESS: c_int = 0;
 pub const MOSQ_ERR_INVAL: c_int = 3;

@@ -19,7 +19,11 @@
 //! plugin_opt_http_port 8081
 //! ```
 
+mod cache;
 pub mod checker;
+mod feed;
+mod logins;
+pub mod options;
 
 #[cfg(not(test))]
 mod ffi;

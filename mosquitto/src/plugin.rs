@@ -4,8 +4,9 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::checker::{Checker, Command, Options, Outcome};
+use crate::checker::{Checker, Command, Outcome};
 use crate::ffi::*;
+use crate::options::Options;
 
 /// What the plugin keeps between calls; its pointer is the callbacks' `userdata`.
 struct State {
@@ -58,12 +59,13 @@ fn control_topic() -> *const c_void {
 type EventData = fn() -> *const c_void;
 
 /// The events the plugin handles: (event, callback, its event data).
-const EVENTS: [(c_int, GenericCallback, EventData); 5] = [
+const EVENTS: [(c_int, GenericCallback, EventData); 6] = [
     (MOSQ_EVT_BASIC_AUTH, on_basic_auth, no_event_data),
     (MOSQ_EVT_ACL_CHECK, on_acl_check, no_event_data),
     (MOSQ_EVT_EXT_AUTH_START, on_extended_auth, no_event_data),
     (MOSQ_EVT_EXT_AUTH_CONTINUE, on_extended_auth, no_event_data),
     (MOSQ_EVT_CONTROL, on_control, control_topic),
+    (MOSQ_EVT_TICK, on_tick, no_event_data),
 ];
 
 #[unsafe(no_mangle)]
@@ -116,7 +118,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
         log(
             MOSQ_LOG_INFO,
             &format!(
-                "backend http://{}:{} ({}, {} params, {} answers), auth cache {}s, acl cache {}s, at most {} answers cached",
+                "backend http://{}:{} ({}, {} params, {} answers), auth cache {}s, acl cache {}s, at most {} answers cached, {} login workers (wait {} ms), control feed {}",
                 options.host,
                 options.port,
                 options.getuser_uri,
@@ -128,7 +130,10 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 options.response_mode,
                 options.auth_cache.as_secs(),
                 options.acl_cache.as_secs(),
-                options.cache_size
+                options.cache_size,
+                options.logins.workers,
+                options.logins.wait.as_millis(),
+                options.control.as_ref().map_or("off", |c| c.uri.as_str()),
             ),
         );
         let state = Box::into_raw(Box::new(State {
@@ -299,6 +304,34 @@ unsafe extern "C" fn on_extended_auth(
     })
 }
 
+/// Disconnects the usernames the control feed kicked (mosquitto's kick functions may only be
+/// called on its own thread; the feed is read on another).
+unsafe extern "C" fn on_tick(_event: c_int, _data: *mut c_void, userdata: *mut c_void) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        if userdata.is_null() {
+            return MOSQ_ERR_SUCCESS;
+        }
+        // SAFETY: our userdata, set in init.
+        let state = unsafe { &*userdata.cast::<State>() };
+        for username in state.checker.take_kicks() {
+            kick(&username);
+            log(
+                MOSQ_LOG_NOTICE,
+                &format!("kicked `{username}` (control feed)"),
+            );
+        }
+        MOSQ_ERR_SUCCESS
+    })
+}
+
+/// Disconnects every client of `username`, sending their wills so subscribers see them go.
+fn kick(username: &str) {
+    if let Ok(name) = CString::new(username) {
+        // SAFETY: a NUL-terminated username, valid for the call, on mosquitto's thread.
+        unsafe { mosquitto_kick_client_by_username(name.as_ptr(), true) };
+    }
+}
+
 /// A message on `$CONTROL/vesper/v1`. The broker has already asked the ACL whether this client
 /// may publish there (only the backend's service account may), so the command is carried out:
 /// cached answers about the username are dropped, and for `kick` its clients are disconnected.
@@ -327,12 +360,8 @@ unsafe extern "C" fn on_control(_event: c_int, data: *mut c_void, userdata: *mut
             return MOSQ_ERR_SUCCESS;
         };
         let forgotten = state.checker.forget(command.username());
-        if let Command::Kick(username) = &command
-            && let Ok(name) = CString::new(username.as_str())
-        {
-            // SAFETY: a NUL-terminated username, valid for the call. The will is sent, so
-            // subscribers see the device go offline.
-            unsafe { mosquitto_kick_client_by_username(name.as_ptr(), true) };
+        if let Command::Kick(username) = &command {
+            kick(username);
         }
         let done = match command {
             Command::Kick(_) => "kicked",
