@@ -8,7 +8,13 @@
 //! 2. Under attack: while `BAD_RATE` (default 1,000) bad logins per second arrive from other
 //!    clients, 1,000 legitimate devices log in at 200 per second; their login latency (TCP
 //!    connect to CONNACK) p50 / p99.
-//! 3. Ceiling: the same storm against mosquitto with a static password file (no plugin, no
+//! 3. Slow backend: a connected device publishes (QoS 1) every 20 ms while `BAD_RATE` unknown
+//!    logins per second arrive and the backend answers every question (logins, topic checks,
+//!    the control feed) only after 2 s (a proxy in front of it adds the delay): how long each
+//!    message takes to reach a subscriber (the service account), p50 / p99 / max, before and
+//!    during the flood, and how many never arrive.
+//!    The plugin asks logins off mosquitto's thread, so the flood must not hold the device up.
+//! 4. Ceiling: the same storm against mosquitto with a static password file (no plugin, no
 //!    backend): what mosquitto itself does on this machine.
 //!
 //! The backend is the `vesper serve` binary in its own process (as deployed), not a server in
@@ -166,6 +172,139 @@ async fn storm(
 
 fn provisioned(registry: &Registry) -> usize {
     registry.stats().unwrap().by_status.get(Status::Provisioned) as usize
+}
+
+/// A proxy in front of the backend's auth listener that answers every request only after
+/// `delay` (a slow or overloaded backend); returns its port.
+async fn slow_proxy(target: u16, delay: Duration) -> u16 {
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let client = client.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut forward = client
+                .request(parts.method, format!("http://127.0.0.1:{target}{path}"))
+                .body(body);
+            if let Some(kind) = parts.headers.get("content-type") {
+                forward = forward.header("content-type", kind);
+            }
+            match forward.send().await {
+                Ok(answer) => {
+                    let status = answer.status();
+                    (status, answer.bytes().await.unwrap_or_default()).into_response()
+                }
+                Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// Logs a device in, again until it is let in: against a slow backend the first login is
+/// refused while the plugin's worker asks, and the retry is answered from its cache.
+async fn login_with_retries(port: u16, sn: &str, password: &str) -> (AsyncClient, EventLoop) {
+    for _ in 0..20 {
+        if let Ok((_, client, eventloop)) = login(port, sn, sn, password).await {
+            return (client, eventloop);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{sn} was never let in");
+}
+
+/// A connected device publishes (QoS 1) every 20 ms for `during`; returns how long each
+/// message took to reach a subscriber (the backend's service account on the same broker),
+/// and how many never came.
+async fn message_delays(
+    device: &AsyncClient,
+    sn: &str,
+    received: &mut tokio::sync::mpsc::UnboundedReceiver<(u64, Instant)>,
+    during: Duration,
+) -> (Vec<Duration>, usize) {
+    let mut sent_at = std::collections::HashMap::new();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < during {
+        n += 1;
+        sent_at.insert(n, Instant::now());
+        device
+            .publish(
+                format!("vesper/{sn}/data"),
+                QoS::AtLeastOnce,
+                false,
+                format!(r#"{{"type":"data","n":{n}}}"#),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut delays = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while delays.len() < sent_at.len() {
+        let Ok(Some((n, at))) = tokio::time::timeout_at(deadline.into(), received.recv()).await
+        else {
+            break;
+        };
+        if let Some(sent) = sent_at.get(&n) {
+            delays.push(at - *sent);
+        }
+    }
+    delays.sort();
+    let lost = sent_at.len() - delays.len();
+    (delays, lost)
+}
+
+/// The service account's subscription to every device's data on `port`: each message's number
+/// and when it arrived.
+async fn subscriber(
+    port: u16,
+    password: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<(u64, Instant)> {
+    let (client, mut eventloop) = {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match login(port, "vesper-backend", "vesper-backend", password).await {
+                Ok((_, client, eventloop)) => break (client, eventloop),
+                Err(e) if attempt > 20 => panic!("the service account was never let in: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    };
+    client
+        .subscribe("vesper/+/data", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let at = Instant::now();
+                    let n = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                        .ok()
+                        .and_then(|v| v["n"].as_u64());
+                    if let Some(n) = n
+                        && tx.send((n, at)).is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    rx
 }
 
 /// Bad logins at `rate` per second (each a distinct username and password) until `stop`.
@@ -437,12 +576,66 @@ async fn main() {
     );
     let _ = broker.kill();
     let _ = broker.wait();
+
+    // 3. A slow backend and a flood of unknown logins: a connected device's messages.
+    let slow_port = slow_proxy(auth_port, Duration::from_secs(2)).await;
+    let slow_mqtt = free_port();
+    let mut slow_broker = mosquitto(
+        dir.path(),
+        "slow-backend",
+        slow_mqtt,
+        &format!(
+            "plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {slow_port}\n\
+             plugin_opt_local_acl true\nplugin_opt_service_account vesper-backend\n",
+            plugin.display()
+        ),
+    );
+    let mut received = subscriber(
+        slow_mqtt,
+        secret.service_password("vesper-backend").expose(),
+    )
+    .await;
+    let (sn, password) = &later[0];
+    let (client, mut eventloop) = login_with_retries(slow_mqtt, sn, password).await;
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    // Let the control feed be read through the slow proxy (it vouches for the device).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (quiet, quiet_lost) =
+        message_delays(&client, sn, &mut received, Duration::from_secs(5)).await;
+    let (stop_flood, flood_stopped) = watch::channel(false);
+    let flood = bad_logins(slow_mqtt, bad_rate, flood_stopped);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (flooded, flooded_lost) =
+        message_delays(&client, sn, &mut received, Duration::from_secs(10)).await;
+    let _ = stop_flood.send(true);
+    let flooders = flood.await.unwrap();
+    println!(
+        "Slow backend (every answer after 2 s): a connected device's messages (QoS 1, every 20 ms), publish to subscriber"
+    );
+    for (what, delays, lost) in [
+        ("alone", &quiet, quiet_lost),
+        (
+            &*format!("{bad_rate} unknown logins/s ({flooders} sent)"),
+            &flooded,
+            flooded_lost,
+        ),
+    ] {
+        println!(
+            "  {what}: {} messages, p50 {} p99 {} max {}; {lost} lost",
+            delays.len(),
+            ms(percentile(delays, 0.5)),
+            ms(percentile(delays, 0.99)),
+            ms(*delays.last().unwrap_or(&Duration::ZERO))
+        );
+    }
+    let _ = slow_broker.kill();
+    let _ = slow_broker.wait();
     let _ = Command::new("kill")
         .args(["-TERM", &serve.id().to_string()])
         .status();
     let _ = serve.wait();
 
-    // 3. The ceiling: mosquitto alone, a static password file.
+    // 4. The ceiling: mosquitto alone, a static password file.
     let passwords = dir.path().join("passwords");
     let text: String = storm_devices
         .iter()

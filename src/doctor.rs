@@ -414,7 +414,7 @@ async fn broker_commands(config: &Config) -> Check {
     if config.serve.broker.is_none() {
         return Check::skip(
             NAME,
-            "no [serve.broker]: kicks are not sent; the plugin's status re-check cuts a revoked device off within plugin_opt_status_cache_seconds",
+            "no [serve.broker]: kicks reach the vesper plugin through its control feed (GET /mqtt/control, read twice a second), not at once over MQTT; mosquitto-go-auth gets none",
         );
     }
     let url = format!("http://{}/metrics", reachable(config.serve.auth_listen));

@@ -218,10 +218,6 @@ impl Shared {
     pub(crate) fn options(&self) -> &Options {
         &self.options
     }
-
-    pub(crate) fn agent(&self) -> &ureq::Agent {
-        &self.agent
-    }
 }
 
 /// A command as the backend writes it, on `$CONTROL/vesper/v1` and in its control feed.
@@ -271,7 +267,7 @@ impl Checker {
             standing: Mutex::default(),
         });
         if let Some(control) = shared.options.control.clone() {
-            feed::start(Arc::downgrade(&shared), control);
+            feed::start(Arc::downgrade(&shared), control, shared.options.timeout);
         }
         Self { shared, logins }
     }
@@ -297,8 +293,8 @@ impl Checker {
     }
 
     /// Under `local_acl`, whether a device the local rules allow is still allowed by the registry
-    /// (not revoked, still there). The control feed answers when it is fresh (read within
-    /// `status_cache`, the device not kicked since); otherwise the backend's own answer for
+    /// (not revoked, still there). The control feed answers when it is fresh (read within its
+    /// trust time, the device not kicked since); otherwise the backend's own answer for
     /// the device's data topic, trusted for `status_cache`. The service account is not a device
     /// and needs no such answer.
     fn device_still_allowed(&self, username: &str, client_id: &str) -> (Outcome, Option<String>) {
@@ -320,9 +316,11 @@ impl Checker {
             if standing.cut_off.contains_key(username) {
                 return no_longer();
             }
+            let trust = self.shared.options.control.as_ref().map(|c| c.trust);
             let fresh = standing
                 .confirmed
-                .is_some_and(|at| at.elapsed() <= local.status_cache);
+                .zip(trust)
+                .is_some_and(|(at, trust)| at.elapsed() <= trust);
             if fresh && (standing.reset.is_none() || standing.vetted.contains(&user)) {
                 return (Outcome::Allow, None);
             }

@@ -12,8 +12,9 @@
 //! it is not (backend down, an older backend without the route), the checker asks about each
 //! device as before.
 
+use std::collections::BTreeSet;
 use std::sync::Weak;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::checker::{Shared, WireCommand};
 use crate::options::ControlOptions;
@@ -26,38 +27,68 @@ const MAX_PAGE: u64 = 1024 * 1024;
 pub(crate) struct Page {
     /// The cursor to ask after next time.
     next: u64,
-    /// The backend no longer holds every command after the cursor asked for.
+    /// The cursor asked for is not one the backend's registry wrote (restored or replaced):
+    /// commands may have been missed.
     #[serde(default)]
     reset: bool,
+    /// More commands wait: read again at once.
     #[serde(default)]
-    commands: Vec<WireCommand>,
+    more: bool,
+    #[serde(default)]
+    commands: Vec<Numbered>,
 }
 
-/// Starts the reader; it ends when the checker is dropped.
-pub fn start(shared: Weak<Shared>, control: ControlOptions) {
+/// A command with its place in the feed. The backend sends recent commands again until they
+/// are settled (see its `FEED_SETTLE`); the place says which were carried out already.
+#[derive(Debug, serde::Deserialize)]
+struct Numbered {
+    seq: u64,
+    #[serde(flatten)]
+    command: WireCommand,
+}
+
+/// Starts the reader; it ends when the checker is dropped. Its reads are off mosquitto's
+/// thread, so they may take the whole `http_timeout` (a backend slow to answer still keeps
+/// the feed fresh), not just the budget.
+pub fn start(shared: Weak<Shared>, control: ControlOptions, timeout: Duration) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
     std::thread::Builder::new()
         .name("vesper-control-feed".into())
-        .spawn(move || read_until_dropped(&shared, &control))
+        .spawn(move || read_until_dropped(&shared, &control, &agent))
         .expect("the control feed thread starts");
 }
 
-fn read_until_dropped(shared: &Weak<Shared>, control: &ControlOptions) {
+fn read_until_dropped(shared: &Weak<Shared>, control: &ControlOptions, agent: &ureq::Agent) {
     let mut cursor: Option<u64> = None;
+    // Commands after the cursor already carried out.
+    let mut done = BTreeSet::new();
     loop {
         let Some(checker) = shared.upgrade() else {
             return;
         };
         let asked_at = Instant::now();
-        let busy = match read(&checker, &control.uri, cursor) {
+        let busy = match read(&checker, agent, &control.uri, cursor) {
             Ok(page) => {
-                let busy = !page.commands.is_empty();
-                for command in page.commands.into_iter().filter_map(WireCommand::command) {
-                    checker.carry_out(&command);
-                }
                 // The first read only learns where the feed stands: nothing was cached before.
-                checker.confirm(asked_at, page.reset && cursor.is_some());
+                let started_over = page.reset && cursor.is_some();
+                if started_over {
+                    done.clear();
+                }
+                for Numbered { seq, command } in page.commands {
+                    if done.insert(seq)
+                        && let Some(command) = command.command()
+                    {
+                        checker.carry_out(&command);
+                    }
+                }
+                checker.confirm(asked_at, started_over);
                 cursor = Some(page.next);
-                busy
+                done = done.split_off(&(page.next + 1));
+                page.more
             }
             Err(_) => false,
         };
@@ -69,7 +100,12 @@ fn read_until_dropped(shared: &Weak<Shared>, control: &ControlOptions) {
 }
 
 /// One read of the feed after `cursor` (from its head when `None`).
-fn read(shared: &Shared, uri: &str, cursor: Option<u64>) -> Result<Page, String> {
+fn read(
+    shared: &Shared,
+    agent: &ureq::Agent,
+    uri: &str,
+    cursor: Option<u64>,
+) -> Result<Page, String> {
     let options = shared.options();
     let url = match cursor {
         Some(after) => format!(
@@ -78,11 +114,7 @@ fn read(shared: &Shared, uri: &str, cursor: Option<u64>) -> Result<Page, String>
         ),
         None => format!("http://{}:{}{uri}", options.host, options.port),
     };
-    let mut response = shared
-        .agent()
-        .get(&url)
-        .call()
-        .map_err(|e| format!("{url}: {e}"))?;
+    let mut response = agent.get(&url).call().map_err(|e| format!("{url}: {e}"))?;
     if response.status() != 200 {
         return Err(format!("{url}: status {}", response.status()));
     }

@@ -58,6 +58,11 @@ pub struct LoginOptions {
 pub struct ControlOptions {
     pub uri: String,
     pub poll: Duration,
+    /// How long one answer of the feed vouches for every device it did not kick
+    /// (`plugin_opt_control_trust_seconds`, default and most [`MAX_STATUS_CACHE`]): kicks are
+    /// never lost on the feed, only late, so a backend that takes 2 s to answer still keeps it
+    /// fresh.
+    pub trust: Duration,
 }
 
 /// The rules the plugin applies itself when `local_acl` is on: the same `vesper_core::acl::authorize`
@@ -114,16 +119,14 @@ impl Options {
                 queue: 1000,
                 wait: Duration::from_millis(50),
             },
-            control: Some(ControlOptions {
-                uri: "/mqtt/control".into(),
-                poll: Duration::from_millis(500),
-            }),
+            control: None,
         };
         let mut local = false;
         let mut topics = Topics::default();
         let mut status_cache = Duration::from_secs(3);
         let mut control_uri = "/mqtt/control".to_owned();
         let mut control_poll = Duration::from_millis(500);
+        let mut control_trust = MAX_STATUS_CACHE;
         let count = |key: &str, v: &str, range: std::ops::RangeInclusive<usize>| {
             v.trim()
                 .parse::<usize>()
@@ -188,6 +191,7 @@ impl Options {
                 "login_queue" => o.logins.queue = count(key, value, 1..=100_000)?,
                 "login_wait_ms" => o.logins.wait = Duration::from_millis(count(key, value, 0..=60_000)? as u64),
                 "http_control_uri" => control_uri = value.trim().to_owned(),
+                "control_trust_seconds" => control_trust = seconds(key, value)?,
                 "control_poll_ms" => control_poll = Duration::from_millis(count(key, value, 50..=60_000)? as u64),
                 "cache_size" => o.cache_size = value.trim().parse().map_err(|_| format!("cache_size: `{value}` is not a number of entries above 0"))?,
                 "http_with_tls" if value == "true" => return Err("http_with_tls: TLS to the backend is not supported; keep the backend on loopback".into()),
@@ -239,6 +243,12 @@ impl Options {
         if o.logins.wait > o.budget {
             return Err("login_wait_ms must not exceed budget_seconds".into());
         }
+        if control_trust > MAX_STATUS_CACHE || control_trust.is_zero() {
+            return Err(format!(
+                "control_trust_seconds: from 1 to {} (a revoked device keeps its access that long)",
+                MAX_STATUS_CACHE.as_secs()
+            ));
+        }
         o.control = if control_uri.is_empty() {
             None
         } else if !control_uri.starts_with('/') {
@@ -247,6 +257,7 @@ impl Options {
             Some(ControlOptions {
                 uri: control_uri,
                 poll: control_poll,
+                trust: control_trust,
             })
         };
         Ok(o)

@@ -255,8 +255,25 @@ pub fn options(port: u16, client_id: &str, credentials: Option<(&str, &str)>) ->
     o
 }
 
-/// Connects and waits for the CONNACK; `Err` carries the refusal.
+/// Connects and waits for the CONNACK; `Err` carries the refusal. A connection closed without
+/// a CONNACK is tried again a few times, as a device's MQTT client does (esp-mqtt reconnects
+/// after `reconnect_timeout_ms`): the vesper plugin closes a login it could not get the
+/// backend's answer for in time, and has the answer cached for the retry.
 pub async fn connect_with(o: MqttOptions) -> Result<(AsyncClient, EventLoop), String> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match connect_once(o.clone()).await {
+            Err(e) if e.starts_with("error:") && attempts < 6 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One connection attempt, without the retries of [`connect_with`].
+pub async fn connect_once(o: MqttOptions) -> Result<(AsyncClient, EventLoop), String> {
     let (client, mut eventloop) = AsyncClient::new(o, 32);
     let result = tokio::time::timeout(Duration::from_secs(10), async {
         loop {

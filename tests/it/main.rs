@@ -32,6 +32,7 @@ mod headless_bench;
 mod http_limits;
 mod labels;
 mod layout;
+mod login_flood;
 mod mail;
 mod nvs_differential;
 mod nvs_vectors;

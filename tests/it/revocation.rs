@@ -1,8 +1,9 @@
 //! Revocation that cannot be lost (issue 25, finding 1): with the shipped broker config (the
-//! plugin decides devices' topics locally) and a backend that sends no kick at all (no
+//! plugin decides devices' topics locally) and a backend with no MQTT connection of its own (no
 //! `[serve.broker]`, as `vesper init` writes it), 1,000 connected devices revoked at once can
-//! none of them publish 5 s later: the plugin asks the registry about each device's standing at
-//! least every few seconds.
+//! none of them publish 5 s later: the plugin reads the backend's control feed (the audit rows
+//! written with each revocation) and kicks them, and a device's standing is confirmed by that
+//! feed, or asked on its own when the feed is stale.
 
 use std::time::Duration;
 
@@ -124,6 +125,76 @@ async fn a_thousand_devices_revoked_at_once_cannot_publish_five_seconds_later_wi
     assert_eq!(
         accepted, 0,
         "{accepted} of {DEVICES} revoked devices still published"
+    );
+    app.stop().await;
+}
+
+/// The control feed kicks a revoked device within about a second with no `[serve.broker]`
+/// (no `$CONTROL` message is ever published), and while it is fresh the devices still allowed
+/// publish without one question to the backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_feed_kicks_a_revoked_device_without_a_broker_connection() {
+    let app = App::start().await; // no [serve.broker]
+    let port = free_port();
+    let _broker = Mosquitto::shipped(port, app.auth_port());
+    let (_, sns) = app.batch(3).await;
+    let mut devices = Vec::new();
+    for sn in &sns {
+        devices.push(Device::connect(port, sn).await);
+    }
+    // The feed has been read (twice a second) since the broker started: fresh.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = metric(
+        &app.client,
+        &app.auth,
+        r#"vesper_auth_requests_total{route="acl"}"#,
+    )
+    .await;
+    for device in devices.iter_mut() {
+        for _ in 0..3 {
+            assert_eq!(device.publish().await, Published::Accepted);
+        }
+    }
+    assert_eq!(
+        metric(
+            &app.client,
+            &app.auth,
+            r#"vesper_auth_requests_total{route="acl"}"#
+        )
+        .await,
+        asked,
+        "the fresh feed confirmed the devices: no question per message"
+    );
+
+    let revoked_at = std::time::Instant::now();
+    revoke_all(&app, &sns[..1]).await;
+    let gone = tokio::time::timeout(Duration::from_secs(5), devices[0].outcomes.recv())
+        .await
+        .expect("the revoked device is disconnected within 5 s");
+    assert_eq!(gone, Some(Published::Disconnected));
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(3),
+        "kicked after {:?}",
+        revoked_at.elapsed()
+    );
+    assert!(
+        connect(port, &sns[0], &sns[0], &device_password(&sns[0]))
+            .await
+            .is_err(),
+        "a revoked device cannot log in again"
+    );
+    for device in devices.iter_mut().skip(1) {
+        assert_eq!(device.publish().await, Published::Accepted);
+    }
+    assert_eq!(
+        metric(
+            &app.client,
+            &app.auth,
+            "vesper_broker_commands_unsent_total"
+        )
+        .await,
+        1,
+        "no MQTT connection: the $CONTROL command was not sent; the feed carried it"
     );
     app.stop().await;
 }

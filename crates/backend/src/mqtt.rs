@@ -28,13 +28,14 @@ pub fn routes() -> Router<SharedState> {
         .route("/mqtt/auth/user", any(user))
         .route("/mqtt/auth/superuser", any(superuser))
         .route("/mqtt/auth/acl", any(acl_check))
+        .route("/mqtt/control", get(super::control::feed))
         .route("/healthz", get(super::api::healthz))
         .route("/metrics", get(metrics))
 }
 
 /// The auth listener's routes in the OpenAPI document (served on the auth listener only).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(user, superuser, acl_check, metrics))]
+#[openapi(paths(user, superuser, acl_check, metrics, super::control::feed))]
 struct AuthDoc;
 
 /// The OpenAPI description of the auth listener's routes.

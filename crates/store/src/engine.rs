@@ -9,10 +9,10 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use vesper_core::model::{
-    AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployReceipt, DeployRun, DeployState,
-    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport, FlashReport,
-    MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role, Sighting, Stats, Status,
-    TokenInfo, TokenPrincipal, UserAccess,
+    AccessChanges, AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployReceipt,
+    DeployRun, DeployState, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers,
+    FailureReport, FlashReport, MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role,
+    Sighting, Stats, Status, TokenInfo, TokenPrincipal, UserAccess,
 };
 
 use super::{Registry, RegistryError, Result};
@@ -93,6 +93,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn release(&self, sn: &str, claimant: &str, actor: &str) -> Result<Device>;
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+    /// Audit rows that take rights away from broker logins, after `after` (oldest first, at
+    /// most `limit`), the newest audit id, and the newest id written over `settle` ago: what
+    /// the broker plugin's control feed reads.
+    async fn access_changes(
+        &self,
+        after: Option<i64>,
+        settle: Duration,
+        limit: u32,
+    ) -> Result<AccessChanges>;
     async fn record(
         &self,
         actor: &str,
@@ -314,6 +323,15 @@ impl Store for SqliteStore {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         let query = query.clone();
         self.blocking(move |r| r.audit(&query)).await
+    }
+    async fn access_changes(
+        &self,
+        after: Option<i64>,
+        settle: Duration,
+        limit: u32,
+    ) -> Result<AccessChanges> {
+        self.blocking(move |r| r.access_changes(after, settle, limit))
+            .await
     }
     async fn record(
         &self,

@@ -50,6 +50,7 @@ checks!(
     a_delivery_runs_once_and_a_finished_run_is_audited,
     stats_and_failing_devices_count_what_happened,
     a_list_past_the_count_cap_says_so_and_pages_in_order,
+    access_changes_are_read_in_order_after_a_cursor,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1085,4 +1086,79 @@ async fn a_list_past_the_count_cap_says_so_and_pages_in_order(s: &dyn Store) {
         ),
         (1, false, one[0].as_str())
     );
+}
+
+/// The broker plugin's control feed reads these: revocations and users changes, in the order
+/// they happened, after a cursor; other actions are not in it.
+async fn access_changes_are_read_in_order_after_a_cursor(s: &dyn Store) {
+    let empty = s.access_changes(None, Duration::ZERO, 100).await.unwrap();
+    assert!(empty.entries.is_empty());
+    let (_, sns) = batch_of(s, 2).await;
+    let start = s.access_changes(None, Duration::ZERO, 100).await.unwrap();
+    assert!(start.entries.is_empty(), "without a cursor only the head");
+    assert!(
+        start.head > empty.head,
+        "the batch's audit row moved the head"
+    );
+    let users = DeviceUsers {
+        owner: Some("ana".into()),
+        users_list: vec!["bo".into()],
+    };
+    s.set_users(&sns[0], &users, "admin").await.unwrap();
+    s.set_status(&sns[0], Status::Flashed, "station")
+        .await
+        .unwrap();
+    s.set_status(&sns[1], Status::Revoked, "admin")
+        .await
+        .unwrap();
+    let changes = s
+        .access_changes(Some(start.head), Duration::ZERO, 100)
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = changes
+        .entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.subject.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("device.users", sns[0].as_str()),
+            ("device.status", sns[0].as_str()),
+            ("device.status", sns[1].as_str()),
+        ]
+    );
+    let revoked = &changes.entries[2];
+    assert_eq!(revoked.after.as_ref().unwrap()["status"], "revoked");
+    assert_eq!(revoked.before.as_ref().unwrap()["status"], "manufactured");
+    assert_eq!(changes.head, revoked.id);
+    assert!(changes.entries.windows(2).all(|w| w[0].id < w[1].id));
+    let page = s
+        .access_changes(Some(start.head), Duration::ZERO, 2)
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 2, "at most the limit");
+    let rest = s
+        .access_changes(Some(page.entries[1].id), Duration::ZERO, 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(
+        changes.settled, changes.head,
+        "with no settle time everything is settled"
+    );
+    let unsettled = s
+        .access_changes(Some(start.head), Duration::from_secs(3600), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        unsettled.settled, start.head,
+        "rows of the last hour are not settled"
+    );
+    assert_eq!(unsettled.entries.len(), 3, "but they are read");
+    let none = s
+        .access_changes(Some(changes.head), Duration::ZERO, 100)
+        .await
+        .unwrap();
+    assert!(none.entries.is_empty());
 }

@@ -487,6 +487,7 @@ fn the_control_feed_confirms_devices_and_carries_kicks() {
         ("local_acl", "true"),
         ("http_control_uri", "/mqtt/control"),
         ("control_poll_ms", "50"),
+        ("control_trust_seconds", "1"),
         ("status_cache_seconds", "1"),
     ]);
     let (a, b) = ("PV-26A18-BC02R-X7KQA", "PV-26L31-BP01R-ZZ234");
@@ -503,13 +504,17 @@ fn the_control_feed_confirms_devices_and_carries_kicks() {
         "the fresh feed answered for both devices"
     );
 
-    backend.queue_page(
-        r#"{"next":6,"commands":[{"seq":5,"command":"kick","username":"PV-26A18-BC02R-X7KQA"},
-            {"seq":6,"command":"reboot","username":"PV-26L31-BP01R-ZZ234"}]}"#,
-    );
+    let kick = r#"{"next":4,"commands":[{"seq":5,"command":"kick","username":"PV-26A18-BC02R-X7KQA"},
+            {"seq":6,"command":"reboot","username":"PV-26L31-BP01R-ZZ234"}]}"#;
+    // Sent again until settled: carried out once.
+    backend.queue_page(kick);
+    backend.queue_page(kick);
+    backend.queue_page(&kick.replace(r#""next":4"#, r#""next":6"#));
     eventually(|| c.acl(Some(a), Some(a), &data(a), 2).0 == Outcome::Deny);
     let (_, why) = c.acl(Some(a), Some(a), &data(a), 2);
     assert!(why.unwrap().contains("no longer allowed"));
+    eventually(|| backend.feed.lock().unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(c.take_kicks(), [a.to_owned()]);
     assert!(c.take_kicks().is_empty(), "each kick is handed over once");
     assert_eq!(
@@ -533,7 +538,7 @@ fn the_control_feed_confirms_devices_and_carries_kicks() {
         "vetted since the reset: the feed answers again"
     );
 
-    // The feed goes down: past status_cache_seconds each device is asked on its own.
+    // The feed goes down: past control_trust_seconds each device is asked on its own.
     for _ in 0..100 {
         backend.queue_page("down");
     }

@@ -10,7 +10,7 @@ mod mail;
 mod role;
 mod status;
 
-pub use audit::{AuditEntry, AuditQuery};
+pub use audit::{ACCESS_ACTIONS, AccessChanges, AuditEntry, AuditQuery};
 pub use batch::{Batch, BatchSummary, DEFAULT_OUTPUTS, DEFAULT_PLAN, MAX_QUANTITY, NewBatch};
 pub use board::{Board, Chip, FlashMode};
 pub use deploy::{DeployReceipt, DeployRun, DeployState, Push};

@@ -13,10 +13,11 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use vesper_core::model::{
-    AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployReceipt, DeployRun, DeployState,
-    Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers, FailureReport, FlashReport,
-    InviteState, MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role, Sighting, Stats,
-    Status, StatusCounts, TokenInfo, TokenPrincipal, UserAccess,
+    ACCESS_ACTIONS, AccessChanges, AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary,
+    DeployReceipt, DeployRun, DeployState, Device, DeviceEvent, DeviceFilter, DevicePage,
+    DeviceUsers, FailureReport, FlashReport, InviteState, MailContent, MailStatus, NewBatch,
+    OutboxMessage, Push, Role, Sighting, Stats, Status, StatusCounts, TokenInfo, TokenPrincipal,
+    UserAccess,
 };
 use vesper_core::serial;
 
@@ -104,6 +105,19 @@ async fn audit_change(
     Ok(after)
 }
 
+fn audit_entry(r: &tokio_postgres::Row) -> Result<AuditEntry> {
+    let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+    Ok(AuditEntry {
+        id: r.try_get(0)?,
+        at: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        action: r.try_get(3)?,
+        subject: r.try_get(4)?,
+        before: json(r.try_get(5)?),
+        after: json(r.try_get(6)?),
+    })
+}
+
 async fn audit_query(c: &impl GenericClient, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
     let limit = i64::from(q.limit.clamp(1, 1000));
     let rows = c
@@ -115,20 +129,7 @@ async fn audit_query(c: &impl GenericClient, q: &AuditQuery) -> Result<Vec<Audit
             &[&q.subject, &q.action, &q.before_id, &limit],
         )
         .await?;
-    let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
-    rows.iter()
-        .map(|r| {
-            Ok(AuditEntry {
-                id: r.try_get(0)?,
-                at: r.try_get(1)?,
-                actor: r.try_get(2)?,
-                action: r.try_get(3)?,
-                subject: r.try_get(4)?,
-                before: json(r.try_get(5)?),
-                after: json(r.try_get(6)?),
-            })
-        })
-        .collect()
+    rows.iter().map(audit_entry).collect()
 }
 
 const SUMMARY_SQL: &str = "SELECT b.name, b.board, b.hw_type, b.hw_version, b.quantity, b.subscription_plan,
@@ -936,6 +937,51 @@ impl Store for PgStore {
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         audit_query(&self.client().await?, query).await
+    }
+
+    async fn access_changes(
+        &self,
+        after: Option<i64>,
+        settle: Duration,
+        limit: u32,
+    ) -> Result<AccessChanges> {
+        let client = self.client().await?;
+        let head: i64 = client
+            .query_one("SELECT COALESCE(max(id), 0) FROM audit", &[])
+            .await?
+            .try_get(0)?;
+        let Some(after) = after else {
+            return Ok(AccessChanges {
+                head,
+                settled: head,
+                entries: Vec::new(),
+            });
+        };
+        let settled: i64 = client
+            .query_one(
+                "SELECT COALESCE(max(id), $1) FROM audit WHERE id > $1 AND at <= $2",
+                &[&after, &crate::audit::settled_before(settle)],
+            )
+            .await?
+            .try_get(0)?;
+        let rows = client
+            .query(
+                "SELECT id, at, actor, action, subject, before, after FROM audit
+                 WHERE id > $1 AND action IN ($2, $3) ORDER BY id LIMIT $4",
+                &[
+                    &after,
+                    &ACCESS_ACTIONS[0],
+                    &ACCESS_ACTIONS[1],
+                    &i64::from(limit.max(1)),
+                ],
+            )
+            .await?;
+        let entries = rows.iter().map(audit_entry).collect::<Result<_>>()?;
+        Ok(AccessChanges {
+            head,
+            settled,
+            entries,
+        })
     }
 
     async fn record(
