@@ -15,7 +15,8 @@
 //!    during the flood, and how many never arrive.
 //!    The plugin asks logins off mosquitto's thread, so the flood must not hold the device up.
 //! 4. Ceiling: the same storm against mosquitto with a static password file (no plugin, no
-//!    backend): what mosquitto itself does on this machine.
+//!    backend) and the same work: a subscriber with a persistent QoS 1 session on every device's
+//!    data, as the backend's listener, timed until it has every heartbeat.
 //!
 //! The backend is the `vesper serve` binary in its own process (as deployed), not a server in
 //! the benchmark's runtime, which also runs the 10,000 simulated devices.
@@ -635,10 +636,20 @@ async fn main() {
         .status();
     let _ = serve.wait();
 
-    // 4. The ceiling: mosquitto alone, a static password file.
+    // 4. The ceiling: mosquitto alone, a static password file, and the same work: a subscriber
+    //    with a persistent QoS 1 session on every device's data (as the backend's listener),
+    //    timed until it has every heartbeat.
+    let service_password = secret
+        .service_password("vesper-backend")
+        .expose()
+        .to_owned();
     let passwords = dir.path().join("passwords");
     let text: String = storm_devices
         .iter()
+        .chain(std::iter::once(&(
+            "vesper-backend".to_owned(),
+            service_password.clone(),
+        )))
         .map(|(sn, pw)| format!("{sn}:{pw}\n"))
         .collect();
     std::fs::write(&passwords, text).unwrap();
@@ -655,14 +666,58 @@ async fn main() {
         port,
         &format!("password_file {}\nacl_file {}\n", passwords.display(), {
             let acl = dir.path().join("acl");
-            std::fs::write(&acl, "pattern write vesper/%u/data\n").unwrap();
+            std::fs::write(
+                &acl,
+                "user vesper-backend\ntopic read vesper/+/data\n\npattern write vesper/%u/data\n",
+            )
+            .unwrap();
             acl.display().to_string()
         }),
     );
+    let heard = Arc::new(AtomicUsize::new(0));
+    let listener = {
+        let mut o = MqttOptions::new("vesper-backend", "127.0.0.1", port);
+        o.set_credentials("vesper-backend", service_password.as_str());
+        o.set_clean_session(false);
+        o.set_keep_alive(Duration::from_secs(60));
+        let (client, mut eventloop) = AsyncClient::new(o, 1000);
+        client
+            .subscribe("vesper/+/data", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("the subscriber cannot subscribe: {e}"),
+            }
+        }
+        let heard = heard.clone();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(_))) => {
+                        heard.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+    };
     let (stop, stopped) = watch::channel(false);
+    let start = Instant::now();
     let (latencies, failures, acknowledged) = storm(port, storm_devices, jitter, &stopped).await;
+    while heard.load(Ordering::Relaxed) < latencies.len()
+        && start.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let all_heard = start.elapsed();
     let _ = stop.send(true);
-    println!("Ceiling: the same storm against mosquitto with a static password file (no plugin)");
+    println!(
+        "Ceiling: the same storm against mosquitto with a static password file (no plugin) and the same subscriber"
+    );
     println!(
         "  connected and heartbeat acknowledged: {:.2} s ({:.0} logins/s); {} failed; login p50 {} p99 {}",
         acknowledged.as_secs_f64(),
@@ -671,6 +726,12 @@ async fn main() {
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99))
     );
+    println!(
+        "  every heartbeat at the subscriber:    {:.2} s ({} of {count})",
+        all_heard.as_secs_f64(),
+        heard.load(Ordering::Relaxed)
+    );
+    listener.abort();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = alone.kill();
     let _ = alone.wait();

@@ -43,15 +43,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     let mut config = parse(&text, path)?;
-    if let Some(url) = std::env::var(vesper_core::config::DATABASE_ENV)
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        let database = url.parse().map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            key: format!("${}", vesper_core::config::DATABASE_ENV),
-            message,
-        })?;
+    if let Some(database) = database_from_env(path)? {
         config.serve.database = Some(database);
     }
     let password = std::env::var(vesper_core::config::WIFI_PASSWORD_ENV)
@@ -59,6 +51,37 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .filter(|p| !p.is_empty());
     config.network = config.network.with_password_from_env(password);
     Ok(config)
+}
+
+/// `$VESPER_DATABASE_URL`, when set (errors name `path`, the configuration it overrides).
+fn database_from_env(path: &Path) -> Result<Option<Database>, ConfigError> {
+    let Some(url) = std::env::var(vesper_core::config::DATABASE_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    url.parse()
+        .map(Some)
+        .map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: format!("${}", vesper_core::config::DATABASE_ENV),
+            message,
+        })
+}
+
+/// The registry database named for this run: the configuration's `serve.database` (with
+/// `$VESPER_DATABASE_URL` over it), or without any configuration file `$VESPER_DATABASE_URL`
+/// alone; `None` means SQLite in the data folder. Every command that opens the registry asks
+/// this, so none writes where `vesper serve` does not read.
+pub fn database(explicit: Option<&Path>) -> Result<Option<Database>, ConfigError> {
+    match locate(explicit) {
+        Ok(path) => Ok(load(&path)?.serve.database),
+        Err(ConfigError::NotFound { .. }) => {
+            database_from_env(Path::new("(no configuration file)"))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Validates configuration text that lives at `path`, reading the files it names from disk.

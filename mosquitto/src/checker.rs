@@ -221,7 +221,7 @@ impl Shared {
 }
 
 /// A command as the backend writes it, on `$CONTROL/vesper/v1` and in its control feed.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub(crate) struct WireCommand {
     command: String,
     username: String,

@@ -20,11 +20,11 @@ use crate::checker::{Shared, WireCommand};
 use crate::options::ControlOptions;
 
 /// The largest feed answer read, in bytes (the backend sends at most 1,000 commands per page).
-const MAX_PAGE: u64 = 1024 * 1024;
+pub const MAX_PAGE: u64 = 1024 * 1024;
 
 /// One answer of the feed.
 #[derive(Debug, serde::Deserialize)]
-pub(crate) struct Page {
+pub struct Page {
     /// The cursor to ask after next time.
     next: u64,
     /// The cursor asked for is not one the backend's registry wrote (restored or replaced):
@@ -36,6 +36,21 @@ pub(crate) struct Page {
     more: bool,
     #[serde(default)]
     commands: Vec<Numbered>,
+}
+
+impl Page {
+    /// Reads one answer of the feed (the backend's JSON; at most [`MAX_PAGE`] bytes are read).
+    pub fn parse(body: &[u8]) -> Result<Page, String> {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
+
+    /// The commands the plugin knows, in the feed's order (others are left out).
+    pub fn commands(&self) -> Vec<crate::checker::Command> {
+        self.commands
+            .iter()
+            .filter_map(|n| n.command.clone().command())
+            .collect()
+    }
 }
 
 /// A command with its place in the feed. The backend sends recent commands again until they
@@ -50,7 +65,7 @@ struct Numbered {
 /// Starts the reader; it ends when the checker is dropped. Its reads are off mosquitto's
 /// thread, so they may take the whole `http_timeout` (a backend slow to answer still keeps
 /// the feed fresh), not just the budget.
-pub fn start(shared: Weak<Shared>, control: ControlOptions, timeout: Duration) {
+pub(crate) fn start(shared: Weak<Shared>, control: ControlOptions, timeout: Duration) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -124,5 +139,5 @@ fn read(
         .limit(MAX_PAGE)
         .read_to_vec()
         .map_err(|e| format!("{url}: {e}"))?;
-    serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))
+    Page::parse(&body).map_err(|e| format!("{url}: {e}"))
 }

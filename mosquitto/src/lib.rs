@@ -21,11 +21,13 @@
 
 mod cache;
 pub mod checker;
-mod feed;
+pub mod feed;
 mod logins;
 pub mod options;
 
-#[cfg(not(test))]
+// The C entry points, for the broker to load (off for builds that only use the parsers, such
+// as the fuzz targets: they would need mosquitto's symbols to link).
+#[cfg(all(not(test), feature = "plugin"))]
 mod ffi;
-#[cfg(not(test))]
+#[cfg(all(not(test), feature = "plugin"))]
 mod plugin;

@@ -39,8 +39,8 @@ pub struct RestoreArgs {
 }
 
 /// The data folder, its OTA root and the configuration files, from the flag and the config.
-fn sources(data: &DataDir, config: Option<&Path>) -> anyhow::Result<Sources> {
-    let data_dir = data.resolve(config)?;
+fn sources(data: &DataDir, config: Option<&Path>, command: &str) -> anyhow::Result<Sources> {
+    let data_dir = data.sqlite_folder(config, command)?;
     let found = vesper::config::discover(config).ok();
     let ota_root = match &found {
         Some(c) if c.serve.ota_root != c.serve.data_dir.join("ota") => c.serve.ota_root.clone(),
@@ -76,15 +76,7 @@ fn sources(data: &DataDir, config: Option<&Path>) -> anyhow::Result<Sources> {
 }
 
 pub fn backup(args: BackupArgs, config: Option<&Path>) -> anyhow::Result<Outcome> {
-    if let Some(vesper::config::Database::Postgres(_)) = vesper::config::discover(config)
-        .ok()
-        .and_then(|c| c.serve.database)
-    {
-        anyhow::bail!(
-            "the registry is on PostgreSQL (serve.database): back it up with PostgreSQL's tools (pg_dump, replication); vesper backup copies a SQLite registry"
-        );
-    }
-    let sources = sources(&args.data, config)?;
+    let sources = sources(&args.data, config, "vesper backup")?;
     let report = backup::backup(&sources, &args.dest)?;
     println!(
         "backed up {} devices in {} batches, {} files ({} KB) into {}",
@@ -98,7 +90,7 @@ pub fn backup(args: BackupArgs, config: Option<&Path>) -> anyhow::Result<Outcome
 }
 
 pub fn restore(args: RestoreArgs, config: Option<&Path>) -> anyhow::Result<Outcome> {
-    let sources = sources(&args.data, config)?;
+    let sources = sources(&args.data, config, "vesper restore")?;
     let files = backup::verify(&args.src)?;
     println!(
         "{}: {files} files match {}",

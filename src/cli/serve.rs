@@ -32,9 +32,20 @@ pub struct ServeArgs {
     /// Address of the MQTT auth routes (default: serve.auth_listen, else 127.0.0.1:8081).
     #[arg(long, value_name = "ADDR")]
     auth_listen: Option<SocketAddr>,
-    /// Log lines as JSON objects.
-    #[arg(long)]
+    /// How log lines are written: `text` (coloured only on a terminal, never with NO_COLOR set)
+    /// or `json` (one object per line, for log collectors).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// The same as `--log-format json` (kept for existing service files).
+    #[arg(long, hide = true)]
     log_json: bool,
+}
+
+/// How `vesper serve` writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -66,29 +77,58 @@ pub enum TokenCommand {
 /// Where the registry is, for commands that open it directly.
 #[derive(Args)]
 pub struct DataDir {
-    /// Folder of the registry database (default: serve.data_dir from the configuration).
+    /// The data folder (default: serve.data_dir from the configuration). The registry is in it
+    /// unless the configuration or $VESPER_DATABASE_URL names a database: then that database,
+    /// as for `vesper serve`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
 
 impl DataDir {
-    /// The registry: SQLite in the flag's data dir, else where the configuration says
-    /// (`serve.database`, `$VESPER_DATABASE_URL`, or SQLite in `serve.data_dir`).
+    /// The registry `vesper serve` reads: the configured database (`serve.database` or
+    /// `$VESPER_DATABASE_URL`) when there is one, else SQLite in the data folder (the flag's, or
+    /// `serve.data_dir`).
     pub fn open_store(&self, config: Option<&Path>) -> anyhow::Result<LocalStore> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let store = match &self.data_dir {
-            Some(dir) => runtime.block_on(vesper_store::open_store(None, dir))?,
-            None => {
-                let config = vesper::config::discover(config)?;
-                runtime.block_on(vesper_store::open_store(
-                    config.serve.database.as_ref(),
-                    &config.serve.data_dir,
-                ))?
-            }
+        let database = vesper::config::database(config)?;
+        if let (Some(database), Some(dir)) = (&database, &self.data_dir) {
+            eprintln!(
+                "note: the registry is the configured database ({}), not {}: --data-dir names local files only",
+                database,
+                dir.display()
+            );
+        }
+        let data_dir = match &database {
+            Some(_) => self.data_dir.clone().unwrap_or_default(),
+            None => self.resolve(config)?,
         };
+        let store = runtime.block_on(vesper_store::open_store(database.as_ref(), &data_dir))?;
         Ok(LocalStore { runtime, store })
+    }
+
+    /// The data folder whose own SQLite file is the registry: refused, with the reason, when the
+    /// configuration names a database elsewhere (for commands that copy the file itself).
+    pub fn sqlite_folder(&self, config: Option<&Path>, command: &str) -> anyhow::Result<PathBuf> {
+        let data_dir = self.resolve(config)?;
+        match vesper::config::database(config)? {
+            None => Ok(data_dir),
+            Some(vesper::config::Database::Sqlite(file))
+                if vesper::registry::registry_file(&file)
+                    == data_dir.join(vesper::registry::DB_FILE) =>
+            {
+                Ok(data_dir)
+            }
+            Some(vesper::config::Database::Postgres(_)) => anyhow::bail!(
+                "the registry is on PostgreSQL (serve.database or $VESPER_DATABASE_URL): {command} works on a SQLite registry in the data folder; use PostgreSQL's tools (pg_dump, replication)"
+            ),
+            Some(other) => anyhow::bail!(
+                "the registry is {} (serve.database or $VESPER_DATABASE_URL), not the data folder's {}: {command} works on the data folder's registry",
+                other,
+                data_dir.join(vesper::registry::DB_FILE).display()
+            ),
+        }
     }
 
     /// The data dir from the flag, else from the configuration.
@@ -127,23 +167,33 @@ pub fn local_actor() -> String {
     )
 }
 
-fn init_logging(json: bool) {
+fn init_logging(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(colour_on_stderr()).init(),
     }
+}
+
+/// Colour codes only for a person at a terminal: never in a file, a pipe or journald, and never
+/// when `NO_COLOR` is set to anything (<https://no-color.org>).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub fn serve(args: ServeArgs, config: Option<&Path>) -> anyhow::Result<Outcome> {
     let config = vesper::config::discover(config)?;
     let secret = server::load_secret(&config)?;
-    init_logging(args.log_json);
+    init_logging(if args.log_json {
+        LogFormat::Json
+    } else {
+        args.log_format
+    });
     let options = ServeOptions {
         data_dir: args
             .data_dir

@@ -813,8 +813,12 @@ async fn hostile_bodies_are_denied_never_errors() {
                 }
                 let response = request.send().await.unwrap();
                 let status = response.status().as_u16();
-                let read =
-                    vesper::goauth::interpret(mode, status, &response.bytes().await.unwrap());
+                let read = crate::goauth_wire::go_auth_reads(
+                    &mode.to_string(),
+                    status,
+                    &response.text().await.unwrap(),
+                )
+                .as_result();
                 assert!(
                     (400..500).contains(&status),
                     "{route} {name} {mode}: status {status}"

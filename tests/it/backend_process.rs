@@ -32,6 +32,11 @@ pub(crate) struct Serve {
 
 impl Serve {
     pub(crate) fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Serve {
+        Self::start_with_args(dir, extra_env, &[])
+    }
+
+    /// Starts `vesper serve` with more arguments after the free ports.
+    pub(crate) fn start_with_args(dir: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Serve {
         let stderr_path = dir.join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -42,6 +47,7 @@ impl Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vesper"));
         cmd.args(["--config", dir.join("config.toml").to_str().unwrap()])
             .args(SERVE_ON_FREE_PORTS)
+            .args(args)
             .env("MQTT_SECRET", SECRET)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
@@ -231,12 +237,48 @@ fn tokens_from_the_command_line_work_and_sigterm_stops_cleanly_without_leaking_s
         "SIGTERM is a clean shutdown: {exit:?}\n{log}"
     );
     assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log file (stderr is not a terminal): {log}"
+    );
     let password = vesper::credentials::MasterSecret::new(SECRET, "t")
         .unwrap()
         .device_password(&sn.parse().unwrap());
     for secret in [SECRET, token.as_str(), password.expose()] {
         assert!(!log.contains(secret), "a secret reached the log");
     }
+}
+
+/// `--log-format json`: every line a log collector reads is one JSON object with a level, a
+/// time and the message; nothing else is interleaved.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (dir, _) = setup();
+    let serve = Serve::start_with_args(
+        dir.path(),
+        &[("RUST_LOG", "info")],
+        &["--log-format", "json"],
+    );
+    let (exit, log) = serve.terminate();
+    assert!(exit.success(), "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 2, "{log}");
+    for line in lines {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(
+            object["level"].is_string() && object["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(object["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(log.contains("shutting down"), "{log}");
+    let bad = vesper_env(dir.path(), &["serve", "--log-format", "xml"], &[]);
+    assert!(
+        stderr(&bad).contains("text") && stderr(&bad).contains("json"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 /// The batch name of a 201 answer.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use vesper::config::Config;
 use vesper::credentials::MasterSecret;
-use vesper::goauth::{self, AuthParams, ParamsMode, ResponseMode};
+use vesper::goauth::{AuthParams, ParamsMode, ResponseMode};
 use vesper::registry::Role;
 use vesper::server::{self, Running, ServeOptions};
 
@@ -286,7 +286,9 @@ impl App {
         (body["batch_id"].as_str().unwrap().to_owned(), sns)
     }
 
-    /// Asks the auth listener a go-auth question; returns the HTTP status and go-auth's reading.
+    /// Asks the auth listener a go-auth question, sent and read as go-auth sends and reads it
+    /// (`crate::goauth_wire`, not the product's encoder); returns the HTTP status and go-auth's
+    /// reading.
     pub async fn ask(
         &self,
         route: &str,
@@ -294,7 +296,21 @@ impl App {
         params_mode: ParamsMode,
         mode: ResponseMode,
     ) -> (u16, Result<bool, String>) {
-        let (content_type, body) = goauth::encode_params(params_mode, params);
+        let fields: Vec<(String, String)> = [
+            ("username", params.username.clone()),
+            ("password", params.password.clone()),
+            ("clientid", params.clientid.clone()),
+            ("topic", params.topic.clone()),
+            ("acc", params.acc.map(|a| a.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+        .collect();
+        let params_mode = match params_mode {
+            ParamsMode::Json => "json",
+            ParamsMode::Form => "form",
+        };
+        let (content_type, body) = crate::goauth_wire::body(params_mode, &fields);
         let r = self
             .client
             .post(format!(
@@ -307,8 +323,9 @@ impl App {
             .await
             .unwrap();
         let status = r.status().as_u16();
-        let body = r.bytes().await.unwrap();
-        (status, goauth::interpret(mode, status, &body))
+        let body = r.text().await.unwrap();
+        let reading = crate::goauth_wire::go_auth_reads(&mode.to_string(), status, &body);
+        (status, reading.as_result())
     }
 }
 

@@ -4,39 +4,10 @@
 //! and each answer is read the way go-auth reads it in each response mode.
 
 use reqwest::Method;
-use serde_json::json;
 
 use crate::backend_support::{App, SECRET};
+use crate::goauth_wire::{Reading, body, go_auth_reads};
 use crate::support::expected_password;
-
-/// How go-auth takes an answer: 2xx passes (then the body is read by response mode), any other
-/// status below 500 denies, 500 and above is an error (mosquitto drops the client).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reading {
-    Pass,
-    Deny,
-    Error,
-}
-
-/// go-auth's `http_response_mode`, and how it reads a 2xx body in it.
-fn go_auth_reads(mode: &str, status: u16, body: &str) -> Reading {
-    match status {
-        200..=299 => {
-            let pass = match mode {
-                "status" => true,
-                "json" => serde_json::from_str::<serde_json::Value>(body)
-                    .ok()
-                    .and_then(|v| v["ok"].as_bool())
-                    .unwrap_or(false),
-                "text" => body == "ok",
-                other => panic!("no response mode {other}"),
-            };
-            if pass { Reading::Pass } else { Reading::Deny }
-        }
-        500.. => Reading::Error,
-        _ => Reading::Deny,
-    }
-}
 
 /// Who asks, and about what. `{sn}` is a device of the test's batch, `{other}` another one,
 /// `{pass}` the device's password (computed here from the design's formula).
@@ -68,50 +39,6 @@ const fn q(
         fields,
         expected,
     }
-}
-
-/// The body go-auth sends in `params_mode`: JSON with `acc` a number, or a form with every
-/// field text; and its content type.
-fn body(params_mode: &str, fields: &[(String, String)]) -> (&'static str, String) {
-    match params_mode {
-        "json" => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in fields {
-                let value = if k == "acc" {
-                    json!(v.parse::<i64>().unwrap())
-                } else {
-                    json!(v)
-                };
-                map.insert(k.clone(), value);
-            }
-            (
-                "application/json",
-                serde_json::Value::Object(map).to_string(),
-            )
-        }
-        "form" => {
-            let text = fields
-                .iter()
-                .map(|(k, v)| format!("{k}={}", form_escape(v)))
-                .collect::<Vec<_>>()
-                .join("&");
-            ("application/x-www-form-urlencoded", text)
-        }
-        other => panic!("no params mode {other}"),
-    }
-}
-
-/// `application/x-www-form-urlencoded` escaping, as Go's `url.Values.Encode` does it.
-fn form_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".into(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,4 +97,100 @@ async fn every_method_params_mode_and_response_mode_reads_as_go_auth_reads_it() 
     }
     assert_eq!(asked, QUESTIONS.len() * 3 * 2 * 3);
     app.stop().await;
+}
+
+/// What a real go-auth deployment uses: the response mode set in configuration
+/// (`serve.auth_response_mode`, no `?response_mode=` override), each with each params mode,
+/// read as go-auth reads it, and through a real mosquitto whose plugin is configured the same
+/// way (`plugin_opt_http_response_mode`, `plugin_opt_http_params_mode`): the device logs in, a
+/// wrong password does not, another device's topic is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configured_response_mode_is_what_the_broker_reads() {
+    use crate::broker::{Mosquitto, connect, current_user, free_port, plugin, publish};
+    use rumqttc::v5::mqttbytes::v5::PubAckReason;
+    for response_mode in ["status", "json", "text"] {
+        let app =
+            App::start_with_serve(&format!("auth_response_mode = \"{response_mode}\"\n")).await;
+        let (_, sns) = app.batch(2).await;
+        let (sn, other) = (&sns[0], &sns[1]);
+        let pass = expected_password(SECRET, sn);
+        for params_mode in ["json", "form"] {
+            for (fields, expected) in [
+                (
+                    vec![
+                        ("username", sn.as_str()),
+                        ("password", pass.as_str()),
+                        ("clientid", sn.as_str()),
+                    ],
+                    Reading::Pass,
+                ),
+                (
+                    vec![
+                        ("username", sn.as_str()),
+                        ("password", "wrong"),
+                        ("clientid", sn.as_str()),
+                    ],
+                    Reading::Deny,
+                ),
+            ] {
+                let fields: Vec<(String, String)> = fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                let (content_type, text) = body(params_mode, &fields);
+                let answer = app
+                    .client
+                    .post(format!("{}/mqtt/auth/user", app.auth))
+                    .header("content-type", content_type)
+                    .body(text)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = answer.status().as_u16();
+                let reply = answer.text().await.unwrap();
+                assert_eq!(
+                    go_auth_reads(response_mode, status, &reply),
+                    expected,
+                    "configured {response_mode}, {params_mode} params: {status} {reply:?}"
+                );
+            }
+
+            let port = free_port();
+            let _broker = Mosquitto::with_config(
+                port,
+                &format!(
+                    "listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {}\n\
+                     plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {}\n\
+                     plugin_opt_http_response_mode {response_mode}\nplugin_opt_http_params_mode {params_mode}\n\
+                     plugin_opt_auth_cache_seconds 0\nplugin_opt_acl_cache_seconds 0\n\
+                     log_dest stderr\nlog_type all\n",
+                    current_user(),
+                    plugin().display(),
+                    app.auth_port()
+                ),
+            );
+            let (client, mut events) = connect(port, sn, sn, &pass).await.unwrap_or_else(|e| {
+                panic!("{response_mode}/{params_mode}: the device logs in: {e}")
+            });
+            assert!(
+                connect(port, sn, sn, "wrong").await.is_err(),
+                "{response_mode}/{params_mode}: a wrong password is refused"
+            );
+            let own = publish(&client, &mut events, &format!("vesper/{sn}/data"), "{}").await;
+            assert!(
+                matches!(
+                    own,
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                ),
+                "{response_mode}/{params_mode}: {own:?}"
+            );
+            let theirs = publish(&client, &mut events, &format!("vesper/{other}/data"), "{}").await;
+            assert_eq!(
+                theirs,
+                PubAckReason::NotAuthorized,
+                "{response_mode}/{params_mode}"
+            );
+        }
+        app.stop().await;
+    }
 }

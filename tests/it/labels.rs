@@ -6,8 +6,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use printpdf::Op;
-
 use vesper::labels::layout::{self, PT_PER_MM};
 use vesper::labels::{self, Area, Format, LabelData, Stock};
 use vesper::serial::{self, SerialNumber};
@@ -156,20 +154,101 @@ fn every_preset_scans_and_reads_back_across_pages() {
     }
 }
 
-/// Boxes drawn on each page, from the operations (rectangles through the current transformation
-/// matrix, text by font size and Helvetica widths), in millimetres from the page's top-left.
-fn drawn_boxes(ops: &[Op], page_height: f32) -> Vec<Area> {
+/// One token of a PDF content stream: a number, a name, a string or an operator.
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Number(f32),
+    Name(String),
+    Text(String),
+    Operator(String),
+}
+
+/// Splits a content stream into tokens (PDF 1.7, section 7.2: whitespace, delimiters, literal
+/// strings with escapes and balanced parentheses, names): written from the specification, not
+/// from the writer.
+fn tokens(stream: &[u8]) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let delimiter = |b: u8| b"()<>[]{}/%".contains(&b) || b.is_ascii_whitespace();
+    while i < stream.len() {
+        let b = stream[i];
+        if b.is_ascii_whitespace() {
+            i += 1;
+        } else if b == b'(' {
+            let (mut depth, mut text) = (1, Vec::new());
+            i += 1;
+            while depth > 0 {
+                let c = stream[i];
+                i += 1;
+                match c {
+                    b'\\' => {
+                        text.push(stream[i]);
+                        i += 1;
+                    }
+                    b'(' => {
+                        depth += 1;
+                        text.push(c);
+                    }
+                    b')' => {
+                        depth -= 1;
+                        if depth > 0 {
+                            text.push(c);
+                        }
+                    }
+                    _ => text.push(c),
+                }
+            }
+            out.push(Token::Text(String::from_utf8(text).unwrap()));
+        } else if b == b'/' {
+            let start = i + 1;
+            i = start;
+            while i < stream.len() && !delimiter(stream[i]) {
+                i += 1;
+            }
+            out.push(Token::Name(
+                String::from_utf8_lossy(&stream[start..i]).into(),
+            ));
+        } else {
+            let start = i;
+            while i < stream.len() && !delimiter(stream[i]) {
+                i += 1;
+            }
+            let word = std::str::from_utf8(&stream[start..i]).unwrap();
+            out.push(match word.parse::<f32>() {
+                Ok(n) => Token::Number(n),
+                Err(_) => Token::Operator(word.to_owned()),
+            });
+        }
+    }
+    out
+}
+
+/// Boxes drawn on a page, read from its content stream (rectangles through the current
+/// transformation matrix, text by font size and Helvetica widths), in millimetres from the
+/// page's top-left.
+fn drawn_boxes(stream: &[u8], page_height: f32) -> Vec<Area> {
     let mut boxes = Vec::new();
     let (mut size, mut bold, mut cursor) = (0.0f32, false, (0.0f32, 0.0f32));
     let identity = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
     let (mut ctm, mut stack) = (identity, Vec::new());
-    for op in ops {
-        match op {
-            Op::SaveGraphicsState => stack.push(ctm),
-            Op::RestoreGraphicsState => ctm = stack.pop().unwrap_or(identity),
-            Op::SetTransformationMatrix {
-                matrix: printpdf::CurTransMat::Raw(m),
-            } => {
+    let mut operands: Vec<Token> = Vec::new();
+    for token in tokens(stream) {
+        let Token::Operator(op) = token else {
+            operands.push(token);
+            continue;
+        };
+        let numbers: Vec<f32> = operands
+            .iter()
+            .filter_map(|t| match t {
+                Token::Number(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        match op.as_str() {
+            "q" => stack.push(ctm),
+            "Q" => ctm = stack.pop().unwrap_or(identity),
+            "cm" => {
+                let m = &numbers[..6];
                 let [a, b, c, d, e, f] = ctm;
                 ctm = [
                     m[0] * a + m[1] * c,
@@ -180,17 +259,15 @@ fn drawn_boxes(ops: &[Op], page_height: f32) -> Vec<Area> {
                     m[4] * b + m[5] * d + f,
                 ];
             }
-            Op::DrawRectangle { rectangle: r } => {
+            "re" => {
+                let (x, y, w, h) = (numbers[0], numbers[1], numbers[2], numbers[3]);
                 let map = |x: f32, y: f32| {
                     (
                         ctm[0] * x + ctm[2] * y + ctm[4],
                         ctm[1] * x + ctm[3] * y + ctm[5],
                     )
                 };
-                let (p, q) = (
-                    map(r.x.0, r.y.0),
-                    map(r.x.0 + r.width.0, r.y.0 + r.height.0),
-                );
+                let (p, q) = (map(x, y), map(x + w, y + h));
                 let (x0, x1, y0, y1) = (p.0.min(q.0), p.0.max(q.0), p.1.min(q.1), p.1.max(q.1));
                 boxes.push(Area {
                     x: x0 / PT_PER_MM,
@@ -199,24 +276,15 @@ fn drawn_boxes(ops: &[Op], page_height: f32) -> Vec<Area> {
                     height: (y1 - y0) / PT_PER_MM,
                 });
             }
-            Op::SetFont { font, size: s } => {
-                size = s.0;
-                bold = format!("{font:?}").contains("Bold");
+            "Tf" => {
+                size = numbers[0];
+                bold = operands.iter().any(|t| t == &Token::Name("F2".into()));
             }
-            Op::SetTextCursor { pos } => {
-                cursor = (pos.x.0 / PT_PER_MM, page_height - pos.y.0 / PT_PER_MM)
-            }
-            Op::ShowText { items } => {
-                let text: String = items
-                    .iter()
-                    .map(|i| {
-                        if let printpdf::TextItem::Text(t) = i {
-                            t.clone()
-                        } else {
-                            String::new()
-                        }
-                    })
-                    .collect();
+            "Td" => cursor = (numbers[0] / PT_PER_MM, page_height - numbers[1] / PT_PER_MM),
+            "Tj" => {
+                let Some(Token::Text(text)) = operands.last().cloned() else {
+                    panic!("Tj without a string");
+                };
                 let face = if bold {
                     labels::Face::Bold
                 } else {
@@ -233,6 +301,7 @@ fn drawn_boxes(ops: &[Op], page_height: f32) -> Vec<Area> {
             }
             _ => {}
         }
+        operands.clear();
     }
     boxes
 }
@@ -242,15 +311,11 @@ fn nothing_crosses_its_label_edge() {
     for stock in labels::stock::presets() {
         let data = batch(stock.per_page() as usize + 1);
         let placed = layout::layout(&data, &stock, 0).unwrap();
-        let pages =
-            vesper::labels::pdf::page_ops(&placed, &stock, layout::pages(data.len(), &stock, 0));
-        for (page, ops) in pages.iter().enumerate() {
-            let areas: Vec<Area> = placed
-                .iter()
-                .filter(|p| p.page == page)
-                .map(|p| p.area)
-                .collect();
-            let boxes = drawn_boxes(ops, stock.page_height);
+        for page in 0..layout::pages(data.len(), &stock, 0) {
+            let on_page: Vec<&layout::Placed> = placed.iter().filter(|p| p.page == page).collect();
+            let areas: Vec<Area> = on_page.iter().map(|p| p.area).collect();
+            let stream = vesper::labels::pdf::page_content(&on_page, &stock);
+            let boxes = drawn_boxes(&stream, stock.page_height);
             assert!(!boxes.is_empty());
             for b in boxes {
                 let holders = areas.iter().filter(|a| a.contains(&b)).count();

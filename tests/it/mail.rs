@@ -21,7 +21,7 @@ use vesper::model::{MailStatus, OutboxMessage};
 
 use crate::backend_process::{SERVE_ON_FREE_PORTS, Serve};
 use crate::backend_support::{App, write_config_with};
-use crate::support::{python, root, stderr, stdout, vesper_env};
+use crate::support::{python, root, settled, stderr, stdout, vesper_env};
 
 const FROM: &str = "Bellcore Devices <devices@bellcore.example>";
 
@@ -781,8 +781,13 @@ async fn resend_500_is_retried_429_waits_its_retry_after_and_422_is_dead() {
             .contains("resend 422 validation_error"),
         "{dead:?}"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(resend.requests().len(), 4, "a 422 is not retried");
+    let asked = settled(
+        || async { resend.requests().len() },
+        Duration::from_millis(1500),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(asked, 4, "a 422 is not retried");
     app.stop().await;
 }
 
@@ -856,9 +861,14 @@ async fn sigkill_after_resend_accepted_sends_once_more_with_the_same_idempotency
         assert!(start.elapsed() < Duration::from_secs(10), "{}", serve.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = settled(
+        || async { resend.requests().len() },
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(sent, 2, "sent again exactly once");
     let requests = resend.requests();
-    assert_eq!(requests.len(), 2, "sent again exactly once");
     assert_eq!(requests[0].idempotency_key, requests[1].idempotency_key);
     assert_eq!(
         requests[0].idempotency_key,
@@ -890,8 +900,13 @@ async fn sigkill_after_the_smtp_server_accepted_sends_once_more_with_the_same_me
         assert!(start.elapsed() < Duration::from_secs(10), "{}", serve.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(smtp.received().len(), 2, "sent again exactly once");
+    let received = settled(
+        || async { smtp.received().len() },
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(received, 2, "sent again exactly once");
     let ids: Vec<String> = got
         .iter()
         .map(|r| {
@@ -956,12 +971,13 @@ async fn alerts_go_out_once_per_kind_for_failing_boards_a_lost_broker_and_a_full
         assert!(start.elapsed() < Duration::from_secs(15), "{alerts:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        app.registry().outbox(None, 100).unwrap().len(),
-        6,
-        "each kind once, to both recipients"
-    );
+    let queued = settled(
+        || async { app.registry().outbox(None, 100).unwrap().len() },
+        Duration::from_secs(2),
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(queued, 6, "each kind once, to both recipients");
     let kinds = |to: &str| {
         let mut kinds: Vec<String> = alerts
             .iter()

@@ -107,3 +107,34 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// An absence check that waits on what it watches instead of sleeping blind: polls `count`
+/// until it has not changed for `quiet` after its last change (at most `limit` in all), and
+/// returns it. A late duplicate arriving within `quiet` of the last event restarts the wait, so
+/// it is seen; a count that never settles fails the test.
+pub async fn settled<F, Fut>(
+    mut count: F,
+    quiet: std::time::Duration,
+    limit: std::time::Duration,
+) -> usize
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    let started = std::time::Instant::now();
+    let mut last = count().await;
+    let mut since = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        let now = count().await;
+        if now != last {
+            (last, since) = (now, std::time::Instant::now());
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "still changing after {limit:?} (now {now})"
+        );
+    }
+}

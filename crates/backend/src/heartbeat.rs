@@ -8,14 +8,12 @@
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
-use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use super::SharedState;
 use super::control::BrokerCommands;
-use vesper_core::acl::{CONTROL_TOPIC, TopicTemplate, Topics};
+use vesper_core::acl::{CONTROL_TOPIC, TopicTemplate};
 use vesper_core::config::Broker;
-use vesper_core::serial::SerialNumber;
 use vesper_store::Sighting;
 
 /// Audit actor of provisioning by heartbeat.
@@ -24,62 +22,6 @@ pub const ACTOR: &str = "mqtt-heartbeat";
 /// Most messages queued for the writer; beyond that the oldest are dropped (they only refresh
 /// `last_seen`, and devices repeat heartbeats).
 const QUEUE: usize = 20_000;
-
-#[derive(Deserialize)]
-struct Payload {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    fw: Option<String>,
-}
-
-/// The serial number in `topic` if it matches `template` (SN level parsed, other levels equal).
-fn device_of(template: &TopicTemplate, topic: &str) -> Option<SerialNumber> {
-    let text = template.to_string();
-    let t: Vec<&str> = text.split('/').collect();
-    let levels: Vec<&str> = topic.split('/').collect();
-    if t.len() != levels.len() {
-        return None;
-    }
-    let mut sn = None;
-    for (pattern, level) in t.iter().zip(&levels) {
-        if *pattern == vesper_core::acl::SN_PLACEHOLDER {
-            sn = Some(level.parse().ok()?);
-        } else if pattern != level {
-            return None;
-        }
-    }
-    sn
-}
-
-/// Reads one message: `Ok(None)` for topics that are not a device's data or status,
-/// `Err` for a malformed payload (logged and ignored by the caller).
-pub fn parse(
-    topics: &Topics,
-    topic: &str,
-    payload: &[u8],
-    at: &str,
-) -> Result<Option<Sighting>, String> {
-    let (sn, is_data) = match (
-        device_of(&topics.data, topic),
-        device_of(&topics.status, topic),
-    ) {
-        (Some(sn), _) => (sn, true),
-        (None, Some(sn)) => (sn, false),
-        (None, None) => return Ok(None),
-    };
-    let body: Payload = serde_json::from_slice(payload)
-        .map_err(|e| format!("{topic}: payload is not a JSON object: {e}"))?;
-    let heartbeat = is_data && body.kind.as_deref() == Some("heartbeat");
-    let firmware = body
-        .fw
-        .filter(|f| !f.is_empty() && f.len() <= 64 && !f.chars().any(char::is_control));
-    Ok(Some(Sighting {
-        serial_number: sn.as_str().to_owned(),
-        at: at.to_owned(),
-        heartbeat,
-        firmware,
-    }))
-}
 
 fn subscription(template: &TopicTemplate) -> String {
     template
@@ -228,7 +170,12 @@ async fn listen(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                match parse(&topics, &p.topic, &p.payload, &vesper_store::now()) {
+                match vesper_core::sightings::read(
+                    &topics,
+                    &p.topic,
+                    &p.payload,
+                    &vesper_store::now(),
+                ) {
                     Ok(Some(sighting)) => {
                         state
                             .metrics
@@ -280,67 +227,12 @@ async fn write_sightings(state: SharedState, mut rx: mpsc::Receiver<Sighting>) {
 mod tests {
     use super::*;
 
-    const SN: &str = "PV-26A18-BC02R-X7KQA";
-
     #[test]
-    fn heartbeats_and_other_messages() {
-        let t = Topics::default();
-        let hb = parse(
-            &t,
-            &format!("vesper/{SN}/data"),
-            br#"{"type":"heartbeat","fw":"1.0.1","rssi":-60}"#,
-            "now",
-        )
-        .unwrap()
-        .unwrap();
-        assert!(hb.heartbeat);
+    fn the_listener_subscribes_to_every_device() {
         assert_eq!(
-            (hb.serial_number.as_str(), hb.firmware.as_deref()),
-            (SN, Some("1.0.1"))
+            subscription(&vesper_core::acl::Topics::default().data),
+            "vesper/+/data"
         );
-        let reading = parse(
-            &t,
-            &format!("vesper/{SN}/data"),
-            br#"{"type":"reading","t":21.5}"#,
-            "now",
-        )
-        .unwrap()
-        .unwrap();
-        assert!(!reading.heartbeat);
-        let status = parse(
-            &t,
-            &format!("vesper/{SN}/status"),
-            br#"{"type":"heartbeat"}"#,
-            "now",
-        )
-        .unwrap()
-        .unwrap();
-        assert!(!status.heartbeat, "only the data topic provisions");
-        assert_eq!(
-            parse(&t, &format!("vesper/{SN}/control"), b"{}", "now"),
-            Ok(None)
-        );
-        assert_eq!(
-            parse(&t, "vesper/not-a-serial/data", b"{}", "now"),
-            Ok(None)
-        );
-        assert_eq!(
-            parse(&t, &format!("vesper/{SN}/data/extra"), b"{}", "now"),
-            Ok(None)
-        );
-        for bad in [
-            &b"not json"[..],
-            b"[1,2]",
-            b"\"heartbeat\"",
-            b"",
-            br#"{"type":5}"#,
-        ] {
-            assert!(
-                parse(&t, &format!("vesper/{SN}/data"), bad, "now").is_err(),
-                "{bad:?}"
-            );
-        }
-        assert_eq!(subscription(&t.data), "vesper/+/data");
     }
 
     #[test]

@@ -14,11 +14,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit as _, Mac as _};
-use serde::Deserialize;
 use sha2::Sha256;
 
 use vesper_core::config::Deploy;
-use vesper_core::model::{DeployReceipt, DeployRun, DeployState, Push, Role};
+use vesper_core::model::{DeployReceipt, DeployRun, DeployState, Role};
 use vesper_core::wire::ConflictCode;
 
 use crate::{ApiError, Caller, SharedState};
@@ -136,32 +135,6 @@ fn signature(headers: &HeaderMap) -> Option<&str> {
         .or_else(|| header("x-hub-signature-256").and_then(|v| v.strip_prefix("sha256=")))
 }
 
-/// The parts of a push event the webhook reads (Gitea's, Forgejo's and GitHub's share them).
-#[derive(Deserialize)]
-struct PushEvent {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    after: String,
-    repository: Option<Named>,
-    pusher: Option<Pusher>,
-}
-
-#[derive(Deserialize)]
-struct Named {
-    full_name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Pusher {
-    login: Option<String>,
-    username: Option<String>,
-    name: Option<String>,
-}
-
-fn bounded(text: Option<String>, max: usize) -> Option<String> {
-    text.map(|t| t.chars().take(max).collect())
-}
-
 /// Receives a push event.
 #[utoipa::path(post, path = "/hooks/gitea", tag = "deploy", security(()),
     request_body(content = String, description = "A push event, signed: `X-Gitea-Signature` = hex HMAC-SHA256 of the raw body with the shared secret (or `X-Hub-Signature-256: sha256=<hex>`)", content_type = "application/json"),
@@ -199,25 +172,10 @@ pub async fn gitea(
         .filter(|d| !d.is_empty() && d.len() <= 128)
         .ok_or_else(|| ApiError::BadRequest("no X-Gitea-Delivery header".into()))?
         .to_owned();
-    let push: PushEvent = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("not a push event: {e}")))?;
+    let push = vesper_core::model::read_push(&body, &delivery).map_err(ApiError::BadRequest)?;
     if push.git_ref != deployer.config.branch {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    if push.after.len() > 64 || !push.after.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest("`after` is not a commit id".into()));
-    }
-    let push = Push {
-        delivery,
-        body_sha256: vesper_core::firmware::sha256_hex(&body),
-        git_ref: push.git_ref,
-        commit: push.after,
-        repository: bounded(push.repository.and_then(|r| r.full_name), 200),
-        pusher: bounded(
-            push.pusher.and_then(|p| p.login.or(p.username).or(p.name)),
-            200,
-        ),
-    };
     let run = match state.store.deploy_received(&push).await? {
         DeployReceipt::Queued(run) => *run,
         DeployReceipt::Duplicate => {

@@ -1,6 +1,7 @@
-//! What a device prints and publishes (DESIGN.md section 3), for `vesper sim`: the same console
+//! What a device prints and publishes (DESIGN.md section 3): for `vesper sim`, the same console
 //! lines and payloads as the firmware's core (firmware/lib/vesper_core), held to the same vector
-//! file (tests/vectors/device/messages.tsv) on both sides.
+//! file (tests/vectors/device/messages.tsv) on both sides; for the station, [`ConsoleLines`],
+//! which splits what a board sends on its console into bounded lines.
 
 use std::fmt;
 
@@ -303,5 +304,76 @@ mod tests {
             ),
             r#"{"type":"heartbeat","fw":"1.0\"x","uptime":1,"rssi":-1,"heap_free":2,"reset_reason":"other"}"#
         );
+    }
+}
+
+/// The longest console line the station keeps, in bytes; the rest of a longer one is dropped.
+pub const MAX_CONSOLE_LINE: usize = 1024;
+
+/// Splits a board's serial console (a byte stream a board can fill with anything) into lines: at most [`MAX_CONSOLE_LINE`] bytes each (a longer one is cut and
+/// the rest of it dropped up to its newline), trailing whitespace and carriage returns removed,
+/// invalid UTF-8 replaced, empty lines skipped.
+#[derive(Debug, Default)]
+pub struct ConsoleLines {
+    buf: Vec<u8>,
+    /// The current line passed MAX_CONSOLE_LINE: drop bytes until its newline.
+    overlong: bool,
+}
+
+impl ConsoleLines {
+    /// Feeds bytes as they arrive (in any chunks); calls `line` for each complete line.
+    pub fn feed(&mut self, bytes: &[u8], line: &mut impl FnMut(String)) {
+        for &b in bytes {
+            if b == b'\n' {
+                if !self.overlong {
+                    let text = String::from_utf8_lossy(&self.buf).trim_end().to_owned();
+                    if !text.is_empty() {
+                        line(text);
+                    }
+                }
+                self.buf.clear();
+                self.overlong = false;
+            } else if self.buf.len() < MAX_CONSOLE_LINE {
+                self.buf.push(b);
+            } else if !self.overlong {
+                let text = String::from_utf8_lossy(&self.buf).trim_end().to_owned();
+                line(text);
+                self.buf.clear();
+                self.overlong = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod console_lines_tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<String> {
+        let mut lines = ConsoleLines::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            lines.feed(chunk, &mut |l| out.push(l));
+        }
+        out
+    }
+
+    #[test]
+    fn lines_in_any_chunks_and_bounded() {
+        assert_eq!(
+            split(&[
+                b"vesper: boot sn=PV",
+                b"-1\r\n\r\nvesper: mqtt",
+                b" connected\n"
+            ]),
+            ["vesper: boot sn=PV-1", "vesper: mqtt connected"]
+        );
+        assert_eq!(split(&[b"no newline yet"]), Vec::<String>::new());
+        assert_eq!(split(&[b"\xff\xfeok\n"]), ["\u{fffd}\u{fffd}ok"]);
+        let long = vec![b'x'; 5 * MAX_CONSOLE_LINE];
+        let got = split(&[&long, b"\nafter\n"]);
+        assert_eq!(got.len(), 2, "a long line is one line, cut");
+        assert_eq!(got[0].len(), MAX_CONSOLE_LINE);
+        assert_eq!(got[1], "after");
     }
 }

@@ -10,6 +10,7 @@
 //! - [`acl`]: MQTT topic templates and who may publish or subscribe where;
 //! - [`clientid`]: which MQTT client ids a login may use;
 //! - [`goauth`]: mosquitto-go-auth's HTTP protocol;
+//! - [`sightings`]: reading what devices publish (heartbeats, status);
 //! - [`nvs`]: NVS partition images, byte-identical to Espressif's generator;
 //! - [`partitions`]: ESP-IDF partition tables;
 //! - [`firmware`]: firmware bundles (ESP Web Tools manifests) and app images;
@@ -30,6 +31,7 @@ pub mod nvs;
 pub mod partitions;
 pub mod platformio;
 pub mod serial;
+pub mod sightings;
 pub mod stock;
 pub mod wire;
 

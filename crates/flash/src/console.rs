@@ -1,7 +1,8 @@
 //! The board's serial console after flashing: its boot log and the firmware's `vesper: ...`
-//! lines (DESIGN.md section 3), read line by line without resetting the board.
+//! lines (DESIGN.md section 3), read line by line without resetting the board. A board can send
+//! anything (noise at the wrong baud, a crash dump without a newline), so a line is bounded:
+//! past `vesper_core::device::MAX_CONSOLE_LINE` bytes it is cut and handed over as it is.
 
-use std::io::BufRead as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -18,20 +19,12 @@ pub fn read_console(port: &str, stop: &AtomicBool, mut line: impl FnMut(String))
     // Keep EN and IO0 released, so opening the console does not reset the board.
     let _ = serialport::SerialPort::write_data_terminal_ready(&mut serial, false);
     let _ = serialport::SerialPort::write_request_to_send(&mut serial, false);
-    let mut reader = std::io::BufReader::new(serial);
-    let mut buf = Vec::new();
+    let mut chunk = [0u8; 512];
+    let mut lines = vesper_core::device::ConsoleLines::default();
     while !stop.load(Ordering::Relaxed) {
-        match reader.read_until(b'\n', &mut buf) {
+        match std::io::Read::read(&mut serial, &mut chunk) {
             Ok(0) => std::thread::sleep(Duration::from_millis(50)),
-            Ok(_) => {
-                if buf.ends_with(b"\n") {
-                    let text = String::from_utf8_lossy(&buf).trim_end().to_owned();
-                    if !text.is_empty() {
-                        line(text);
-                    }
-                    buf.clear();
-                }
-            }
+            Ok(n) => lines.feed(&chunk[..n], &mut line),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(_) => return,
         }

@@ -1,5 +1,6 @@
 //! Metrics of the PDF built-in Helvetica and Helvetica-Bold (Adobe AFM widths, 1000 units per em):
-//! printpdf draws built-in fonts without measuring them, and text must be shrunk to fit its label.
+//! PDF viewers draw the built-in fonts from their own metrics, so the writer must measure text
+//! itself to shrink it to fit its label.
 
 /// A built-in face.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

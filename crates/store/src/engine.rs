@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, watch};
 use vesper_core::model::{
     AccessChanges, AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary, DeployReceipt,
     DeployRun, DeployState, Device, DeviceEvent, DeviceFilter, DevicePage, DeviceUsers,
-    FailureReport, FlashReport, MailContent, MailStatus, NewBatch, OutboxMessage, Push, Role,
-    Sighting, Stats, Status, TokenInfo, TokenPrincipal, UserAccess,
+    FailureReport, FlashReport, MailContent, MailOutcome, MailStatus, NewBatch, OutboxMessage,
+    Push, Role, Sighting, Stats, Status, TokenInfo, TokenPrincipal, UserAccess,
 };
 
 use super::{Registry, RegistryError, Result};
@@ -40,6 +40,13 @@ pub enum Delivery {
     Local,
     /// Every instance on the database, this one included, through the engine.
     Shared,
+}
+
+/// The one message of a one-outcome [`Store::mail_record`].
+fn one(recorded: Result<Vec<OutboxMessage>>) -> Result<OutboxMessage> {
+    recorded?
+        .pop()
+        .ok_or_else(|| crate::RegistryError::Invalid("no outcome recorded".into()))
 }
 
 /// Every registry operation the backend uses. Each change runs in one transaction with its
@@ -136,9 +143,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
     async fn outbox(&self, status: Option<MailStatus>, limit: usize) -> Result<Vec<OutboxMessage>>;
     async fn mail(&self, id: i64) -> Result<OutboxMessage>;
-    async fn mail_sent(&self, id: i64, provider_answer: &str) -> Result<OutboxMessage>;
-    async fn mail_failed(&self, id: i64, error: &str, retry_in: Duration) -> Result<OutboxMessage>;
-    async fn mail_dead(&self, id: i64, reason: &str) -> Result<OutboxMessage>;
+    /// Records what attempts came to, all in one transaction: `sent` and `dead` with an audit
+    /// row each, a passing failure with its next attempt. The messages as they are now.
+    async fn mail_record(&self, outcomes: &[MailOutcome]) -> Result<Vec<OutboxMessage>>;
+    /// One message sent (see [`Store::mail_record`]).
+    async fn mail_sent(&self, id: i64, provider_answer: &str) -> Result<OutboxMessage> {
+        let answer = provider_answer.to_owned();
+        one(self.mail_record(&[MailOutcome::Sent { id, answer }]).await)
+    }
+    /// One passing failure (see [`Store::mail_record`]).
+    async fn mail_failed(&self, id: i64, error: &str, retry_in: Duration) -> Result<OutboxMessage> {
+        let error = error.to_owned();
+        one(self
+            .mail_record(&[MailOutcome::Failed {
+                id,
+                error,
+                retry_in,
+            }])
+            .await)
+    }
+    /// One permanent failure (see [`Store::mail_record`]).
+    async fn mail_dead(&self, id: i64, reason: &str) -> Result<OutboxMessage> {
+        let reason = reason.to_owned();
+        one(self.mail_record(&[MailOutcome::Dead { id, reason }]).await)
+    }
     async fn mail_retry(&self, id: i64, actor: &str) -> Result<OutboxMessage>;
     async fn last_alert(&self, kind: AlertKind) -> Result<Option<String>>;
 
@@ -397,18 +425,9 @@ impl Store for SqliteStore {
     async fn mail(&self, id: i64) -> Result<OutboxMessage> {
         self.blocking(move |r| r.mail(id)).await
     }
-    async fn mail_sent(&self, id: i64, provider_answer: &str) -> Result<OutboxMessage> {
-        let answer = owned(provider_answer);
-        self.blocking(move |r| r.mail_sent(id, &answer)).await
-    }
-    async fn mail_failed(&self, id: i64, error: &str, retry_in: Duration) -> Result<OutboxMessage> {
-        let error = owned(error);
-        self.blocking(move |r| r.mail_failed(id, &error, retry_in))
-            .await
-    }
-    async fn mail_dead(&self, id: i64, reason: &str) -> Result<OutboxMessage> {
-        let reason = owned(reason);
-        self.blocking(move |r| r.mail_dead(id, &reason)).await
+    async fn mail_record(&self, outcomes: &[MailOutcome]) -> Result<Vec<OutboxMessage>> {
+        let outcomes = outcomes.to_vec();
+        self.blocking(move |r| r.mail_record(&outcomes)).await
     }
     async fn mail_retry(&self, id: i64, actor: &str) -> Result<OutboxMessage> {
         let actor = owned(actor);

@@ -5,7 +5,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-use vesper_core::model::{AlertKind, InviteState, MailContent, MailStatus, OutboxMessage};
+use vesper_core::model::{
+    AlertKind, InviteState, MailContent, MailOutcome, MailStatus, OutboxMessage,
+};
 
 use super::{Registry, RegistryError, Result, audit, now, stamp};
 
@@ -195,49 +197,18 @@ impl Registry {
         self.read(|c| load(c, id))
     }
 
-    /// The provider accepted the message: `sent`, with an audit row `mail.sent`.
-    pub fn mail_sent(&self, id: i64, provider_answer: &str) -> Result<OutboxMessage> {
-        self.mail_update(id, "mail.sent", |tx| {
-            tx.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
-                   provider_answer = ?3, next_attempt_at = NULL, leased_until = NULL, last_error = NULL WHERE id = ?1",
-                params![id, now(), truncate(provider_answer)],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// A passing failure: tried again at `next_attempt_at` (no audit row: the attempt count
-    /// and last error are on the row).
-    pub fn mail_failed(
-        &self,
-        id: i64,
-        error: &str,
-        retry_in: std::time::Duration,
-    ) -> Result<OutboxMessage> {
-        let next_attempt_at = stamp(
-            chrono::Utc::now()
-                + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1)),
-        );
+    /// Records what attempts came to, all in one transaction (one disk sync for a round of
+    /// messages): `sent` and `dead` with an audit row each, a passing failure with its next
+    /// attempt. Returns the messages as they are now, in the order given.
+    pub fn mail_record(&self, outcomes: &[MailOutcome]) -> Result<Vec<OutboxMessage>> {
         self.write(|conn| {
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, leased_until = NULL
-                 WHERE id = ?1 AND status = 'pending'",
-                params![id, truncate(error), next_attempt_at],
-            )?;
-            load(conn, id)
-        })
-    }
-
-    /// A permanent failure: `dead` with the reason, and an audit row `mail.dead`.
-    pub fn mail_dead(&self, id: i64, reason: &str) -> Result<OutboxMessage> {
-        self.mail_update(id, "mail.dead", |tx| {
-            tx.execute(
-                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2,
-                   next_attempt_at = NULL, leased_until = NULL WHERE id = ?1",
-                params![id, truncate(reason)],
-            )?;
-            Ok(())
+            let tx = conn.transaction()?;
+            let mut after = Vec::with_capacity(outcomes.len());
+            for outcome in outcomes {
+                after.push(record_one(&tx, outcome)?);
+            }
+            tx.commit()?;
+            Ok(after)
         })
     }
 
@@ -273,30 +244,54 @@ impl Registry {
             )?)
         })
     }
+}
 
-    fn mail_update(
-        &self,
-        id: i64,
-        action: &str,
-        apply: impl FnOnce(&rusqlite::Transaction) -> Result<()>,
-    ) -> Result<OutboxMessage> {
-        self.write(|conn| {
-            let tx = conn.transaction()?;
-            let before = load(&tx, id)?;
-            apply(&tx)?;
-            let after = load(&tx, id)?;
-            audit::append(
-                &tx,
-                MAIL_ACTOR,
-                action,
-                Some(&subject(&after)),
-                Some(&audit_state(&before)),
-                Some(&audit_state(&after)),
-            )?;
-            tx.commit()?;
-            Ok(after)
-        })
-    }
+/// One outcome inside the caller's transaction.
+fn record_one(tx: &rusqlite::Transaction, outcome: &MailOutcome) -> Result<OutboxMessage> {
+    let id = outcome.id();
+    let before = load(tx, id)?;
+    let action = match outcome {
+        MailOutcome::Sent { answer, .. } => {
+            tx.prepare_cached(
+                "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
+                   provider_answer = ?3, next_attempt_at = NULL, leased_until = NULL, last_error = NULL WHERE id = ?1",
+            )?
+            .execute(params![id, now(), truncate(answer)])?;
+            "mail.sent"
+        }
+        MailOutcome::Dead { reason, .. } => {
+            tx.prepare_cached(
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?2,
+                   next_attempt_at = NULL, leased_until = NULL WHERE id = ?1",
+            )?
+            .execute(params![id, truncate(reason)])?;
+            "mail.dead"
+        }
+        MailOutcome::Failed {
+            error, retry_in, ..
+        } => {
+            let next_attempt_at = stamp(
+                chrono::Utc::now()
+                    + chrono::Duration::from_std(*retry_in).unwrap_or(chrono::Duration::hours(1)),
+            );
+            tx.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, leased_until = NULL
+                 WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute(params![id, truncate(error), next_attempt_at])?;
+            return load(tx, id);
+        }
+    };
+    let after = load(tx, id)?;
+    audit::append(
+        tx,
+        MAIL_ACTOR,
+        action,
+        Some(&subject(&after)),
+        Some(&audit_state(&before)),
+        Some(&audit_state(&after)),
+    )?;
+    Ok(after)
 }
 
 /// Providers' answers and errors are kept to 1 KiB.

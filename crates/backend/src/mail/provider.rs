@@ -391,7 +391,11 @@ fn smtp_transport(smtp: &Smtp) -> Result<Transport, MailerError> {
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
         .port(smtp.port)
         .tls(tls)
-        .timeout(Some(ATTEMPT_TIMEOUT));
+        .timeout(Some(ATTEMPT_TIMEOUT))
+        // One connection per message of a round, kept open between rounds.
+        .pool_config(
+            lettre::transport::smtp::PoolConfig::new().max_size(super::worker::IN_FLIGHT as u32),
+        );
     if let Some(user) = &smtp.user {
         let password = read_secret(
             "the SMTP password",

@@ -1,19 +1,20 @@
-//! The outbox worker: sends due messages oldest first, a few at a time, and records each
-//! outcome. A row is marked sent only after its provider accepted it, so a crash in between
-//! sends it once more with the same key; nothing is lost.
+//! The outbox worker: sends due messages oldest first in rounds (a round's messages leased
+//! together, sent at once over pooled connections, their outcomes recorded together in one
+//! transaction). A row is marked sent only after its provider accepted it, so a crash in
+//! between sends the round's messages once more with the same keys; nothing is lost.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
 
-use vesper_core::model::OutboxMessage;
+use vesper_core::model::{MailOutcome, OutboxMessage};
 
 use super::{Mailer, SendError, Templates};
 use crate::{SharedState, stopped};
 
-/// Most messages in flight at once.
-pub const IN_FLIGHT: usize = 4;
+/// Most messages in a round: in flight at once, and recorded in one transaction.
+pub const IN_FLIGHT: usize = 16;
 /// Attempts before a message that keeps failing in passing is given up as dead (about a day of
 /// backing off).
 pub const MAX_ATTEMPTS: i64 = 30;
@@ -46,10 +47,11 @@ pub async fn run(
         let due = state.store.mail_lease(IN_FLIGHT).await;
         match due {
             Ok(due) if !due.is_empty() => {
-                let sends = due
-                    .into_iter()
-                    .map(|m| deliver(&state, &mailer, &templates, m));
-                futures_util::future::join_all(sends).await;
+                let attempts = due.into_iter().map(|m| attempt(&mailer, &templates, m));
+                let outcomes = futures_util::future::join_all(attempts).await;
+                if let Err(e) = state.store.mail_record(&outcomes).await {
+                    tracing::error!(error = %e, messages = outcomes.len(), "cannot record the round's outcomes; its messages stay pending");
+                }
                 continue;
             }
             Ok(_) => {}
@@ -63,43 +65,39 @@ pub async fn run(
     }
 }
 
-/// One attempt at one message, and its outcome recorded.
-async fn deliver(
-    state: &SharedState,
-    mailer: &Mailer,
-    templates: &Templates,
-    message: OutboxMessage,
-) {
+/// One attempt at one message: what it came to, logged.
+async fn attempt(mailer: &Mailer, templates: &Templates, message: OutboxMessage) -> MailOutcome {
     let (id, template) = (message.id, message.content.template());
-    let outcome = match templates.render(&message.content) {
+    let sent = match templates.render(&message.content) {
         Ok(rendered) => mailer.send(&message, &rendered).await,
         Err(e) => Err(SendError::Permanent(e.to_string())),
     };
-    let recorded = match outcome {
+    match sent {
         Ok(answer) => {
             tracing::info!(id, template, answer = %answer, "mail sent");
-            state.store.mail_sent(id, &answer).await
+            MailOutcome::Sent { id, answer }
         }
         Err(SendError::Permanent(reason)) => {
             tracing::warn!(id, template, reason = %reason, "mail refused for good; it is dead (vesper mail retry {id} revives it)");
-            state.store.mail_dead(id, &reason).await
+            MailOutcome::Dead { id, reason }
         }
         Err(SendError::Temporary { reason, .. }) if message.attempts + 1 >= MAX_ATTEMPTS => {
             let reason = format!("gave up after {MAX_ATTEMPTS} attempts; the last: {reason}");
             tracing::warn!(id, template, reason = %reason, "mail given up");
-            state.store.mail_dead(id, &reason).await
+            MailOutcome::Dead { id, reason }
         }
         Err(SendError::Temporary {
             reason,
             retry_after,
         }) => {
-            let wait = retry_after.unwrap_or_else(|| backoff(message.attempts));
-            tracing::warn!(id, template, reason = %reason, retry_in_s = wait.as_secs_f32(), "mail not sent; trying again later");
-            state.store.mail_failed(id, &reason, wait).await
+            let retry_in = retry_after.unwrap_or_else(|| backoff(message.attempts));
+            tracing::warn!(id, template, reason = %reason, retry_in_s = retry_in.as_secs_f32(), "mail not sent; trying again later");
+            MailOutcome::Failed {
+                id,
+                error: reason,
+                retry_in,
+            }
         }
-    };
-    if let Err(e) = recorded {
-        tracing::error!(id, error = %e, "cannot record the mail's outcome; it stays pending");
     }
 }
 

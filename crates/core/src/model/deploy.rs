@@ -66,6 +66,55 @@ pub struct Push {
     pub pusher: Option<String>,
 }
 
+/// The parts of a push event the webhook reads (Gitea's, Forgejo's and GitHub's share them).
+#[derive(Deserialize)]
+struct PushEvent {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    after: String,
+    repository: Option<Named>,
+    pusher: Option<Pusher>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    full_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Pusher {
+    login: Option<String>,
+    username: Option<String>,
+    name: Option<String>,
+}
+
+/// Longest repository or pusher name kept from a push event, in characters.
+const MAX_NAME: usize = 200;
+
+/// Reads the body of a push event, already checked against its signature, into the push it
+/// asks for. The commit must be a hex commit id of at most 64 digits; the repository and
+/// pusher names are cut to 200 characters; anything else in the body is ignored. `Err` says
+/// what is wrong (the webhook answers 400 with it).
+pub fn read_push(body: &[u8], delivery: &str) -> Result<Push, String> {
+    let event: PushEvent =
+        serde_json::from_slice(body).map_err(|e| format!("not a push event: {e}"))?;
+    if event.after.is_empty()
+        || event.after.len() > 64
+        || !event.after.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err("`after` is not a commit id".into());
+    }
+    let bounded = |text: Option<String>| text.map(|t| t.chars().take(MAX_NAME).collect());
+    Ok(Push {
+        delivery: delivery.to_owned(),
+        body_sha256: crate::firmware::sha256_hex(body),
+        git_ref: event.git_ref,
+        commit: event.after,
+        repository: bounded(event.repository.and_then(|r| r.full_name)),
+        pusher: bounded(event.pusher.and_then(|p| p.login.or(p.username).or(p.name))),
+    })
+}
+
 /// What recording a push found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeployReceipt {

@@ -255,3 +255,30 @@ mod tests {
         assert!("gone".parse::<MailStatus>().is_err());
     }
 }
+
+/// What one attempt at a message came to, as the worker records it (a round's outcomes are
+/// recorded together, in one transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailOutcome {
+    /// The provider accepted it: `sent`, with the provider's answer, and an audit row.
+    Sent { id: i64, answer: String },
+    /// A passing failure: tried again after `retry_in` (no audit row).
+    Failed {
+        id: i64,
+        error: String,
+        retry_in: std::time::Duration,
+    },
+    /// A permanent failure: `dead` with the reason, and an audit row.
+    Dead { id: i64, reason: String },
+}
+
+impl MailOutcome {
+    /// The message it is about.
+    pub fn id(&self) -> i64 {
+        match self {
+            MailOutcome::Sent { id, .. }
+            | MailOutcome::Failed { id, .. }
+            | MailOutcome::Dead { id, .. } => *id,
+        }
+    }
+}

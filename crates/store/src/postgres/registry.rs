@@ -15,9 +15,9 @@ use tokio_postgres::types::ToSql;
 use vesper_core::model::{
     ACCESS_ACTIONS, AccessChanges, AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary,
     DeployReceipt, DeployRun, DeployState, Device, DeviceEvent, DeviceFilter, DevicePage,
-    DeviceUsers, FailureReport, FlashReport, InviteState, MailContent, MailStatus, NewBatch,
-    OutboxMessage, Push, Role, Sighting, Stats, Status, StatusCounts, TokenInfo, TokenPrincipal,
-    UserAccess,
+    DeviceUsers, FailureReport, FlashReport, InviteState, MailContent, MailOutcome, MailStatus,
+    NewBatch, OutboxMessage, Push, Role, Sighting, Stats, Status, StatusCounts, TokenInfo,
+    TokenPrincipal, UserAccess,
 };
 use vesper_core::serial;
 
@@ -30,8 +30,6 @@ use super::super::outbox::{MAIL_LEASE, audit_state, subject, truncate};
 use super::super::tokens::{check_name, hash, new_token};
 use super::super::{DEPLOY_ACTOR, MAIL_ACTOR, RegistryError, Result, TOKEN_PREFIX, now, stamp};
 use super::PgStore;
-
-type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 const DEVICE_COLUMNS: &str = "d.serial_number, d.hw_type, d.hw_version, d.board, b.name, d.status,
     d.subscription_plan, d.available_outputs, d.created_at, d.assigned_email, d.assigned_name, d.chip, d.mac,
@@ -248,31 +246,57 @@ impl PgStore {
         tx.commit().await?;
         Ok(after)
     }
+}
 
-    async fn mail_update(
-        &self,
-        id: i64,
-        action: &str,
-        sql: &str,
-        params: &Params<'_>,
-    ) -> Result<OutboxMessage> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let before = load_mail(&tx, id).await?;
-        tx.execute(sql, params).await?;
-        let after = load_mail(&tx, id).await?;
-        append(
-            &tx,
-            MAIL_ACTOR,
-            action,
-            Some(&subject(&after)),
-            Some(&audit_state(&before)),
-            Some(&audit_state(&after)),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(after)
-    }
+/// One mail outcome inside the caller's transaction (see `Store::mail_record`).
+async fn record_mail_outcome(tx: &Transaction<'_>, outcome: &MailOutcome) -> Result<OutboxMessage> {
+    let id = outcome.id();
+    let before = load_mail(tx, id).await?;
+    let action = match outcome {
+        MailOutcome::Sent { answer, .. } => {
+            tx.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1,
+                   provider_answer = $3, next_attempt_at = NULL, leased_until = NULL, last_error = NULL WHERE id = $1",
+                &[&id, &now(), &truncate(answer)],
+            )
+            .await?;
+            "mail.sent"
+        }
+        MailOutcome::Dead { reason, .. } => {
+            tx.execute(
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = $2, next_attempt_at = NULL, leased_until = NULL WHERE id = $1",
+                &[&id, &truncate(reason)],
+            )
+            .await?;
+            "mail.dead"
+        }
+        MailOutcome::Failed {
+            error, retry_in, ..
+        } => {
+            let next_attempt_at = stamp(
+                chrono::Utc::now()
+                    + chrono::Duration::from_std(*retry_in).unwrap_or(chrono::Duration::hours(1)),
+            );
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, leased_until = NULL
+                 WHERE id = $1 AND status = 'pending'",
+                &[&id, &truncate(error), &next_attempt_at],
+            )
+            .await?;
+            return load_mail(tx, id).await;
+        }
+    };
+    let after = load_mail(tx, id).await?;
+    append(
+        tx,
+        MAIL_ACTOR,
+        action,
+        Some(&subject(&after)),
+        Some(&audit_state(&before)),
+        Some(&audit_state(&after)),
+    )
+    .await?;
+    Ok(after)
 }
 
 /// A change applied inside [`PgStore::change`]'s transaction.
@@ -1188,41 +1212,15 @@ impl Store for PgStore {
         load_mail(&self.client().await?, id).await
     }
 
-    async fn mail_sent(&self, id: i64, provider_answer: &str) -> Result<OutboxMessage> {
-        self.mail_update(
-            id,
-            "mail.sent",
-            "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1,
-               provider_answer = $3, next_attempt_at = NULL, leased_until = NULL, last_error = NULL WHERE id = $1",
-            &[&id, &now(), &truncate(provider_answer)],
-        )
-        .await
-    }
-
-    async fn mail_failed(&self, id: i64, error: &str, retry_in: Duration) -> Result<OutboxMessage> {
-        let next_attempt_at = stamp(
-            chrono::Utc::now()
-                + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1)),
-        );
-        let client = self.client().await?;
-        client
-            .execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, leased_until = NULL
-                 WHERE id = $1 AND status = 'pending'",
-                &[&id, &truncate(error), &next_attempt_at],
-            )
-            .await?;
-        load_mail(&client, id).await
-    }
-
-    async fn mail_dead(&self, id: i64, reason: &str) -> Result<OutboxMessage> {
-        self.mail_update(
-            id,
-            "mail.dead",
-            "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = $2, next_attempt_at = NULL, leased_until = NULL WHERE id = $1",
-            &[&id, &truncate(reason)],
-        )
-        .await
+    async fn mail_record(&self, outcomes: &[MailOutcome]) -> Result<Vec<OutboxMessage>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut after = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            after.push(record_mail_outcome(&tx, outcome).await?);
+        }
+        tx.commit().await?;
+        Ok(after)
     }
 
     async fn mail_retry(&self, id: i64, actor: &str) -> Result<OutboxMessage> {
