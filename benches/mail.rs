@@ -137,7 +137,8 @@ async fn main() {
         millis(sent_at[0], sent_at[sent_at.len() - 1]) / 1000.0
     );
     println!(
-        "  every outcome committed (synchronous=FULL) with its audit row, {} messages a round in one transaction",
-        vesper::server::mail::IN_FLIGHT
+        "  every outcome committed (synchronous=FULL) with its audit row, {} messages a round in one transaction, over {} connections",
+        vesper::server::mail::IN_FLIGHT,
+        vesper::server::mail::SMTP_CONNECTIONS
     );
 }

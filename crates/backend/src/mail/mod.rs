@@ -8,7 +8,7 @@ mod templates;
 mod worker;
 
 pub use alerts::{AlertMonitor, run as run_alerts};
-pub use provider::{Mailer, MailerError, SendError};
+pub use provider::{Mailer, MailerError, SMTP_CONNECTIONS, SendError};
 pub use templates::{Globals, Rendered, Templates};
 pub use worker::{IN_FLIGHT, MAX_ATTEMPTS, backoff, run as run_worker};
 

@@ -366,6 +366,9 @@ fn read_secret(
     Ok(secret)
 }
 
+/// Most connections open to the SMTP server at once.
+pub const SMTP_CONNECTIONS: u32 = 8;
+
 fn smtp_transport(smtp: &Smtp) -> Result<Transport, MailerError> {
     let tls_parameters = || -> Result<TlsParameters, MailerError> {
         let mut builder = TlsParameters::builder(smtp.host.clone());
@@ -392,10 +395,9 @@ fn smtp_transport(smtp: &Smtp) -> Result<Transport, MailerError> {
         .port(smtp.port)
         .tls(tls)
         .timeout(Some(ATTEMPT_TIMEOUT))
-        // One connection per message of a round, kept open between rounds.
-        .pool_config(
-            lettre::transport::smtp::PoolConfig::new().max_size(super::worker::IN_FLIGHT as u32),
-        );
+        // A round's messages share a few connections, kept open between rounds (providers
+        // throttle clients that open many at once).
+        .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(SMTP_CONNECTIONS));
     if let Some(user) = &smtp.user {
         let password = read_secret(
             "the SMTP password",

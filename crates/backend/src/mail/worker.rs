@@ -14,7 +14,7 @@ use super::{Mailer, SendError, Templates};
 use crate::{SharedState, stopped};
 
 /// Most messages in a round: in flight at once, and recorded in one transaction.
-pub const IN_FLIGHT: usize = 16;
+pub const IN_FLIGHT: usize = 32;
 /// Attempts before a message that keeps failing in passing is given up as dead (about a day of
 /// backing off).
 pub const MAX_ATTEMPTS: i64 = 30;
