@@ -39,6 +39,7 @@ mod mail;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;
+mod readme;
 mod registry_location;
 mod revocation;
 mod scale_out;
