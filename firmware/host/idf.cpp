@@ -69,9 +69,9 @@ esp_err_t esp_crt_bundle_attach(void*) { return ESP_OK; }
 
 namespace {
 
-// The task watchdog of esp-idf v5.1 components/esp_system/task_wdt/task_wdt.c: one subscribed
-// task (the loop), checked by a timer; when it did not reset in time the "Task watchdog got
-// triggered" report is printed and, with trigger_panic, the chip resets.
+// The task watchdog of esp-idf v5.3.2 components/esp_system/task_wdt/task_wdt.c: one subscribed
+// task (the loop), checked by a timer (:473 task_wdt_isr); when it did not reset in time the
+// "Task watchdog got triggered" report is printed (:788) and, with trigger_panic, the chip resets.
 struct Watchdog {
     std::mutex lock;
     esp_task_wdt_config_t config{5000, 0, false};

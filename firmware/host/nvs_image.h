@@ -1,8 +1,8 @@
 // The host board's stand-in for ESP-IDF's nvs_get_*: reads one namespace of an NVS partition
 // image as nvs_flash does at boot (4096-byte pages, CRC-checked entries, strings spanning
 // entries), so the host build of the firmware boots from the same nvs.bin the station flashes.
-// Follows esp-idf v5.1 components/nvs_flash/src/nvs_page.cpp (Page::load, readEntry) and
-// nvs_types.hpp (ItemType): a key read with another type is ESP_ERR_NVS_TYPE_MISMATCH there, so
+// Follows esp-idf v5.3.2 components/nvs_flash/src/nvs_page.cpp (:24 Page::load, :848 readEntry,
+// :250 readItem) and include/nvs_handle.hpp:27 (ItemType): a key read with another type is ESP_ERR_NVS_TYPE_MISMATCH there, so
 // the typed getters here answer nothing for it and type_of() says what it is.
 #pragma once
 

@@ -1,16 +1,18 @@
 // The host board's app partitions: the bootloader's choice of app with the rollback states, the
-// OTA write API and the running app's description. Follows esp-idf v5.1:
-// - components/bootloader_support/src/bootloader_utility.c (commit 001c29b0),
+// OTA write API and the running app's description. Follows esp-idf v5.3.2 (the ESP-IDF of the pinned Arduino-ESP32 3.1.1):
+// - components/bootloader_support/src/bootloader_utility.c:322
 //   bootloader_utility_get_selected_boot_partition(): entries still PENDING_VERIFY at boot become
-//   ABORTED (the image had its chance); the valid entry with the highest sequence number chooses
-//   slot (seq - 1) % ota_count; a NEW entry becomes PENDING_VERIFY as it boots; with no valid
-//   entry, factory, else ota_0, and set_actual_ota_seq() then records ota_0 as VALID;
-// - components/bootloader_support/src/bootloader_common.c (ota_select_crc; ota_select_invalid:
-//   no sequence, INVALID or ABORTED; ota_select_valid: not invalid and the CRC holds);
-// - components/app_update/esp_ota_ops.c (esp_ota_begin/write/end, esp_rewrite_ota_data,
-//   esp_ota_current_ota_is_workable, esp_ota_check_rollback_is_possible,
-//   esp_ota_get_state_partition);
-// - components/bootloader_support/src/esp_image_format.c (esp_image_verify: magic, segments,
+//   ABORTED (:344, the image had its chance); the valid entry with the highest sequence number
+//   chooses slot (seq - 1) % ota_count (:386-387); a NEW entry becomes PENDING_VERIFY as it
+//   boots (:390-393); with no valid entry, factory, else ota_0, and set_actual_ota_seq() (:434)
+//   then records ota_0 as VALID;
+// - components/bootloader_support/src/bootloader_common_loader.c (:34 ota_select_crc; :39
+//   ota_select_invalid: no sequence, INVALID or ABORTED; :44 ota_select_valid: not invalid and
+//   the CRC holds);
+// - components/app_update/esp_ota_ops.c (:114 esp_ota_begin, :174 write, :319 end, :390
+//   esp_rewrite_ota_data, :742 esp_ota_current_ota_is_workable, :686
+//   esp_ota_check_rollback_is_possible, :837 esp_ota_get_state_partition);
+// - components/bootloader_support/src/esp_image_format.c:292 (esp_image_verify: magic, segments,
 //   checksum, appended SHA-256), the format esptool documents.
 #include <esp_app_desc.h>
 #include <esp_ota_ops.h>

@@ -1,6 +1,6 @@
-// How the host's MQTT and HTTP stand-ins verify a server, as esp-tls does (esp_tls_mbedtls.c,
-// set_client_config): against the configured CA alone, else against the certificate bundle,
-// else not at all, which esp-tls refuses ("No server verification option set").
+// How the host's MQTT and HTTP stand-ins verify a server, as esp-tls does (esp-idf v5.3.2
+// components/esp-tls/esp_tls_mbedtls.c:680 set_client_config): against the configured CA alone, else against the certificate bundle,
+// else not at all, which esp-tls refuses (:787, "No server verification option set").
 #pragma once
 
 #include <optional>

@@ -1,5 +1,5 @@
-// Host board layer (a stand-in, not ESP-IDF): the running app's description (esp-idf v5.1
-// components/esp_app_format/include/esp_app_desc.h), read from the image the host bootloader
+// Host board layer (a stand-in, not ESP-IDF): the running app's description (esp-idf v5.3.2
+// components/esp_app_format/include/esp_app_desc.h:26-39 esp_app_desc_t, :52 esp_app_get_description), read from the image the host bootloader
 // booted, as ESP-IDF reads it from the app's own flash mapping.
 #pragma once
 

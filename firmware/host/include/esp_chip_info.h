@@ -1,5 +1,5 @@
-// Host board layer (a stand-in, not ESP-IDF): the chip model (esp-idf v5.1
-// components/esp_hw_support/include/esp_chip_info.h); the host board is a classic ESP32.
+// Host board layer (a stand-in, not ESP-IDF): the chip model (esp-idf v5.3.2
+// components/esp_hw_support/include/esp_chip_info.h:51-56 esp_chip_info_t, :62 esp_chip_info); the host board is a classic ESP32.
 #pragma once
 
 #include <cstdint>

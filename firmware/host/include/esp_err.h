@@ -1,5 +1,6 @@
 // Host board layer (a stand-in, not ESP-IDF): the error codes the firmware sees, with the values
-// of esp-idf v5.1 components/esp_common/include/esp_err.h and components/app_update/include/esp_ota_ops.h.
+// of esp-idf v5.3.2 components/esp_common/include/esp_err.h:22-31 (ESP_OK .. ESP_ERR_TIMEOUT)
+// and components/app_update/include/esp_ota_ops.h:31 (ESP_ERR_OTA_VALIDATE_FAILED).
 #pragma once
 
 #include <cstdint>

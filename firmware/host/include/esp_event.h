@@ -1,5 +1,5 @@
-// Host board layer (a stand-in, not ESP-IDF): the event handler type of esp-idf v5.1
-// components/esp_event/include/esp_event_base.h.
+// Host board layer (a stand-in, not ESP-IDF): the event handler type of esp-idf v5.3.2
+// components/esp_event/include/esp_event_base.h:16-22 (esp_event_base_t, esp_event_handler_t).
 #pragma once
 
 #include <cstdint>

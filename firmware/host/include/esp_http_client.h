@@ -1,6 +1,9 @@
-// Host board layer (a stand-in, not ESP-IDF): ESP-IDF's HTTP client (esp-idf v5.1
-// components/esp_http_client/include/esp_http_client.h), streaming reads over libcurl and real
-// sockets. Kept from the real client and esp-tls (esp_tls_mbedtls.c, set_client_config):
+// Host board layer (a stand-in, not ESP-IDF): ESP-IDF's HTTP client (esp-idf v5.3.2
+// components/esp_http_client/include/esp_http_client.h:192 esp_http_client_config_t, :241 init,
+// :499 open, :525 fetch_headers, :550 read, :583 close, :597 cleanup; esp_http_client.c:1615
+// open, :1383 fetch_headers, :1184 read), streaming reads over libcurl and real sockets. Kept from
+// the real client and esp-tls (components/esp-tls/esp_tls_mbedtls.c:680 set_client_config, :742
+// the bundle, :787 the refusal):
 // - https:// verifies the server: with `cert_pem` against that CA only, with `crt_bundle_attach`
 //   against the bundle; with neither, opening fails ("No server verification option set in
 //   esp_tls_cfg_t structure"); the host name is checked unless skip_cert_common_name_check;

@@ -1,5 +1,5 @@
-// Host board layer (a stand-in, not ESP-IDF): the factory MAC (esp-idf v5.1
-// components/esp_hw_support/include/esp_mac.h), from the host board's --mac.
+// Host board layer (a stand-in, not ESP-IDF): the factory MAC (esp-idf v5.3.2
+// components/esp_hw_support/include/esp_mac.h:111 esp_efuse_mac_get_default, :129 esp_read_mac), from the host board's --mac.
 #pragma once
 
 #include <cstdint>

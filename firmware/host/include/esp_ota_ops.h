@@ -1,5 +1,9 @@
-// Host board layer (a stand-in, not ESP-IDF): OTA writes and the rollback states (esp-idf v5.1
-// components/app_update/include/esp_ota_ops.h and bootloader_support's esp_flash_partitions.h),
+// Host board layer (a stand-in, not ESP-IDF): OTA writes and the rollback states (esp-idf v5.3.2
+// components/app_update/include/esp_ota_ops.h:100 esp_ota_begin, :120 write, :159 end, :187
+// set_boot_partition, :222 get_running_partition, :237 get_next_update_partition, :286
+// mark_app_valid_cancel_rollback, :298 mark_app_invalid_rollback_and_reboot, :318
+// get_state_partition; components/bootloader_support/include/esp_flash_partitions.h:51-57
+// esp_ota_img_states_t, :66 esp_ota_select_entry_t),
 // over the host board's file-backed flash: the image is written into the spare app partition,
 // validated at esp_ota_end() like esp_image_verify() (magic, segments, checksum, appended
 // SHA-256), and the otadata entries carry the states the bootloader acts on.

@@ -1,5 +1,5 @@
-// Host board layer (a stand-in, not ESP-IDF): esp_random() (esp-idf v5.1
-// components/esp_hw_support/include/esp_random.h), from the host's random device.
+// Host board layer (a stand-in, not ESP-IDF): esp_random() (esp-idf v5.3.2
+// components/esp_hw_support/include/esp_random.h:30 esp_random), from the host's random device.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
-// Host board layer (a stand-in, not ESP-IDF): restart, reset reason and free heap (esp-idf v5.1
-// components/esp_system/include/esp_system.h). esp_restart() restarts the host process on the
+// Host board layer (a stand-in, not ESP-IDF): restart, reset reason and free heap (esp-idf v5.3.2
+// components/esp_system/include/esp_system.h:24-41 esp_reset_reason_t, :79 esp_restart, :85
+// esp_reset_reason, :95 esp_get_free_heap_size). esp_restart() restarts the host process on the
 // same flash image, as a reset restarts the chip; the reason survives into the next boot.
 #pragma once
 

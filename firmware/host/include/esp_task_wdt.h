@@ -1,7 +1,9 @@
-// Host board layer (a stand-in, not ESP-IDF): the task watchdog (esp-idf v5.1
-// components/esp_system/include/esp_task_wdt.h). A subscribed thread that does not call
+// Host board layer (a stand-in, not ESP-IDF): the task watchdog (esp-idf v5.3.2
+// components/esp_system/include/esp_task_wdt.h:25 esp_task_wdt_config_t, :47 init, :90 add, :118
+// reset). A subscribed thread that does not call
 // esp_task_wdt_reset() within timeout_ms triggers it; with trigger_panic the board resets with
-// reason ESP_RST_TASK_WDT (task_wdt.c: esp_task_wdt_isr -> esp_reset_reason_set_hint).
+// reason ESP_RST_TASK_WDT (components/esp_system/task_wdt/task_wdt.c:473 task_wdt_isr -> :376
+// esp_reset_reason_set_hint(ESP_RST_TASK_WDT)).
 #pragma once
 
 #include <cstdint>
