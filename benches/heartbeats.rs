@@ -37,7 +37,10 @@ use vesper::registry::{FlashReport, NewBatch, Registry, Status};
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/slow_proxy.rs"]
+mod slow_proxy;
 use broker::{free_port, mosquitto};
+use slow_proxy::slow_proxy;
 
 const DEVICES: usize = 10_000;
 const JITTER_MS: usize = 3_000;
@@ -173,41 +176,6 @@ async fn storm(
 
 fn provisioned(registry: &Registry) -> usize {
     registry.stats().unwrap().by_status.get(Status::Provisioned) as usize
-}
-
-/// A proxy in front of the backend's auth listener that answers every request only after
-/// `delay` (a slow or overloaded backend); returns its port.
-async fn slow_proxy(target: u16, delay: Duration) -> u16 {
-    use axum::response::IntoResponse;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let client = reqwest::Client::new();
-    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let client = client.clone();
-        async move {
-            tokio::time::sleep(delay).await;
-            let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, 1 << 20)
-                .await
-                .unwrap_or_default();
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let mut forward = client
-                .request(parts.method, format!("http://127.0.0.1:{target}{path}"))
-                .body(body);
-            if let Some(kind) = parts.headers.get("content-type") {
-                forward = forward.header("content-type", kind);
-            }
-            match forward.send().await {
-                Ok(answer) => {
-                    let status = answer.status();
-                    (status, answer.bytes().await.unwrap_or_default()).into_response()
-                }
-                Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
-            }
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
 }
 
 /// Logs a device in, again until it is let in: against a slow backend the first login is
@@ -579,7 +547,11 @@ async fn main() {
     let _ = broker.wait();
 
     // 3. A slow backend and a flood of unknown logins: a connected device's messages.
-    let slow_port = slow_proxy(auth_port, Duration::from_secs(2)).await;
+    let slow_port = slow_proxy(
+        format!("http://127.0.0.1:{auth_port}"),
+        Duration::from_secs(2),
+    )
+    .await;
     let slow_mqtt = free_port();
     let mut slow_broker = mosquitto(
         dir.path(),

@@ -84,7 +84,11 @@ impl Command {
 /// What the checker shares with its login workers and the control feed's reader.
 pub(crate) struct Shared {
     options: Options,
+    /// For questions asked on mosquitto's thread: none may hold it past the budget.
     agent: ureq::Agent,
+    /// For the login workers, off mosquitto's thread: the whole `http_timeout`, so a slow
+    /// backend's answer still arrives and is cached for the client's retry.
+    login_agent: ureq::Agent,
     cache: Mutex<Cache>,
     flights: Mutex<HashMap<Key, Arc<Flight>>>,
     standing: Mutex<Standing>,
@@ -114,23 +118,30 @@ struct Standing {
 const KICK_MEMORY: Duration = Duration::from_secs(30);
 
 impl Shared {
-    /// Asks the backend one question.
+    /// Asks the backend one question on mosquitto's thread (bounded by the budget).
     fn ask(&self, uri: &str, params: &AuthParams) -> Result<bool, String> {
+        self.ask_with(&self.agent, uri, params)
+    }
+
+    /// Asks the backend one question with `agent`.
+    fn ask_with(
+        &self,
+        agent: &ureq::Agent,
+        uri: &str,
+        params: &AuthParams,
+    ) -> Result<bool, String> {
         let url = format!("http://{}:{}{}", self.options.host, self.options.port, uri);
         let (content_type, body) = goauth::encode_params(self.options.params_mode, params);
         let sent = match self.options.method {
-            Method::Post => self
-                .agent
+            Method::Post => agent
                 .post(&url)
                 .header("content-type", content_type)
                 .send(&body[..]),
-            Method::Put => self
-                .agent
+            Method::Put => agent
                 .put(&url)
                 .header("content-type", content_type)
                 .send(&body[..]),
-            Method::Get => self
-                .agent
+            Method::Get => agent
                 .get(&url)
                 .header("content-type", content_type)
                 .force_send_body()
@@ -250,19 +261,22 @@ pub struct Checker {
 impl Checker {
     /// A checker; with a control feed configured, its reader starts on a thread of its own.
     pub fn new(options: Options) -> Self {
-        // A question asked on mosquitto's thread (topic checks) may not hold it past the budget;
-        // logins are asked by workers under the same bound.
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(options.timeout.min(options.budget)))
-            .http_status_as_error(false)
-            .max_idle_connections_per_host(options.logins.workers + 2)
-            .build()
-            .into();
+        let agent_for = |timeout: Duration, connections: usize| -> ureq::Agent {
+            ureq::Agent::config_builder()
+                .timeout_global(Some(timeout))
+                .http_status_as_error(false)
+                .max_idle_connections_per_host(connections)
+                .build()
+                .into()
+        };
+        let agent = agent_for(options.timeout.min(options.budget), 2);
+        let login_agent = agent_for(options.timeout, options.logins.workers);
         let logins = LoginPool::new(options.logins);
         let shared = Arc::new(Shared {
             cache: Mutex::new(Cache::new(options.cache_size)),
             options,
             agent,
+            login_agent,
             flights: Mutex::new(HashMap::new()),
             standing: Mutex::default(),
         });
@@ -405,7 +419,8 @@ impl Checker {
             let (shared, landing, owner) =
                 (self.shared.clone(), flight.clone(), username.to_owned());
             let asked = self.logins.submit(move || {
-                let answer = shared.ask(&shared.options.getuser_uri, &params);
+                let answer =
+                    shared.ask_with(&shared.login_agent, &shared.options.getuser_uri, &params);
                 if answer == Ok(true) {
                     shared.cleared(&owner);
                 }

@@ -24,7 +24,9 @@ pub struct Options {
     pub method: Method,
     pub timeout: Duration,
     /// The longest one question may hold mosquitto's only thread (`plugin_opt_budget_seconds`,
-    /// default 2): the HTTP timeout is the smaller of this and `http_timeout`.
+    /// default 2): the HTTP timeout of a question asked there (a topic check) is the smaller of
+    /// this and `http_timeout`. Logins and the control feed are asked off that thread, with the
+    /// whole `http_timeout`.
     pub budget: Duration,
     pub auth_cache: Duration,
     pub acl_cache: Duration,

@@ -11,46 +11,16 @@
 
 use std::time::{Duration, Instant};
 
-use axum::response::IntoResponse;
 use futures_util::StreamExt as _;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
 
+#[path = "../../benches/support/slow_proxy.rs"]
+mod slow_proxy;
+
 use crate::backend_support::{App, device_password};
 use crate::broker::{Mosquitto, connect, connect_once, free_port, next, options};
-
-/// A proxy in front of `target` (the auth listener) answering every request after `delay`.
-async fn slow_proxy(target: String, delay: Duration) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let client = reqwest::Client::new();
-    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let (client, target) = (client.clone(), target.clone());
-        async move {
-            tokio::time::sleep(delay).await;
-            let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, 1 << 20)
-                .await
-                .unwrap_or_default();
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let mut forward = client
-                .request(parts.method, format!("{target}{path}"))
-                .body(body);
-            if let Some(kind) = parts.headers.get("content-type") {
-                forward = forward.header("content-type", kind);
-            }
-            match forward.send().await {
-                Ok(answer) => {
-                    let status = answer.status();
-                    (status, answer.bytes().await.unwrap_or_default()).into_response()
-                }
-                Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
-            }
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
-}
+use slow_proxy::slow_proxy;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_login_flood_against_a_slow_backend_does_not_hold_connected_devices() {
