@@ -1,7 +1,7 @@
 // vesper-device: the firmware (src/main.cpp) on this machine. The host board powers on with the
 // flash the options describe, its bootloader picks the app as an ESP32's does, and Arduino's
-// start-up runs setup() and then loop() for ever (arduino-esp32 3.1 cores/esp32/main.cpp,
-// loopTask; esp32-hal-misc.c, initArduino). A reset restarts this process on the same flash.
+// start-up runs setup() and then loop() for ever (espressif/arduino-esp32 tag 3.1.1,
+// cores/esp32/main.cpp loopTask; cores/esp32/esp32-hal-misc.c initArduino). A reset restarts this process on the same flash.
 #include <Arduino.h>
 #include <esp_ota_ops.h>
 
@@ -16,8 +16,11 @@
 void setup();
 void loop();
 
-// Arduino-ESP32's weak default: the core marks a pending update valid before setup() unless the
-// application overrides this (src/main.cpp does).
+// Arduino-ESP32's weak default (tag 3.1.1, cores/esp32/esp32-hal-misc.c: `bool
+// verifyRollbackLater() __attribute__((weak))` returning false, read by initArduino(), which
+// calls esp_ota_mark_app_valid_cancel_rollback() for an ESP_OTA_IMG_PENDING_VERIFY app before
+// setup()): a pending update is marked valid unless the application overrides this (src/main.cpp
+// does).
 extern "C" bool verifyRollbackLater() __attribute__((weak));
 extern "C" bool verifyRollbackLater() { return false; }
 

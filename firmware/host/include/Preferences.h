@@ -1,9 +1,11 @@
 // Host board layer (a stand-in, not the Arduino-ESP32 core): Arduino's Preferences over the NVS
-// partition of the host board's flash image (arduino-esp32 3.1 libraries/Preferences/src/
-// Preferences.h and .cpp). Kept: begin() fails for a namespace the partition does not hold when
-// read-only (nvs_open: ESP_ERR_NVS_NOT_FOUND); getType() says what a key is (PT_INVALID when
-// absent); each typed getter answers its default for a key of another type (nvs_get_*:
-// ESP_ERR_NVS_TYPE_MISMATCH); isKey() is true for any type.
+// partition of the host board's flash image (espressif/arduino-esp32 tag 3.1.1, libraries/
+// Preferences/src/Preferences.cpp). Kept: Preferences::begin() fails for a namespace the
+// partition does not hold when read-only (it calls nvs_open_from_partition, which answers
+// ESP_ERR_NVS_NOT_FOUND in NVS_READONLY mode); Preferences::getType() says what a key is
+// (PT_INVALID when absent); each typed getter (getString, getUChar, ...) answers its default for
+// a key of another type (nvs_get_str/nvs_get_u8 answer ESP_ERR_NVS_TYPE_MISMATCH); isKey() is
+// true for any type (it asks getType() != PT_INVALID).
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,5 @@
 // Host board layer (a stand-in, not the Arduino-ESP32 core): the part of Arduino's String the
-// firmware uses (cores/esp32/WString.h): an owned, NUL-terminated text.
+// firmware uses (espressif/arduino-esp32 tag 3.1.1, cores/esp32/WString.h): an owned, NUL-terminated text.
 #pragma once
 
 #include <string>

@@ -1,8 +1,10 @@
 // Host board layer (a stand-in, not the Arduino-ESP32 core): the station side of Arduino's WiFi
-// (arduino-esp32 3.1 libraries/WiFi/src/WiFiSTA.h, WiFiType.h). The host board has one access
-// point, named by the test (--wifi SSID:PASSWORD): begin() joins it only with that SSID and
-// password; another SSID is WL_NO_SSID_AVAIL, a wrong password WL_CONNECT_FAILED (what
-// waitForConnectResult() returns on a board for those). Sockets work only while connected.
+// (espressif/arduino-esp32 tag 3.1.1, libraries/WiFi/src/WiFiSTA.cpp WiFiSTAClass::begin and
+// waitForConnectResult; the status values are wl_status_t of libraries/WiFi/src/WiFiType.h).
+// The host board has one access point, named by the test (--wifi SSID:PASSWORD): begin() joins
+// it only with that SSID and password; another SSID is WL_NO_SSID_AVAIL, a wrong password
+// WL_CONNECT_FAILED (what waitForConnectResult() returns on a board for those). Sockets work
+// only while connected.
 #pragma once
 
 #include <cstdint>
