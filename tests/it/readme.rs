@@ -1,7 +1,8 @@
-//! The README's benchmark table is generated from `benches/RESULTS.md` (which only
-//! `scripts/bench` writes, in one run): each cell is a figure read from that file, and the test
-//! fails when the README's table is not what the file gives (`VESPER_BLESS=1` rewrites it) or
-//! when a figure in the README's benchmark section is not in the file.
+//! The README's figures are generated from the files the long runs write: the benchmark table
+//! from `benches/RESULTS.md` (only `scripts/bench` writes it, in one run), each cell a figure read
+//! from that file, and the fuzzing table from `fuzz/RESULTS.md` (only a full `scripts/fuzz` run
+//! writes it). The tests fail when a table is not what its file gives (`VESPER_BLESS=1` rewrites
+//! them) or when a figure in the README's benchmark section is not in RESULTS.md.
 
 use regex::Regex;
 
@@ -152,6 +153,43 @@ fn table(results: &str) -> String {
     rows.join("\n")
 }
 
+const FUZZ_START: &str = "<!-- fuzz table: generated from fuzz/RESULTS.md -->";
+const FUZZ_END: &str = "<!-- end of fuzz table -->";
+
+/// The table `scripts/fuzz` wrote between its markers in fuzz/RESULTS.md.
+fn fuzz_table(results: &str) -> String {
+    let (_, rest) = results
+        .split_once("<!-- fuzz table -->\n")
+        .expect("fuzz/RESULTS.md has no table: run scripts/fuzz");
+    let (table, _) = rest
+        .split_once(FUZZ_END)
+        .expect("fuzz/RESULTS.md's table has no end marker");
+    table.trim_end().to_owned()
+}
+
+/// `text` with the part between `start` and `end` replaced by `generated`.
+fn with_generated(text: &str, start: &str, end: &str, generated: &str) -> String {
+    let (before, rest) = text
+        .split_once(start)
+        .unwrap_or_else(|| panic!("the README's marker `{start}`"));
+    let (_, after) = rest
+        .split_once(end)
+        .unwrap_or_else(|| panic!("the README's marker `{end}`"));
+    format!("{before}{start}\n{generated}\n{end}{after}")
+}
+
+/// Compares the README with what it should be, and rewrites it under `VESPER_BLESS`.
+fn check_generated(path: &std::path::Path, text: &str, expected: &str, what: &str) {
+    if std::env::var_os("VESPER_BLESS").is_some() {
+        std::fs::write(path, expected).unwrap();
+    }
+    assert!(
+        text == expected,
+        "README.md's {what} is not what its results file gives; rewrite it with \
+         `VESPER_BLESS=1 cargo nextest run --test it readme` and review the diff"
+    );
+}
+
 fn readme() -> (std::path::PathBuf, String) {
     let path = root().join("README.md");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -161,21 +199,39 @@ fn readme() -> (std::path::PathBuf, String) {
 #[test]
 fn the_readme_table_is_the_one_results_gives() {
     let results = std::fs::read_to_string(root().join("benches/RESULTS.md")).unwrap();
-    let generated = table(&results);
     let (path, text) = readme();
-    let (before, rest) = text
-        .split_once(START)
-        .expect("the README's table start marker");
-    let (_, after) = rest.split_once(END).expect("the README's table end marker");
-    let expected = format!("{before}{START}\n{generated}\n{END}{after}");
-    if std::env::var_os("VESPER_BLESS").is_some() {
-        std::fs::write(&path, &expected).unwrap();
+    let expected = with_generated(&text, START, END, &table(&results));
+    check_generated(&path, &text, &expected, "benchmark table");
+}
+
+#[test]
+fn the_readme_fuzz_table_is_the_one_the_long_fuzz_run_gives() {
+    let results = std::fs::read_to_string(root().join("fuzz/RESULTS.md"))
+        .expect("fuzz/RESULTS.md, written by a full scripts/fuzz run");
+    let table = fuzz_table(&results);
+    // Every target of scripts/fuzz has its row, and the run found nothing.
+    let script = std::fs::read_to_string(root().join("scripts/fuzz")).unwrap();
+    let targets = Regex::new(r"(?s)TARGETS=\(([^)]*)\)")
+        .unwrap()
+        .captures(&script)
+        .unwrap()[1]
+        .split_whitespace()
+        .map(str::to_owned)
+        .chain(["firmware_core".to_owned()])
+        .collect::<Vec<_>>();
+    for target in &targets {
+        let row = table
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{target}` |")))
+            .unwrap_or_else(|| panic!("fuzz/RESULTS.md has no row for {target}"));
+        assert!(
+            row.ends_with("| 0 |"),
+            "{target} crashed in the long run: {row}"
+        );
     }
-    assert!(
-        text == expected,
-        "README.md's benchmark table is not what benches/RESULTS.md gives; rewrite it with \
-         `VESPER_BLESS=1 cargo nextest run --test it readme` and review the diff"
-    );
+    let (path, text) = readme();
+    let expected = with_generated(&text, FUZZ_START, FUZZ_END, &table);
+    check_generated(&path, &text, &expected, "fuzzing table");
 }
 
 #[test]
