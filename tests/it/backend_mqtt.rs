@@ -30,11 +30,12 @@ fn login_as(username: &str, password: &str, client_id: &str) -> AuthParams {
     }
 }
 
+/// An ACL question as go-auth sends it: with the session's client id, here the login's own.
 fn acl(username: &str, topic: &str, acc: i64) -> AuthParams {
     AuthParams {
         username: Some(username.into()),
         topic: Some(topic.into()),
-        clientid: Some("client-1".into()),
+        clientid: Some(username.into()),
         acc: Some(acc),
         ..Default::default()
     }
@@ -745,6 +746,35 @@ async fn acl_for_devices_owners_strangers_and_the_service() {
         false,
     )];
     check(&app, "acl", &no_acc).await;
+    // The client id binding holds on every question that carries one: a topic check with
+    // another login's client id is denied, even for a topic the login may use.
+    let foreign_id: Vec<(String, AuthParams, bool)> = vec![
+        (
+            "device's own topic with another device's client id".into(),
+            AuthParams {
+                clientid: Some(b.clone()),
+                ..acl(&a, &t(&a, "data"), 2)
+            },
+            false,
+        ),
+        (
+            "owner with the service account's client id".into(),
+            AuthParams {
+                clientid: Some(SERVICE.into()),
+                ..acl("uid-owner", &t(&a, "data"), 4)
+            },
+            false,
+        ),
+        (
+            "device with its own id and a suffix".into(),
+            AuthParams {
+                clientid: Some(format!("{a}-ota")),
+                ..acl(&a, &t(&a, "data"), 2)
+            },
+            true,
+        ),
+    ];
+    check(&app, "acl", &foreign_id).await;
     app.stop().await;
 }
 

@@ -11,6 +11,8 @@
 mod access;
 mod api;
 pub mod control;
+mod decision;
+mod dialects;
 mod error;
 pub mod heartbeat;
 pub mod hooks;
@@ -188,6 +190,7 @@ pub fn auth_router(state: SharedState) -> Router {
     let ids = Counter::default();
     layered(
         mqtt::routes()
+            .merge(dialects::routes())
             // The broker asks one question per login or topic; a flood waits its turn here
             // rather than opening unbounded work (and registry reads) at once.
             .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_AUTH_IN_FLIGHT))

@@ -2,7 +2,6 @@
 //! superuser, may it read/write/subscribe this topic. Deny by default (403); 500 only when the
 //! registry cannot be read. Passwords and tokens are never logged.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
@@ -14,14 +13,9 @@ use axum::routing::{any, get};
 use serde::Deserialize;
 
 use super::SharedState;
-use vesper_core::acl::{self, Access, Decision, Subject};
-use vesper_core::clientid;
+use super::decision::{self, LoginQuestion, TopicQuestion, deny};
+use vesper_core::acl::Access;
 use vesper_core::goauth::{self, AuthParams, ResponseMode, Verdict};
-use vesper_core::serial::SerialNumber;
-use vesper_store::{RegistryError, Status, Store, UserAccess};
-
-/// Longest username, client id or password considered.
-const MAX_FIELD: usize = 4096;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -96,25 +90,11 @@ fn respond(mode: ResponseMode, verdict: &Verdict) -> Response {
     (status, [(header::CONTENT_TYPE, a.content_type)], a.body).into_response()
 }
 
-fn deny(reason: &str) -> Verdict {
-    Verdict::Deny(reason.to_owned())
-}
-
 fn params(headers: &HeaderMap, body: &[u8]) -> Result<AuthParams, Verdict> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     goauth::parse_params(content_type, body).map_err(|e| Verdict::Deny(e.to_string()))
-}
-
-/// A name a client may use: non-empty, bounded, no NUL, no MQTT wildcards.
-fn clean_name(value: Option<&str>) -> Option<&str> {
-    value.filter(|v| !v.is_empty() && v.len() <= MAX_FIELD && !v.contains(['\0', '+', '#']))
-}
-
-fn registry_error(e: RegistryError) -> Verdict {
-    tracing::error!(error = %e, "registry unreadable during an MQTT auth check");
-    Verdict::Error("registry unavailable".into())
 }
 
 /// Counters in Prometheus' text format.
@@ -156,7 +136,7 @@ async fn answer<F: Future<Output = Verdict>>(
         Ok(p) => decide(p).await,
         Err(v) => v,
     };
-    log_verdict(route, &verdict);
+    decision::log_verdict("go-auth", route, &verdict);
     respond(mode(state, query), &verdict)
 }
 
@@ -178,50 +158,12 @@ async fn user(
 }
 
 async fn login(state: &SharedState, p: AuthParams) -> Verdict {
-    let Some(username) = clean_name(p.username.as_deref()).map(str::to_owned) else {
-        return deny("bad username");
+    let question = LoginQuestion {
+        username: p.username.as_deref(),
+        password: p.password.as_deref(),
+        client_id: p.clientid.as_deref(),
     };
-    let Some(password) = p
-        .password
-        .filter(|pw| !pw.is_empty() && pw.len() <= MAX_FIELD)
-    else {
-        return deny("empty password");
-    };
-    let client_id = p.clientid.unwrap_or_default();
-    let service = state.config.serve.service_account.as_str();
-    let device = username.parse::<SerialNumber>().ok();
-    let who = match (&device, username == service) {
-        (_, true) => clientid::Login::Service(service),
-        (Some(sn), false) => clientid::Login::Device(sn),
-        (None, false) => clientid::Login::User(&username),
-    };
-    if let Err(e) = clientid::check(who, &client_id, service) {
-        return Verdict::Deny(format!("client id refused: {e}"));
-    }
-    if username == service {
-        let expected = state.secret.service_password(&username);
-        return if expected.matches(&password) {
-            Verdict::Allow
-        } else {
-            deny("bad credentials")
-        };
-    }
-    if let Some(sn) = device {
-        return match state.store.device_status(sn.as_str()).await {
-            Err(e) => registry_error(e),
-            Ok(None) => deny("unknown device"),
-            Ok(Some(Status::Revoked)) => deny("device revoked"),
-            Ok(Some(_)) if state.secret.device_password(&sn).matches(&password) => Verdict::Allow,
-            Ok(Some(_)) => deny("bad credentials"),
-        };
-    }
-    match &state.users {
-        None => deny("user logins are not configured"),
-        Some(users) => match users.verify(&username, &password).await {
-            Ok(()) => Verdict::Allow,
-            Err(e) => Verdict::Deny(format!("user token: {e}")),
-        },
-    }
+    decision::login(state, question).await
 }
 
 /// Is this user a superuser? (only `serve.superusers`; auth listener only)
@@ -234,25 +176,13 @@ async fn superuser(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let superusers = &state.config.serve.superusers;
     let question = (&query, &headers, &body[..]);
     answer(
         &state,
         "superuser",
         &state.metrics.superuser,
         question,
-        |p| {
-            // Nobody is a superuser unless the operator names them: a superuser skips every ACL.
-            let named = p
-                .username
-                .as_deref()
-                .is_some_and(|u| superusers.iter().any(|s| s == u));
-            std::future::ready(if named {
-                Verdict::Allow
-            } else {
-                deny("not a superuser")
-            })
-        },
+        |p| std::future::ready(decision::superuser(&state, p.username.as_deref())),
     )
     .await
 }
@@ -275,91 +205,16 @@ async fn acl_check(
 }
 
 async fn acl_verdict(state: &SharedState, p: AuthParams) -> Verdict {
-    let Some(username) = clean_name(p.username.as_deref()).map(str::to_owned) else {
-        return deny("bad username");
-    };
-    let Some(topic) = p
-        .topic
-        .filter(|t| !t.is_empty() && t.len() <= acl::MAX_TOPIC_LEN)
-    else {
-        return deny("bad topic");
-    };
     let Some(access) = p.acc.and_then(Access::from_acc) else {
         return deny("acc must be 1, 2 or 4");
     };
-    let (service, topics) = (
-        &state.config.serve.service_account,
-        &state.config.mqtt.topics,
-    );
-    decide_acl(
-        state.store.as_ref(),
-        topics,
-        service,
-        &username,
-        &topic,
+    let question = TopicQuestion {
+        username: p.username.as_deref(),
+        client_id: p.clientid.as_deref(),
+        topic: p.topic.as_deref(),
         access,
-    )
-    .await
-}
-
-/// The ACL decision with registry lookups.
-async fn decide_acl(
-    store: &dyn Store,
-    topics: &acl::Topics,
-    service: &str,
-    username: &str,
-    topic: &str,
-    access: Access,
-) -> Verdict {
-    let device = username.parse::<SerialNumber>().ok();
-    let decision = if username == service {
-        acl::authorize(topics, &Subject::Service, topic, access)
-    } else if let Some(sn) = &device {
-        match store.device_status(sn.as_str()).await {
-            Err(e) => return registry_error(e),
-            Ok(None) => return deny("unknown device"),
-            Ok(Some(Status::Revoked)) => return deny("device revoked"),
-            Ok(Some(_)) => acl::authorize(topics, &Subject::Device(sn), topic, access),
-        }
-    } else {
-        // The ACL asks about the devices the topic names; ask the registry about those
-        // first, then decide with the answers.
-        let asked = {
-            let asked: RefCell<Vec<SerialNumber>> = RefCell::new(Vec::new());
-            let record = |sn: &SerialNumber| {
-                asked.borrow_mut().push(sn.clone());
-                true
-            };
-            if acl::authorize(topics, &Subject::User { may_use: &record }, topic, access)
-                == Decision::Deny
-            {
-                return deny("not allowed");
-            }
-            asked.take()
-        };
-        let mut allowed = Vec::new();
-        for sn in asked {
-            match store.user_access(username, sn.as_str()).await {
-                Ok(UserAccess::Allowed) => allowed.push(sn),
-                Ok(_) => {}
-                Err(e) => return registry_error(e),
-            }
-        }
-        let may_use = |sn: &SerialNumber| allowed.contains(sn);
-        acl::authorize(topics, &Subject::User { may_use: &may_use }, topic, access)
     };
-    match decision {
-        Decision::Allow => Verdict::Allow,
-        Decision::Deny => deny("not allowed"),
-    }
-}
-
-fn log_verdict(check: &str, verdict: &Verdict) {
-    match verdict {
-        Verdict::Allow => tracing::debug!(check, "allow"),
-        Verdict::Deny(reason) => tracing::info!(check, reason = %reason, "deny"),
-        Verdict::Error(reason) => tracing::warn!(check, reason = %reason, "error"),
-    }
+    decision::topic(state, question).await
 }
 
 /// The backend's answers for the embedded broker of `vesper demo`: the same login and ACL code
@@ -369,29 +224,26 @@ pub struct BackendGate(pub SharedState);
 impl BackendGate {
     /// Whether `username` may connect with `password` as `client_id`.
     pub async fn login(&self, username: &str, password: &str, client_id: &str) -> bool {
-        let params = AuthParams {
-            username: Some(username.to_owned()),
-            password: Some(password.to_owned()),
-            clientid: Some(client_id.to_owned()),
-            topic: None,
-            acc: None,
+        let question = LoginQuestion {
+            username: Some(username),
+            password: Some(password),
+            client_id: Some(client_id),
         };
-        let verdict = login(&self.0, params).await;
-        log_verdict("user", &verdict);
+        let verdict = decision::login(&self.0, question).await;
+        decision::log_verdict("embedded", "user", &verdict);
         verdict == Verdict::Allow
     }
 
     /// Whether `username` may use `topic` for `access`.
     pub async fn allow(&self, username: &str, topic: &str, access: Access) -> bool {
-        let params = AuthParams {
-            username: Some(username.to_owned()),
-            password: None,
-            clientid: None,
-            topic: Some(topic.to_owned()),
-            acc: Some(access as i64),
+        let question = TopicQuestion {
+            username: Some(username),
+            client_id: None,
+            topic: Some(topic),
+            access,
         };
-        let verdict = acl_verdict(&self.0, params).await;
-        log_verdict("acl", &verdict);
+        let verdict = decision::topic(&self.0, question).await;
+        decision::log_verdict("embedded", "acl", &verdict);
         verdict == Verdict::Allow
     }
 }
