@@ -422,7 +422,12 @@ async fn rabbitmq_resources_are_the_mqtt_plugins_own() {
     let app = App::start().await;
     let f = fleet(&app).await;
     let ask = Ask { app: &app };
+    // As the MQTT plugin asks: with the session's client id (here the login's own), and as
+    // an AMQP client (the backend's consumer) asks: without one.
     let resource = |username: &str, kind: &str, name: &str, permission: &str| {
+        wire::rabbitmq_resource(username, kind, name, permission, username)
+    };
+    let amqp = |username: &str, kind: &str, name: &str, permission: &str| {
         wire::rabbitmq_form(&[
             ("username", username),
             ("vhost", "/"),
@@ -462,8 +467,25 @@ async fn rabbitmq_resources_are_the_mqtt_plugins_own() {
             Reading::Deny,
         ),
         (
-            resource(SERVICE, "queue", "vesper-backend.heartbeats", "configure"),
+            amqp(SERVICE, "queue", "vesper-backend.heartbeats", "configure"),
             Reading::Allow,
+        ),
+        (
+            amqp(SERVICE, "queue", "vesper-backend", "read"),
+            Reading::Allow,
+        ),
+        (
+            amqp(SERVICE, "queue", "vesper-backendx", "read"),
+            Reading::Deny,
+        ),
+        // Another login's client id on its own queue and on the shared exchange.
+        (
+            wire::rabbitmq_resource(&f.a, "queue", &own_queue, "read", &f.b),
+            Reading::Deny,
+        ),
+        (
+            wire::rabbitmq_resource(&f.a, "exchange", "amq.topic", "write", SERVICE),
+            Reading::Deny,
         ),
         (
             resource(

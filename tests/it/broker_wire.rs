@@ -76,11 +76,33 @@ pub fn rabbitmq_topic_check(username: &str, client_id: &str, topic: &str, write:
     ])
 }
 
-/// The MQTT plugin's login as a form body.
+/// The MQTT plugin's login as a form body (the fields and their order as Debian's 3.10.8 sends
+/// them, seen in `tests/it/rabbitmq_cluster.rs`'s cluster).
 pub fn rabbitmq_login(username: &str, password: &str, client_id: &str) -> String {
     rabbitmq_form(&[
         ("username", username),
         ("password", password),
+        ("vhost", "/"),
+        ("client_id", client_id),
+    ])
+}
+
+/// The MQTT plugin's resource check (exchange or queue) as a form body: 3.10.8 adds the client
+/// id as a context parameter.
+pub fn rabbitmq_resource(
+    username: &str,
+    kind: &str,
+    name: &str,
+    permission: &str,
+    client_id: &str,
+) -> String {
+    rabbitmq_form(&[
+        ("username", username),
+        ("vhost", "/"),
+        ("resource", kind),
+        ("name", name),
+        ("permission", permission),
+        ("tags", ""),
         ("client_id", client_id),
     ])
 }

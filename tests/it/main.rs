@@ -41,6 +41,7 @@ mod mail;
 mod nvs_differential;
 mod nvs_vectors;
 mod partitions;
+mod rabbitmq_cluster;
 mod readme;
 mod registry_location;
 mod revocation;

@@ -8,10 +8,11 @@
 //! the `amq.topic` exchange (`deps/rabbitmq_mqtt/src/rabbit_mqtt_util.erl`, `to_amqp`: `/` becomes
 //! `.` and `+` becomes `*`), and are turned back (`to_mqtt`) before the ACL judges them.
 //!
-//! Where the client id binding holds: the MQTT plugin sends `client_id` with the login and
-//! `variable_map.client_id` with every topic check, and both are checked. Resource checks carry
-//! no client id; a queue is allowed only when its name is the MQTT plugin's subscription queue of
-//! a client id the login may use (`mqtt-subscription-ID` + `qos0` or `qos1`), or the service
+//! Where the client id binding holds: everywhere. RabbitMQ 3.10's MQTT plugin sends `client_id`
+//! with the login and with every vhost and resource check, and `variable_map.client_id` with
+//! every topic check (seen on Debian's 3.10.8: `tests/it/rabbitmq_cluster.rs` runs it); each is
+//! checked. A queue is allowed only when its name is the MQTT plugin's subscription queue of a
+//! client id the login may use (`mqtt-subscription-ID` + `qos0` or `qos1`), or the service
 //! account's own (`NAME` or `NAME.` + anything, for the backend's consumers over AMQP). The
 //! service account may log in without a client id (AMQP has none); devices and users may not.
 
@@ -109,17 +110,47 @@ pub async fn user(
 
 /// `vhost_path`: the MQTT plugin's virtual host only.
 pub async fn vhost(
-    State(_state): State<SharedState>,
+    State(state): State<SharedState>,
     method: Method,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    let service = state.config.serve.service_account.as_str();
     let verdict = match params(&method, query.as_deref(), &body) {
-        Some(p) if p.vhost.as_deref() == Some(VHOST) && p.username.is_some() => Verdict::Allow,
-        Some(_) => deny("not the MQTT virtual host"),
+        Some(p) if p.vhost.as_deref() != Some(VHOST) => deny("not the MQTT virtual host"),
+        Some(p) => bound(&p, service).unwrap_or(Verdict::Allow),
         None => deny("malformed parameters"),
     };
     answer("vhost", verdict)
+}
+
+/// A denial when the check carries a client id the login may not use (or no username).
+fn bound(p: &Params, service: &str) -> Option<Verdict> {
+    let Some(username) = p.username.as_deref().filter(|u| !u.is_empty()) else {
+        return Some(deny("no username"));
+    };
+    let client_id = p.client_id.as_deref()?;
+    let device = username.parse::<SerialNumber>().ok();
+    clientid::check(
+        login_of(username, device.as_ref(), service),
+        client_id,
+        service,
+    )
+    .err()
+    .map(|e| Verdict::Deny(format!("client id refused: {e}")))
+}
+
+/// Who `username` is, as the client-id rules see it.
+fn login_of<'a>(
+    username: &'a str,
+    device: Option<&'a SerialNumber>,
+    service: &'a str,
+) -> clientid::Login<'a> {
+    match device {
+        _ if username == service => clientid::Login::Service(service),
+        Some(sn) => clientid::Login::Device(sn),
+        None => clientid::Login::User(username),
+    }
 }
 
 /// `resource_path`: exchanges and queues. The topic checks carry the ACL; here only what the
@@ -144,6 +175,9 @@ fn resource_verdict(p: &Params, service: &str) -> Verdict {
     };
     if p.vhost.as_deref() != Some(VHOST) {
         return deny("not the MQTT virtual host");
+    }
+    if let Some(refused) = bound(p, service) {
+        return refused;
     }
     let permission = p.permission.as_deref().unwrap_or_default();
     match p.resource.as_deref() {
