@@ -17,6 +17,9 @@
 //! 4. Ceiling: the same storm against mosquitto with a static password file (no plugin, no
 //!    backend) and the same work: a subscriber with a persistent QoS 1 session on every device's
 //!    data, as the backend's listener, timed until it has every heartbeat.
+//! 5. Same-instant storm (run between 2 and 3): every device at once (a broker restart) into a
+//!    fresh mosquitto + plugin, straight and through HAProxy with the shipped
+//!    `deploy/haproxy.cfg`; the kernel's listen overflow counter (`nstat`) before and after.
 //!
 //! The backend is the `vesper serve` binary in its own process (as deployed), not a server in
 //! the benchmark's runtime, which also runs the 10,000 simulated devices.
@@ -172,6 +175,97 @@ async fn storm(
     }
     latencies.sort();
     (latencies, failures, start.elapsed())
+}
+
+/// The kernel's count of connections dropped because a listen queue was full
+/// (`nstat -az TcpExtListenOverflows`, from Debian's iproute2).
+fn listen_overflows() -> u64 {
+    let out = Command::new("nstat")
+        .args(["-az", "TcpExtListenOverflows"])
+        .output()
+        .expect("nstat (apt-get install iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("TcpExtListenOverflows"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("nstat prints TcpExtListenOverflows")
+}
+
+/// Debian's HAProxy with the shipped `deploy/haproxy.cfg`, listening on `port` and handing
+/// sessions to the mosquitto on `broker_port`; waits for its port. HAProxy needs two descriptors
+/// a connection and refuses to start when it cannot raise its open-file limit to that: where the
+/// hard limit is lower than the devices need (a container without CAP_SYS_RESOURCE), several
+/// processes share the port (HAProxy binds with SO_REUSEPORT, the kernel spreads the SYNs), each
+/// with `maxconn` lowered to what it may open and `rate-limit sessions` divided among them.
+fn haproxy(
+    dir: &std::path::Path,
+    port: u16,
+    broker_port: u16,
+    devices: usize,
+) -> Vec<std::process::Child> {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"),
+    )
+    .unwrap();
+    assert!(shipped.contains("0.0.0.0:8883") && shipped.contains("127.0.0.1:8884"));
+    let hard_limit: usize = String::from_utf8_lossy(
+        &Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap_or(usize::MAX);
+    let (mut processes, mut maxconn) = (1, 100_000);
+    if hard_limit < 2 * maxconn + 100 {
+        maxconn = hard_limit.saturating_sub(2_000) / 2;
+        // Half again as many connections as devices: the kernel's spread is not exact.
+        processes = (devices * 3 / 2).div_ceil(maxconn);
+    }
+    let rate = 2_500 / processes;
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        shipped
+            .replace("0.0.0.0:8883", &format!("127.0.0.1:{port}"))
+            .replace("127.0.0.1:8884", &format!("127.0.0.1:{broker_port}"))
+            .replace("maxconn 100000", &format!("maxconn {maxconn}"))
+            .replace(
+                "rate-limit sessions 2500",
+                &format!("rate-limit sessions {rate}"),
+            ),
+    )
+    .unwrap();
+    println!(
+        "  (HAProxy: {processes} process(es) of maxconn {maxconn}, {rate} sessions/s each; open-file hard limit {hard_limit})"
+    );
+    let children: Vec<_> = (0..processes)
+        .map(|i| {
+            Command::new("haproxy")
+                .arg("-db")
+                .arg("-f")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("haproxy-{i}.log"))).unwrap())
+                .spawn()
+                .expect("haproxy (apt-get install haproxy)")
+        })
+        .collect();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // Every process has bound (each binds before it serves).
+            std::thread::sleep(Duration::from_millis(300));
+            return children;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("haproxy did not start; see haproxy-*.log");
 }
 
 fn provisioned(registry: &Registry) -> usize {
@@ -412,21 +506,17 @@ async fn main() {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    let mut broker = mosquitto(
-        dir.path(),
-        "plugin",
-        mqtt_port,
-        &format!(
-            "plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {auth_port}\n\
-             plugin_opt_auth_cache_seconds 60\nplugin_opt_acl_cache_seconds 60\n{}",
-            plugin.display(),
-            if std::env::var("LOCAL_ACL").as_deref() == Ok("false") {
-                "plugin_opt_local_acl false\n"
-            } else {
-                "plugin_opt_local_acl true\nplugin_opt_service_account vesper-backend\n"
-            }
-        ),
+    let plugin_config = format!(
+        "plugin {}\nplugin_opt_http_host 127.0.0.1\nplugin_opt_http_port {auth_port}\n\
+         plugin_opt_auth_cache_seconds 60\nplugin_opt_acl_cache_seconds 60\n{}",
+        plugin.display(),
+        if std::env::var("LOCAL_ACL").as_deref() == Ok("false") {
+            "plugin_opt_local_acl false\n"
+        } else {
+            "plugin_opt_local_acl true\nplugin_opt_service_account vesper-backend\n"
+        }
     );
+    let mut broker = mosquitto(dir.path(), "plugin", mqtt_port, &plugin_config);
     let waited = Instant::now();
     loop {
         let health = http
@@ -545,6 +635,55 @@ async fn main() {
     );
     let _ = broker.kill();
     let _ = broker.wait();
+
+    // 5 (run here, while the backend is up). The same-instant storm of a restart: every device at
+    //    once into a fresh mosquitto + plugin, straight (the backlog of 100 overflows, the
+    //    kernel drops SYNs, devices retry after 1, 3, 7 s) and through HAProxy in front of it.
+    for through_haproxy in [false, true] {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let broker_port = free_port();
+        let name = if through_haproxy {
+            "behind-haproxy"
+        } else {
+            "straight"
+        };
+        let mut fresh = mosquitto(dir.path(), name, broker_port, &plugin_config);
+        let (port, proxy) = if through_haproxy {
+            let port = free_port();
+            (port, Some(haproxy(dir.path(), port, broker_port, count)))
+        } else {
+            (broker_port, None)
+        };
+        let overflows = listen_overflows();
+        let (stop, stopped) = watch::channel(false);
+        let (latencies, failures, acknowledged) =
+            storm(port, storm_devices, Duration::ZERO, &stopped).await;
+        let overflowed = listen_overflows().saturating_sub(overflows);
+        println!(
+            "Same-instant storm, {count} devices at once, {}",
+            if through_haproxy {
+                "through HAProxy (deploy/haproxy.cfg) + mosquitto + plugin + vesper serve"
+            } else {
+                "straight to mosquitto + plugin + vesper serve"
+            }
+        );
+        println!(
+            "  {name}: connected and acknowledged {:.2} s ({} of {count}, {} failed); login p50 {} p99 {}; listen overflows +{overflowed}",
+            acknowledged.as_secs_f64(),
+            latencies.len(),
+            failures.len(),
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+        );
+        let _ = stop.send(true);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for mut process in proxy.into_iter().flatten() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+        let _ = fresh.kill();
+        let _ = fresh.wait();
+    }
 
     // 3. A slow backend and a flood of unknown logins: a connected device's messages.
     let slow_port = slow_proxy(

@@ -32,6 +32,7 @@ mod firmware_sim;
 mod flashing;
 mod goauth_conformance;
 mod goauth_wire;
+mod haproxy;
 mod headless_bench;
 mod http_limits;
 mod labels;

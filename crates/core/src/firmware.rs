@@ -172,10 +172,9 @@ pub struct AppDescription {
 /// pass: `1.5.0.bin` would squat the link of 1.5.0.
 pub fn release_version_problem(version: &str) -> Option<String> {
     if version.len() > 64 {
-        return Some(format!(
-            "version `{}...` is longer than 64 characters",
-            &version[..16]
-        ));
+        // The start of it, cut at a character (a byte index could fall inside one).
+        let start: String = version.chars().take(16).collect();
+        return Some(format!("version `{start}...` is longer than 64 characters"));
     }
     match semver::Version::parse(version) {
         Ok(_) => None,
@@ -239,6 +238,16 @@ pub fn bootloader_offset(chip: Chip) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_version_with_a_wide_character_is_refused_not_a_panic() {
+        // Found by `scripts/fuzz` (release_manifest): byte 16 fell inside `ԑ` (2 bytes).
+        let version = format!("111111111111111\u{0511}{}", "1".repeat(60));
+        let problem = release_version_problem(&version).unwrap();
+        assert!(problem.starts_with("version `111111111111111\u{0511}...` is longer than 64"));
+        assert!(release_version_problem(&"é".repeat(40)).is_some());
+        assert_eq!(release_version_problem("1.0.1"), None);
+    }
 
     #[test]
     fn the_version_of_an_app_image() {
