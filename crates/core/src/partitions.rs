@@ -95,6 +95,44 @@ fn check_binary_entries(bytes: &[u8], origin: &str) -> Result<(), PartitionError
     Ok(())
 }
 
+/// Checks what esp-idf-part 0.6 would otherwise panic on in a CSV table (found by fuzzing): an
+/// `app` or `data` entry whose subtype, by name or number, is not one of that type's (`ota_1,
+/// app, 1, ...` or `x, app, nvs, ...`). Lines it cannot split are left to the parser's errors.
+fn check_csv_entries(text: &str, origin: &str) -> Result<(), PartitionError> {
+    use esp_idf_part::{AppType, DataType};
+    use std::str::FromStr as _;
+    let lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    for (index, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let (Some(ty), Some(subtype)) = (fields.get(1), fields.get(2)) else {
+            continue;
+        };
+        let number = parse_number(subtype).and_then(|n| u8::try_from(n).ok());
+        let value = AppType::from_str(subtype)
+            .map(|t| t as u8)
+            .or_else(|_| DataType::from_str(subtype).map(|t| t as u8))
+            .ok()
+            .or(number);
+        let Some(value) = value else { continue };
+        let known = match (*ty, parse_number(ty)) {
+            ("app", _) | (_, Some(0)) => AppType::from_repr(usize::from(value)).is_some(),
+            ("data", _) | (_, Some(1)) => DataType::from_repr(usize::from(value)).is_some(),
+            _ => true,
+        };
+        if !known {
+            return Err(PartitionError::BadEntry {
+                origin: origin.to_owned(),
+                index,
+                what: format!("a subtype `{subtype}` that is not one of type `{ty}`'s"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Runs the partition table parser, turning a panic inside it into an error: a table is input a
 /// technician or a firmware upload supplies, and must never crash the program.
 fn guarded<T>(
@@ -151,6 +189,7 @@ impl PartitionTable {
             let text = std::str::from_utf8(bytes).map_err(|_| PartitionError::NotUtf8 {
                 origin: origin.clone(),
             })?;
+            check_csv_entries(text, &origin)?;
             guarded(&origin, || esp_idf_part::PartitionTable::try_from_str(text))?
         };
         match parsed {
@@ -311,6 +350,27 @@ pub fn parse_number(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_subtype_of_another_type_is_an_error_not_a_panic() {
+        // Found by `scripts/fuzz` (partition_table): esp-idf-part panics on these.
+        for line in [
+            "ota_1, app, 1, , 1M",
+            "x, app, nvs, , 1M",
+            "x, 0, 0x99, , 1M",
+            "n, data, 0x7f, , 0x3000",
+            "n, data, ota_0, , 0x3000",
+        ] {
+            let text = format!("nvs, data, nvs, 0x9000, 0x6000\n{line}\n");
+            let error = PartitionTable::parse(text.as_bytes(), "t.csv").unwrap_err();
+            assert!(
+                error.to_string().contains("entry 1 has a subtype"),
+                "{line}: {error}"
+            );
+        }
+        let fine = "nvs, data, nvs, 0x9000, 0x6000\nfactory, app, factory, 0x10000, 1M\nx, 0x40, 7, , 4K\n";
+        assert!(PartitionTable::parse(fine.as_bytes(), "t.csv").is_ok());
+    }
 
     #[test]
     fn sizes() {
