@@ -192,7 +192,7 @@ fn listen_overflows() -> u64 {
 }
 
 /// Debian's HAProxy with the shipped `deploy/haproxy.cfg`, listening on `port` and handing
-/// sessions to the mosquitto on `broker_port`; waits for its port. HAProxy needs two descriptors
+/// sessions to mosquitto's four loopback listeners on `broker_ports`; waits for its port. HAProxy needs two descriptors
 /// a connection and refuses to start when it cannot raise its open-file limit to that: where the
 /// hard limit is lower than the devices need (a container without CAP_SYS_RESOURCE), several
 /// processes share the port (HAProxy binds with SO_REUSEPORT, the kernel spreads the SYNs), each
@@ -200,14 +200,14 @@ fn listen_overflows() -> u64 {
 fn haproxy(
     dir: &std::path::Path,
     port: u16,
-    broker_port: u16,
+    broker_ports: &[u16],
     devices: usize,
 ) -> Vec<std::process::Child> {
     let shipped = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"),
     )
     .unwrap();
-    assert!(shipped.contains("0.0.0.0:8883") && shipped.contains("127.0.0.1:8884"));
+    assert!(shipped.contains("0.0.0.0:8883") && shipped.contains("127.0.0.1:8887"));
     let hard_limit: usize = String::from_utf8_lossy(
         &Command::new("sh")
             .args(["-c", "ulimit -Hn"])
@@ -224,20 +224,22 @@ fn haproxy(
         // Half again as many connections as devices: the kernel's spread is not exact.
         processes = (devices * 3 / 2).div_ceil(maxconn);
     }
-    let rate = 2_500 / processes;
+    let rate = 2_000 / processes;
+    let mut text = shipped
+        .replace("0.0.0.0:8883", &format!("127.0.0.1:{port}"))
+        .replace("maxconn 100000", &format!("maxconn {maxconn}"))
+        .replace(
+            "rate-limit sessions 2000",
+            &format!("rate-limit sessions {rate}"),
+        );
+    for (shipped_port, port) in (8884..).zip(broker_ports) {
+        text = text.replace(
+            &format!("127.0.0.1:{shipped_port}"),
+            &format!("127.0.0.1:{port}"),
+        );
+    }
     let config = dir.join("haproxy.cfg");
-    std::fs::write(
-        &config,
-        shipped
-            .replace("0.0.0.0:8883", &format!("127.0.0.1:{port}"))
-            .replace("127.0.0.1:8884", &format!("127.0.0.1:{broker_port}"))
-            .replace("maxconn 100000", &format!("maxconn {maxconn}"))
-            .replace(
-                "rate-limit sessions 2500",
-                &format!("rate-limit sessions {rate}"),
-            ),
-    )
-    .unwrap();
+    std::fs::write(&config, text).unwrap();
     println!(
         "  (HAProxy: {processes} process(es) of maxconn {maxconn}, {rate} sessions/s each; open-file hard limit {hard_limit})"
     );
@@ -647,10 +649,26 @@ async fn main() {
         } else {
             "straight"
         };
-        let mut fresh = mosquitto(dir.path(), name, broker_port, &plugin_config);
+        // Behind HAProxy, mosquitto listens four times on loopback, as deploy/README.md says.
+        let extra: Vec<u16> = if through_haproxy {
+            (0..3).map(|_| free_port()).collect()
+        } else {
+            Vec::new()
+        };
+        let listeners: String = extra
+            .iter()
+            .map(|p| format!("listener {p} 127.0.0.1\n"))
+            .collect();
+        let mut fresh = mosquitto(
+            dir.path(),
+            name,
+            broker_port,
+            &format!("{listeners}{plugin_config}"),
+        );
         let (port, proxy) = if through_haproxy {
             let port = free_port();
-            (port, Some(haproxy(dir.path(), port, broker_port, count)))
+            let backends: Vec<u16> = std::iter::once(broker_port).chain(extra).collect();
+            (port, Some(haproxy(dir.path(), port, &backends, count)))
         } else {
             (broker_port, None)
         };

@@ -30,6 +30,9 @@ impl HaProxy {
             shipped
                 .replace("0.0.0.0:8883", &format!("127.0.0.1:{port}"))
                 .replace("127.0.0.1:8884", &format!("127.0.0.1:{broker_port}"))
+                .replace("127.0.0.1:8885", &format!("127.0.0.1:{broker_port}"))
+                .replace("127.0.0.1:8886", &format!("127.0.0.1:{broker_port}"))
+                .replace("127.0.0.1:8887", &format!("127.0.0.1:{broker_port}"))
                 // Two descriptors a connection: within the open-file limit a test may not raise.
                 .replace("maxconn 100000", "maxconn 4000"),
         )
