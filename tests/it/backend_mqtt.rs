@@ -42,14 +42,14 @@ fn acl(username: &str, topic: &str, acc: i64) -> AuthParams {
 }
 
 /// Devices A and B (A owned by uid-owner, used by uid-family), C revoked (also owned), D unknown.
-struct Fleet {
-    a: String,
-    b: String,
-    c: String,
-    d: String,
+pub struct Fleet {
+    pub a: String,
+    pub b: String,
+    pub c: String,
+    pub d: String,
 }
 
-async fn fleet(app: &App) -> Fleet {
+pub async fn fleet(app: &App) -> Fleet {
     let (_, sns) = app.batch(3).await;
     let (a, b, c) = (sns[0].clone(), sns[1].clone(), sns[2].clone());
     for sn in [&a, &c] {

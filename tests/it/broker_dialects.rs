@@ -8,51 +8,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::backend_mqtt::{Fleet, fleet};
 use crate::backend_support::{App, SERVICE, device_password, service_password, user_token};
 use crate::broker_wire::{self as wire, Reading};
 use crate::goauth_wire;
-
-/// Devices A (owned by uid-owner, used by uid-family), B (no owner), C revoked (owned by
-/// uid-owner), D unknown.
-struct Fleet {
-    a: String,
-    b: String,
-    c: String,
-    d: String,
-}
-
-async fn fleet(app: &App) -> Fleet {
-    let (_, sns) = app.batch(3).await;
-    let (a, b, c) = (sns[0].clone(), sns[1].clone(), sns[2].clone());
-    for sn in [&a, &c] {
-        let path = format!("/manufacturing/devices/{sn}/users");
-        let users = json!({ "owner": "uid-owner", "users_list": ["uid-family"] });
-        assert!(
-            app.post(&path, &app.admin, users)
-                .await
-                .status()
-                .is_success()
-        );
-    }
-    let path = format!("/manufacturing/devices/{c}/status");
-    let revoked = json!({ "status": "revoked" });
-    assert!(
-        app.post(&path, &app.admin, revoked)
-            .await
-            .status()
-            .is_success()
-    );
-    let mut d = a.clone();
-    d.replace_range(
-        15..,
-        if &a[15..] == "ZZZZZ" {
-            "YYYYY"
-        } else {
-            "ZZZZZ"
-        },
-    );
-    Fleet { a, b, c, d }
-}
 
 /// The password each login would give: a device's derived one, a user's ID token, the service
 /// account's.
@@ -229,6 +188,16 @@ impl Ask<'_> {
 
 const DIALECTS: [&str; 4] = ["go-auth", "rabbitmq", "emqx", "vernemq"];
 
+/// Fails with every wrong answer listed.
+fn assert_none_wrong(wrong: &[String]) {
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
 /// Every dialect read `expected`; the wrong ones named.
 fn all_read(readings: [Reading; 4], expected: Reading, case: &str, wrong: &mut Vec<String>) {
     for (dialect, reading) in DIALECTS.iter().zip(readings) {
@@ -320,12 +289,7 @@ async fn every_dialect_logs_in_what_the_registry_allows_and_nothing_else() {
     for (case, readings, expected) in cases {
         all_read(readings, expected, &case, &mut wrong);
     }
-    assert!(
-        wrong.is_empty(),
-        "{} wrong:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong);
     app.stop().await;
 }
 
@@ -406,12 +370,7 @@ async fn every_dialect_grants_the_acl_of_design_section_3() {
             &mut wrong,
         );
     }
-    assert!(
-        wrong.is_empty(),
-        "{} wrong:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong);
     app.stop().await;
 }
 
@@ -425,17 +384,10 @@ async fn rabbitmq_resources_are_the_mqtt_plugins_own() {
     // As the MQTT plugin asks: with the session's client id (here the login's own), and as
     // an AMQP client (the backend's consumer) asks: without one.
     let resource = |username: &str, kind: &str, name: &str, permission: &str| {
-        wire::rabbitmq_resource(username, kind, name, permission, username)
+        wire::rabbitmq_resource(username, kind, name, permission, Some(username))
     };
     let amqp = |username: &str, kind: &str, name: &str, permission: &str| {
-        wire::rabbitmq_form(&[
-            ("username", username),
-            ("vhost", "/"),
-            ("resource", kind),
-            ("name", name),
-            ("permission", permission),
-            ("tags", ""),
-        ])
+        wire::rabbitmq_resource(username, kind, name, permission, None)
     };
     let own_queue = format!("mqtt-subscription-{}qos1", f.a);
     let other_queue = format!("mqtt-subscription-{}qos1", f.b);
@@ -480,11 +432,11 @@ async fn rabbitmq_resources_are_the_mqtt_plugins_own() {
         ),
         // Another login's client id on its own queue and on the shared exchange.
         (
-            wire::rabbitmq_resource(&f.a, "queue", &own_queue, "read", &f.b),
+            wire::rabbitmq_resource(&f.a, "queue", &own_queue, "read", Some(&f.b)),
             Reading::Deny,
         ),
         (
-            wire::rabbitmq_resource(&f.a, "exchange", "amq.topic", "write", SERVICE),
+            wire::rabbitmq_resource(&f.a, "exchange", "amq.topic", "write", Some(SERVICE)),
             Reading::Deny,
         ),
         (
@@ -533,12 +485,7 @@ async fn rabbitmq_resources_are_the_mqtt_plugins_own() {
     if reading != Reading::Allow {
         wrong.push(format!("GET topic check: {reading:?}"));
     }
-    assert!(
-        wrong.is_empty(),
-        "{} wrong:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong);
     app.stop().await;
 }
 
@@ -639,12 +586,7 @@ async fn malformed_requests_are_refusals_each_broker_reads_as_such() {
             wrong.push(format!("rabbitmq {path} {body}: {reading:?}"));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} wrong:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong);
     app.stop().await;
 }
 

@@ -31,18 +31,11 @@ pub enum Reading {
     Error,
 }
 
-/// `rabbit_http_util:quote_plus`: unreserved characters as they are, space as `+`, the rest
-/// `%XX` (upper-case hex).
+/// `rabbit_http_util:quote_plus`: unreserved characters (`A-Z a-z 0-9 . - ~ _`) as they are,
+/// space as `+`, the rest `%XX` in upper-case hex: the same set and form as Go's
+/// `url.QueryEscape`, so go-auth's escaping serves both.
 pub fn quote_plus(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'~' | b'_' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".into(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    crate::goauth_wire::form_escape(text)
 }
 
 /// RabbitMQ's form body for the given parameters, in order.
@@ -87,24 +80,25 @@ pub fn rabbitmq_login(username: &str, password: &str, client_id: &str) -> String
     ])
 }
 
-/// The MQTT plugin's resource check (exchange or queue) as a form body: 3.10.8 adds the client
-/// id as a context parameter.
+/// A resource check (exchange or queue) as a form body: the MQTT plugin's (3.10.8 adds the
+/// session's client id as a context parameter) or an AMQP client's (`client_id` `None`).
 pub fn rabbitmq_resource(
     username: &str,
     kind: &str,
     name: &str,
     permission: &str,
-    client_id: &str,
+    client_id: Option<&str>,
 ) -> String {
-    rabbitmq_form(&[
+    let mut params = vec![
         ("username", username),
         ("vhost", "/"),
         ("resource", kind),
         ("name", name),
         ("permission", permission),
         ("tags", ""),
-        ("client_id", client_id),
-    ])
+    ];
+    params.extend(client_id.map(|id| ("client_id", id)));
+    rabbitmq_form(&params)
 }
 
 /// How `rabbit_auth_backend_http` reads an answer (`user_login_authentication/2` and `req/2`).

@@ -114,12 +114,12 @@ fn table(results: &str) -> String {
         "| 10,000 devices reconnecting within 3 s through mosquitto + plugin + `vesper serve`: connected, heartbeat acknowledged, provisioned | **{} s** ({} logins/s, {} timed out), all provisioned at {} s | mosquitto with a password file and the same subscriber: {} s ({} logins/s), every heartbeat received at {} s | |",
         storm[0], storm[1], storm[2], provisioned[0], ceiling[0], ceiling[1], heard[0]
     ));
-    let straight = r(
-        r"straight: connected and acknowledged ([\d.]+) s \((\d+) of (\d+), (\d+) failed\).*listen overflows \+(\d+)",
-    );
-    let behind = r(
-        r"behind-haproxy: connected and acknowledged ([\d.]+) s \((\d+) of (\d+), (\d+) failed\).*listen overflows \+(\d+)",
-    );
+    let same_instant = |name: &str| {
+        r(&format!(
+            r"{name}: connected and acknowledged ([\d.]+) s \((\d+) of (\d+), (\d+) failed\).*listen overflows \+(\d+)"
+        ))
+    };
+    let (straight, behind) = (same_instant("straight"), same_instant("behind-haproxy"));
     rows.push(format!(
         "| {} devices reconnecting in the same instant (a broker restart) through HAProxy (`deploy/haproxy.cfg`) + mosquitto + plugin + `vesper serve`: connected, heartbeat acknowledged | **{} s** ({} of {}, {} failed; listen overflows +{}) | the same storm straight to mosquitto + plugin, whose backlog is 100: {} s ({} failed; listen overflows +{}) | {} |",
         behind[2], behind[0], behind[1], behind[2], behind[3], behind[4], straight[0], straight[3], straight[4],
