@@ -24,6 +24,21 @@ fn configured_elsewhere(dir: &Path, elsewhere: &Path) {
     std::fs::write(&path, text).unwrap();
 }
 
+/// `vesper token create ci --role admin --data-dir DATA` in `dir`, with `env` added.
+fn create_token(dir: &Path, data: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let data = data.to_str().unwrap();
+    let args = [
+        "token",
+        "create",
+        "ci",
+        "--role",
+        "admin",
+        "--data-dir",
+        data,
+    ];
+    vesper_env(dir, &args, env)
+}
+
 #[test]
 fn every_registry_command_opens_the_configured_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -33,15 +48,7 @@ fn every_registry_command_opens_the_configured_database() {
     let run = |args: &[&str]| vesper_env(dir.path(), args, &[]);
     let data_flag = data.to_str().unwrap();
 
-    let created = run(&[
-        "token",
-        "create",
-        "ci",
-        "--role",
-        "admin",
-        "--data-dir",
-        data_flag,
-    ]);
+    let created = create_token(dir.path(), &data, &[]);
     assert!(created.status.success(), "{}", stderr(&created));
     assert!(
         stderr(&created).contains("--data-dir names local files only"),
@@ -93,37 +100,12 @@ fn without_a_configuration_the_environment_names_the_database() {
     let (elsewhere, data) = (dir.path().join("elsewhere"), dir.path().join("data"));
     std::fs::create_dir_all(&elsewhere).unwrap();
     let url = format!("sqlite:{}", elsewhere.display());
-    let env = [("VESPER_DATABASE_URL", url.as_str())];
-    let created = vesper_env(
-        dir.path(),
-        &[
-            "token",
-            "create",
-            "ci",
-            "--role",
-            "admin",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &env,
-    );
+    let created = create_token(dir.path(), &data, &[("VESPER_DATABASE_URL", url.as_str())]);
     assert!(created.status.success(), "{}", stderr(&created));
     assert!(elsewhere.join("registry.sqlite3").exists());
     assert!(!data.join("registry.sqlite3").exists());
     // Without the database named anywhere, --data-dir is the registry's folder, as before.
-    let local = vesper_env(
-        dir.path(),
-        &[
-            "token",
-            "create",
-            "ci",
-            "--role",
-            "admin",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let local = create_token(dir.path(), &data, &[]);
     assert!(local.status.success(), "{}", stderr(&local));
     assert!(data.join("registry.sqlite3").exists());
     let bad = vesper_env(

@@ -62,6 +62,19 @@ fn who<'a>(
     }
 }
 
+/// Why `username` (a device when `device` is its parsed serial number) may not use
+/// `client_id`, or `None` when it may: the binding of DESIGN.md section 3, for every dialect.
+pub fn client_id_refusal(
+    username: &str,
+    device: Option<&SerialNumber>,
+    client_id: &str,
+    service: &str,
+) -> Option<Verdict> {
+    clientid::check(who(username, device, service), client_id, service)
+        .err()
+        .map(|e| Verdict::Deny(format!("client id refused: {e}")))
+}
+
 /// May this client log in?
 pub async fn login(state: &SharedState, q: LoginQuestion<'_>) -> Verdict {
     let Some(username) = clean_name(q.username) else {
@@ -75,12 +88,9 @@ pub async fn login(state: &SharedState, q: LoginQuestion<'_>) -> Verdict {
     };
     let service = state.config.serve.service_account.as_str();
     let device = username.parse::<SerialNumber>().ok();
-    if let Err(e) = clientid::check(
-        who(username, device.as_ref(), service),
-        q.client_id.unwrap_or_default(),
-        service,
-    ) {
-        return Verdict::Deny(format!("client id refused: {e}"));
+    let client_id = q.client_id.unwrap_or_default();
+    if let Some(refused) = client_id_refusal(username, device.as_ref(), client_id, service) {
+        return refused;
     }
     if username == service {
         let expected = state.secret.service_password(username);
@@ -132,10 +142,11 @@ pub async fn topic(state: &SharedState, q: TopicQuestion<'_>) -> Verdict {
     };
     let service = state.config.serve.service_account.as_str();
     let device = username.parse::<SerialNumber>().ok();
-    if let Some(client_id) = q.client_id
-        && let Err(e) = clientid::check(who(username, device.as_ref(), service), client_id, service)
+    if let Some(refused) = q
+        .client_id
+        .and_then(|id| client_id_refusal(username, device.as_ref(), id, service))
     {
-        return Verdict::Deny(format!("client id refused: {e}"));
+        return refused;
     }
     let topics = &state.config.mqtt.topics;
     decide_acl(

@@ -270,10 +270,7 @@ fn record_one(tx: &rusqlite::Transaction, outcome: &MailOutcome) -> Result<Outbo
         MailOutcome::Failed {
             error, retry_in, ..
         } => {
-            let next_attempt_at = stamp(
-                chrono::Utc::now()
-                    + chrono::Duration::from_std(*retry_in).unwrap_or(chrono::Duration::hours(1)),
-            );
+            let next_attempt_at = retry_stamp(*retry_in);
             tx.prepare_cached(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, leased_until = NULL
                  WHERE id = ?1 AND status = 'pending'",
@@ -292,6 +289,15 @@ fn record_one(tx: &rusqlite::Transaction, outcome: &MailOutcome) -> Result<Outbo
         Some(&audit_state(&after)),
     )?;
     Ok(after)
+}
+
+/// When a failed message is tried again, `retry_in` from now (an hour when the delay does not
+/// fit chrono's range), as both engines store it.
+pub(crate) fn retry_stamp(retry_in: std::time::Duration) -> String {
+    stamp(
+        chrono::Utc::now()
+            + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::hours(1)),
+    )
 }
 
 /// Providers' answers and errors are kept to 1 KiB.

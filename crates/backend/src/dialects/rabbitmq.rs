@@ -24,7 +24,6 @@ use serde::Deserialize;
 use std::sync::atomic::Ordering;
 
 use vesper_core::acl::Access;
-use vesper_core::clientid;
 use vesper_core::goauth::Verdict;
 use vesper_core::serial::SerialNumber;
 
@@ -88,23 +87,15 @@ pub async fn user(
         return answer("user", deny("malformed parameters"));
     };
     let service = state.config.serve.service_account.as_str();
-    let verdict = if p.client_id.is_none() && p.username.as_deref() == Some(service) {
-        // An AMQP login (the backend's own consumer) has no client id: the service account's
-        // password alone, as on the go-auth route with its own id.
-        let question = LoginQuestion {
-            username: p.username.as_deref(),
-            password: p.password.as_deref(),
-            client_id: Some(service),
-        };
-        decision::login(&state, question).await
-    } else {
-        let question = LoginQuestion {
-            username: p.username.as_deref(),
-            password: p.password.as_deref(),
-            client_id: p.client_id.as_deref(),
-        };
-        decision::login(&state, question).await
+    // An AMQP login (the backend's own consumer) has no client id: the service account is
+    // then asked for with its own id, as on the go-auth route.
+    let amqp_service = p.username.as_deref() == Some(service);
+    let question = LoginQuestion {
+        username: p.username.as_deref(),
+        password: p.password.as_deref(),
+        client_id: p.client_id.as_deref().or(amqp_service.then_some(service)),
     };
+    let verdict = decision::login(&state, question).await;
     answer("user", verdict)
 }
 
@@ -131,26 +122,7 @@ fn bound(p: &Params, service: &str) -> Option<Verdict> {
     };
     let client_id = p.client_id.as_deref()?;
     let device = username.parse::<SerialNumber>().ok();
-    clientid::check(
-        login_of(username, device.as_ref(), service),
-        client_id,
-        service,
-    )
-    .err()
-    .map(|e| Verdict::Deny(format!("client id refused: {e}")))
-}
-
-/// Who `username` is, as the client-id rules see it.
-fn login_of<'a>(
-    username: &'a str,
-    device: Option<&'a SerialNumber>,
-    service: &'a str,
-) -> clientid::Login<'a> {
-    match device {
-        _ if username == service => clientid::Login::Service(service),
-        Some(sn) => clientid::Login::Device(sn),
-        None => clientid::Login::User(username),
-    }
+    decision::client_id_refusal(username, device.as_ref(), client_id, service)
 }
 
 /// `resource_path`: exchanges and queues. The topic checks carry the ACL; here only what the
@@ -193,24 +165,16 @@ fn resource_verdict(p: &Params, service: &str) -> Verdict {
 /// Whether `name` is a queue of `username`: the MQTT plugin's subscription queue of a client id
 /// the login may use, or for the service account its own named queues.
 fn owns_queue(username: &str, name: &str, service: &str) -> bool {
-    if username == service {
-        return name == service
+    let own_named = username == service
+        && (name == service
             || name
                 .strip_prefix(service)
-                .is_some_and(|rest| rest.starts_with('.'))
-            || subscription_client_id(name).is_some_and(|id| {
-                clientid::check(clientid::Login::Service(service), id, service).is_ok()
-            });
-    }
-    let Some(id) = subscription_client_id(name) else {
-        return false;
-    };
+                .is_some_and(|r| r.starts_with('.')));
     let device = username.parse::<SerialNumber>().ok();
-    let login = match &device {
-        Some(sn) => clientid::Login::Device(sn),
-        None => clientid::Login::User(username),
-    };
-    clientid::check(login, id, service).is_ok()
+    own_named
+        || subscription_client_id(name).is_some_and(|id| {
+            decision::client_id_refusal(username, device.as_ref(), id, service).is_none()
+        })
 }
 
 /// The client id in `mqtt-subscription-IDqos0` or `...qos1`.

@@ -26,7 +26,7 @@ use super::super::claims::{check_claimant, lease_end};
 use super::super::devices::{check_email, check_mac, check_text, check_user_id};
 use super::super::engine::{Delivery, Engine, Store};
 use super::super::listing::{Dialect, Listing, listing};
-use super::super::outbox::{MAIL_LEASE, audit_state, subject, truncate};
+use super::super::outbox::{MAIL_LEASE, audit_state, retry_stamp, subject, truncate};
 use super::super::tokens::{check_name, hash, new_token};
 use super::super::{DEPLOY_ACTOR, MAIL_ACTOR, RegistryError, Result, TOKEN_PREFIX, now, stamp};
 use super::PgStore;
@@ -273,10 +273,7 @@ async fn record_mail_outcome(tx: &Transaction<'_>, outcome: &MailOutcome) -> Res
         MailOutcome::Failed {
             error, retry_in, ..
         } => {
-            let next_attempt_at = stamp(
-                chrono::Utc::now()
-                    + chrono::Duration::from_std(*retry_in).unwrap_or(chrono::Duration::hours(1)),
-            );
+            let next_attempt_at = retry_stamp(*retry_in);
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, leased_until = NULL
                  WHERE id = $1 AND status = 'pending'",
