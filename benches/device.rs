@@ -112,6 +112,7 @@ async fn main() {
         host: "127.0.0.1".into(),
         port: broker_port,
         tls: false,
+        amqp: Vec::new(),
     });
     let board = config.board("bellcore-v2").unwrap().clone();
     let secret = backend::secret();

@@ -192,7 +192,7 @@ fn listen_overflows() -> u64 {
 }
 
 /// Debian's HAProxy with the shipped `deploy/haproxy.cfg`, listening on `port` and handing
-/// sessions to mosquitto's four loopback listeners on `broker_ports`; waits for its port. HAProxy needs two descriptors
+/// sessions to mosquitto's loopback listeners on `broker_ports`; waits for its port. HAProxy needs two descriptors
 /// a connection and refuses to start when it cannot raise its open-file limit to that: where the
 /// hard limit is lower than the devices need (a container without CAP_SYS_RESOURCE), several
 /// processes share the port (HAProxy binds with SO_REUSEPORT, the kernel spreads the SYNs), each
@@ -207,7 +207,7 @@ fn haproxy(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"),
     )
     .unwrap();
-    assert!(shipped.contains("0.0.0.0:8883") && shipped.contains("127.0.0.1:8887"));
+    assert!(shipped.contains("0.0.0.0:8883") && shipped.contains("127.0.0.1:8884"));
     let hard_limit: usize = String::from_utf8_lossy(
         &Command::new("sh")
             .args(["-c", "ulimit -Hn"])
@@ -224,12 +224,12 @@ fn haproxy(
         // Half again as many connections as devices: the kernel's spread is not exact.
         processes = (devices * 3 / 2).div_ceil(maxconn);
     }
-    let rate = 2_000 / processes;
+    let rate = shipped_rate(&shipped) / processes;
     let mut text = shipped
         .replace("0.0.0.0:8883", &format!("127.0.0.1:{port}"))
         .replace("maxconn 100000", &format!("maxconn {maxconn}"))
         .replace(
-            "rate-limit sessions 2000",
+            &format!("rate-limit sessions {}", shipped_rate(&shipped)),
             &format!("rate-limit sessions {rate}"),
         );
     for (shipped_port, port) in (8884..).zip(broker_ports) {
@@ -396,6 +396,161 @@ fn bad_logins(
     })
 }
 
+/// Phase 5, the same-instant storm of a restart: every device at once into a fresh mosquitto
+/// and plugin (asking the running `vesper serve` on `auth_port`), straight and through HAProxy,
+/// with the kernel's listen overflow counter and the fullest accept queue of each listener.
+async fn same_instant_storms(
+    dir: &std::path::Path,
+    storm_devices: &[(String, String)],
+    plugin_config: &str,
+    auth_port: u16,
+) {
+    let count = storm_devices.len();
+    //    once into a fresh mosquitto + plugin, straight (the backlog of 100 overflows, the
+    //    kernel drops SYNs, devices retry after 1, 3, 7 s) and through HAProxy in front of it.
+    for through_haproxy in [false, true] {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let broker_port = free_port();
+        let name = if through_haproxy {
+            "behind-haproxy"
+        } else {
+            "straight"
+        };
+        // Behind HAProxy, mosquitto listens as many times on loopback as the shipped
+        // configuration has servers, as deploy/README.md says.
+        let extra: Vec<u16> = if through_haproxy {
+            (1..haproxy_servers()).map(|_| free_port()).collect()
+        } else {
+            Vec::new()
+        };
+        let listeners: String = extra
+            .iter()
+            .map(|p| format!("listener {p} 127.0.0.1\n"))
+            .collect();
+        let mut fresh = mosquitto(
+            dir,
+            name,
+            broker_port,
+            &format!("{listeners}{plugin_config}"),
+        );
+        let backends: Vec<u16> = std::iter::once(broker_port).chain(extra).collect();
+        let mut watched: Vec<(u16, &str)> = backends.iter().map(|&p| (p, "mosquitto")).collect();
+        let (port, proxy) = if through_haproxy {
+            let port = free_port();
+            watched.insert(0, (port, "HAProxy"));
+            (port, Some(haproxy(dir, port, &backends, count)))
+        } else {
+            (broker_port, None)
+        };
+        watched.push((auth_port, "vesper serve auth"));
+        let sampler = AcceptQueues::watch(&watched);
+        let overflows = listen_overflows();
+        let (stop, stopped) = watch::channel(false);
+        let (latencies, failures, acknowledged) =
+            storm(port, storm_devices, Duration::ZERO, &stopped).await;
+        let overflowed = listen_overflows().saturating_sub(overflows);
+        let fullest = sampler.finish();
+        println!(
+            "Same-instant storm, {count} devices at once, {}",
+            if through_haproxy {
+                "through HAProxy (deploy/haproxy.cfg) + mosquitto + plugin + vesper serve"
+            } else {
+                "straight to mosquitto + plugin + vesper serve"
+            }
+        );
+        println!(
+            "  {name}: connected and acknowledged {:.2} s ({} of {count}, {} failed); login p50 {} p99 {}; listen overflows +{overflowed}",
+            acknowledged.as_secs_f64(),
+            latencies.len(),
+            failures.len(),
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+        );
+        println!("    fullest accept queues (ss, every 20 ms): {fullest}");
+        let _ = stop.send(true);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for mut process in proxy.into_iter().flatten() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+        let _ = fresh.kill();
+        let _ = fresh.wait();
+    }
+}
+
+/// The shipped `rate-limit sessions`: new sessions per second handed to mosquitto.
+fn shipped_rate(shipped: &str) -> usize {
+    shipped
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rate-limit sessions "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("deploy/haproxy.cfg sets rate-limit sessions")
+}
+
+/// How many mosquitto listeners the shipped `deploy/haproxy.cfg` hands sessions to.
+fn haproxy_servers() -> usize {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"),
+    )
+    .unwrap();
+    shipped
+        .lines()
+        .filter(|l| l.trim_start().starts_with("server listener"))
+        .count()
+}
+
+/// The fullest each watched listener's accept queue got (`ss -ltn`: Recv-Q of a listening
+/// socket is its queue, Send-Q its backlog), sampled every 20 ms on a thread of its own: where a
+/// storm overflows, if it does.
+struct AcceptQueues {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<Vec<(u16, &'static str, u64, u64)>>,
+}
+
+impl AcceptQueues {
+    fn watch(listeners: &[(u16, &'static str)]) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (listeners, stopping) = (listeners.to_vec(), stop.clone());
+        let sampler = std::thread::spawn(move || {
+            let mut fullest: Vec<(u16, &'static str, u64, u64)> =
+                listeners.iter().map(|&(p, n)| (p, n, 0, 0)).collect();
+            while !stopping.load(Ordering::Relaxed) {
+                let out = Command::new("ss").args(["-ltnH"]).output();
+                let text = out.map(|o| o.stdout).unwrap_or_default();
+                for line in String::from_utf8_lossy(&text).lines() {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let [_, queue, backlog, local, ..] = fields[..] else {
+                        continue;
+                    };
+                    let port = local.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    let (Ok(queue), Ok(backlog)) = (queue.parse::<u64>(), backlog.parse::<u64>())
+                    else {
+                        continue;
+                    };
+                    for entry in fullest.iter_mut().filter(|e| Some(e.0) == port) {
+                        entry.2 = entry.2.max(queue);
+                        entry.3 = backlog;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            fullest
+        });
+        Self { stop, sampler }
+    }
+
+    /// Stops sampling; "NAME QUEUE/BACKLOG" for each listener.
+    fn finish(self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        let fullest = self.sampler.join().unwrap();
+        fullest
+            .iter()
+            .map(|(_, name, queue, backlog)| format!("{name} {queue}/{backlog}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -404,6 +559,8 @@ async fn main() {
             .init();
     }
     let count = env_number("DEVICES", DEVICES);
+    // Only phase 5 (tuning deploy/haproxy.cfg): SAME_INSTANT_ONLY=1.
+    let same_instant_only = env_number("SAME_INSTANT_ONLY", 0) == 1;
     let bad_rate = env_number("BAD_RATE", BAD_RATE);
     let jitter = Duration::from_millis(env_number("JITTER_MS", JITTER_MS) as u64);
     let plugin = std::env::current_exe()
@@ -558,149 +715,95 @@ async fn main() {
         }
     };
 
-    // 1. The storm.
-    let (stop, stopped) = watch::channel(false);
-    let asked_before = logins_asked().await;
-    let start = Instant::now();
-    let (latencies, failures, acknowledged) =
-        storm(mqtt_port, storm_devices, jitter, &stopped).await;
-    while provisioned(&registry) < latencies.len() && start.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let all_provisioned = start.elapsed();
-    let done = provisioned(&registry);
-    println!(
-        "Reconnect storm: {count} devices within {} ms through mosquitto + vesper plugin + vesper serve",
-        jitter.as_millis()
-    );
-    println!(
-        "  connected and heartbeat acknowledged: {:.2} s ({:.0} logins/s); {} timed out or failed",
-        acknowledged.as_secs_f64(),
-        latencies.len() as f64 / acknowledged.as_secs_f64(),
-        failures.len()
-    );
-    println!(
-        "  all provisioned in the registry:      {:.2} s ({done} of {count})",
-        all_provisioned.as_secs_f64()
-    );
-    println!(
-        "  login latency p50 {} p99 {}; backend login questions: {}",
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99)),
-        logins_asked().await - asked_before
-    );
-    if let Some(f) = failures.first() {
-        println!("  first failure: {f}");
-    }
-    let _ = stop.send(true);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    // 2. Legitimate logins while bad logins flood in.
-    let (stop_bad, bad_stopped) = watch::channel(false);
-    let attack = bad_logins(mqtt_port, bad_rate, bad_stopped);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (stop_legit, legit_stopped) = watch::channel(false);
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    let mut tasks = Vec::with_capacity(later.len());
-    let under_attack = Instant::now();
-    for (sn, pw) in later {
-        tick.tick().await;
-        tasks.push(tokio::spawn(device(
-            mqtt_port,
-            sn.clone(),
-            pw.clone(),
-            Duration::ZERO,
-            legit_stopped.clone(),
-        )));
-    }
-    let (mut good, mut bad) = (Vec::new(), 0);
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(d) => good.push(d),
-            Err(_) => bad += 1,
+    if !same_instant_only {
+        // 1. The storm.
+        let (stop, stopped) = watch::channel(false);
+        let asked_before = logins_asked().await;
+        let start = Instant::now();
+        let (latencies, failures, acknowledged) =
+            storm(mqtt_port, storm_devices, jitter, &stopped).await;
+        while provisioned(&registry) < latencies.len() && start.elapsed() < Duration::from_secs(120)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let all_provisioned = start.elapsed();
+        let done = provisioned(&registry);
+        println!(
+            "Reconnect storm: {count} devices within {} ms through mosquitto + vesper plugin + vesper serve",
+            jitter.as_millis()
+        );
+        println!(
+            "  connected and heartbeat acknowledged: {:.2} s ({:.0} logins/s); {} timed out or failed",
+            acknowledged.as_secs_f64(),
+            latencies.len() as f64 / acknowledged.as_secs_f64(),
+            failures.len()
+        );
+        println!(
+            "  all provisioned in the registry:      {:.2} s ({done} of {count})",
+            all_provisioned.as_secs_f64()
+        );
+        println!(
+            "  login latency p50 {} p99 {}; backend login questions: {}",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            logins_asked().await - asked_before
+        );
+        if let Some(f) = failures.first() {
+            println!("  first failure: {f}");
+        }
+        let _ = stop.send(true);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // 2. Legitimate logins while bad logins flood in.
+        let (stop_bad, bad_stopped) = watch::channel(false);
+        let attack = bad_logins(mqtt_port, bad_rate, bad_stopped);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (stop_legit, legit_stopped) = watch::channel(false);
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        let mut tasks = Vec::with_capacity(later.len());
+        let under_attack = Instant::now();
+        for (sn, pw) in later {
+            tick.tick().await;
+            tasks.push(tokio::spawn(device(
+                mqtt_port,
+                sn.clone(),
+                pw.clone(),
+                Duration::ZERO,
+                legit_stopped.clone(),
+            )));
+        }
+        let (mut good, mut bad) = (Vec::new(), 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(d) => good.push(d),
+                Err(_) => bad += 1,
+            }
+        }
+        let attack_time = under_attack.elapsed();
+        let _ = stop_bad.send(true);
+        let attackers = attack.await.unwrap();
+        let _ = stop_legit.send(true);
+        good.sort();
+        println!(
+            "Under attack: {} legitimate logins at 200/s while {bad_rate} bad logins/s arrive ({attackers} sent in {:.1} s)",
+            later.len(),
+            attack_time.as_secs_f64()
+        );
+        println!(
+            "  legitimate login latency p50 {} p99 {}; {bad} failed",
+            ms(percentile(&good, 0.5)),
+            ms(percentile(&good, 0.99))
+        );
     }
-    let attack_time = under_attack.elapsed();
-    let _ = stop_bad.send(true);
-    let attackers = attack.await.unwrap();
-    let _ = stop_legit.send(true);
-    good.sort();
-    println!(
-        "Under attack: {} legitimate logins at 200/s while {bad_rate} bad logins/s arrive ({attackers} sent in {:.1} s)",
-        later.len(),
-        attack_time.as_secs_f64()
-    );
-    println!(
-        "  legitimate login latency p50 {} p99 {}; {bad} failed",
-        ms(percentile(&good, 0.5)),
-        ms(percentile(&good, 0.99))
-    );
     let _ = broker.kill();
     let _ = broker.wait();
 
-    // 5 (run here, while the backend is up). The same-instant storm of a restart: every device at
-    //    once into a fresh mosquitto + plugin, straight (the backlog of 100 overflows, the
-    //    kernel drops SYNs, devices retry after 1, 3, 7 s) and through HAProxy in front of it.
-    for through_haproxy in [false, true] {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let broker_port = free_port();
-        let name = if through_haproxy {
-            "behind-haproxy"
-        } else {
-            "straight"
-        };
-        // Behind HAProxy, mosquitto listens four times on loopback, as deploy/README.md says.
-        let extra: Vec<u16> = if through_haproxy {
-            (0..3).map(|_| free_port()).collect()
-        } else {
-            Vec::new()
-        };
-        let listeners: String = extra
-            .iter()
-            .map(|p| format!("listener {p} 127.0.0.1\n"))
-            .collect();
-        let mut fresh = mosquitto(
-            dir.path(),
-            name,
-            broker_port,
-            &format!("{listeners}{plugin_config}"),
-        );
-        let (port, proxy) = if through_haproxy {
-            let port = free_port();
-            let backends: Vec<u16> = std::iter::once(broker_port).chain(extra).collect();
-            (port, Some(haproxy(dir.path(), port, &backends, count)))
-        } else {
-            (broker_port, None)
-        };
-        let overflows = listen_overflows();
-        let (stop, stopped) = watch::channel(false);
-        let (latencies, failures, acknowledged) =
-            storm(port, storm_devices, Duration::ZERO, &stopped).await;
-        let overflowed = listen_overflows().saturating_sub(overflows);
-        println!(
-            "Same-instant storm, {count} devices at once, {}",
-            if through_haproxy {
-                "through HAProxy (deploy/haproxy.cfg) + mosquitto + plugin + vesper serve"
-            } else {
-                "straight to mosquitto + plugin + vesper serve"
-            }
-        );
-        println!(
-            "  {name}: connected and acknowledged {:.2} s ({} of {count}, {} failed); login p50 {} p99 {}; listen overflows +{overflowed}",
-            acknowledged.as_secs_f64(),
-            latencies.len(),
-            failures.len(),
-            ms(percentile(&latencies, 0.5)),
-            ms(percentile(&latencies, 0.99)),
-        );
-        let _ = stop.send(true);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        for mut process in proxy.into_iter().flatten() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-        let _ = fresh.kill();
-        let _ = fresh.wait();
+    // 5 (run here, while the backend is up).
+    same_instant_storms(dir.path(), storm_devices, &plugin_config, auth_port).await;
+    if same_instant_only {
+        let _ = serve.kill();
+        let _ = serve.wait();
+        return;
     }
 
     // 3. A slow backend and a flood of unknown logins: a connected device's messages.

@@ -25,18 +25,19 @@ impl HaProxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("haproxy.cfg");
-        std::fs::write(
-            &config,
-            shipped
-                .replace("0.0.0.0:8883", &format!("127.0.0.1:{port}"))
-                .replace("127.0.0.1:8884", &format!("127.0.0.1:{broker_port}"))
-                .replace("127.0.0.1:8885", &format!("127.0.0.1:{broker_port}"))
-                .replace("127.0.0.1:8886", &format!("127.0.0.1:{broker_port}"))
-                .replace("127.0.0.1:8887", &format!("127.0.0.1:{broker_port}"))
-                // Two descriptors a connection: within the open-file limit a test may not raise.
-                .replace("maxconn 100000", "maxconn 4000"),
-        )
-        .unwrap();
+        // Every mosquitto listener (127.0.0.1:8884 and up) becomes the one test broker; two
+        // descriptors a connection: `maxconn` within the open-file limit a test may not raise.
+        let mut text = shipped
+            .replace("0.0.0.0:8883", &format!("127.0.0.1:{port}"))
+            .replace("maxconn 100000", "maxconn 4000");
+        for listener in 8884..8884 + 64 {
+            text = text.replace(
+                &format!("127.0.0.1:{listener} "),
+                &format!("127.0.0.1:{broker_port} "),
+            );
+        }
+        assert!(text.contains(&format!("127.0.0.1:{broker_port} ")));
+        std::fs::write(&config, text).unwrap();
         let check = Command::new("haproxy")
             .arg("-c")
             .arg("-f")

@@ -43,6 +43,7 @@ mod nvs_differential;
 mod nvs_vectors;
 mod partitions;
 mod rabbitmq_cluster;
+mod rabbitmq_heartbeats;
 mod readme;
 mod registry_location;
 mod revocation;

@@ -25,23 +25,23 @@ use crate::broker::free_port;
 
 const BIN: &str = "/usr/lib/rabbitmq/bin";
 
-struct Node {
+pub(crate) struct Node {
     name: String,
-    mqtt_port: u16,
+    pub(crate) mqtt_port: u16,
     process: Option<Child>,
 }
 
 /// Two RabbitMQ nodes clustered on loopback, with their own epmd.
-struct Cluster {
+pub(crate) struct Cluster {
     _dir: tempfile::TempDir,
     home: PathBuf,
-    nodes: Vec<Node>,
+    pub(crate) nodes: Vec<Node>,
 }
 
 impl Cluster {
     /// Node `a` and node `b`, `b` joined to `a`, both asking `auth` (the backend's auth
-    /// listener, `http://127.0.0.1:PORT`).
-    fn start(auth: &str) -> Cluster {
+    /// listener, `http://127.0.0.1:PORT`), their AMQP listeners on `amqp_ports`.
+    pub(crate) fn start(auth: &str, amqp_ports: [u16; 2]) -> Cluster {
         assert!(
             Path::new(BIN).join("rabbitmq-server").exists(),
             "Debian's rabbitmq-server is missing: ./scripts/test installs it"
@@ -57,11 +57,16 @@ impl Cluster {
             "[rabbitmq_mqtt,rabbitmq_auth_backend_http].\n",
         )
         .unwrap();
-        // The shipped snippet, pointed at this backend, with plain loopback listeners.
-        let shipped =
-            std::fs::read_to_string(crate::support::root().join("deploy/rabbitmq/rabbitmq.conf"))
-                .unwrap()
-                .replace("http://127.0.0.1:8081", auth);
+        // The shipped snippet, pointed at this backend and the shipped definitions, with plain
+        // loopback listeners.
+        let deploy = crate::support::root().join("deploy/rabbitmq");
+        let shipped = std::fs::read_to_string(deploy.join("rabbitmq.conf"))
+            .unwrap()
+            .replace("http://127.0.0.1:8081", auth)
+            .replace(
+                "/etc/rabbitmq/definitions.json",
+                deploy.join("definitions.json").to_str().unwrap(),
+            );
         let shipped: String = shipped
             .lines()
             .filter(|l| !l.starts_with("ssl_options.") && !l.starts_with("mqtt.listeners."))
@@ -73,11 +78,11 @@ impl Cluster {
             nodes: Vec::new(),
         };
         let suffix = std::process::id();
-        for letter in ["a", "b"] {
+        for (letter, amqp_port) in ["a", "b"].into_iter().zip(amqp_ports) {
             let node_dir = cluster._dir.path().join(letter);
             std::fs::create_dir_all(node_dir.join("mnesia")).unwrap();
             std::fs::create_dir_all(node_dir.join("log")).unwrap();
-            let (amqp_port, mqtt_port, dist_port) = (free_port(), free_port(), free_port());
+            let (mqtt_port, dist_port) = (free_port(), free_port());
             let config = node_dir.join("rabbitmq.conf");
             std::fs::write(
                 &config,
@@ -116,7 +121,10 @@ impl Cluster {
             cluster.await_startup(i);
         }
         let a = cluster.nodes[0].name.clone();
+        // As RabbitMQ's clustering guide does it: a node joins with nothing of its own (it
+        // loaded the definitions when it booted alone).
         cluster.ctl(1, &["stop_app"]);
+        cluster.ctl(1, &["reset"]);
         cluster.ctl(1, &["join_cluster", &a]);
         cluster.ctl(1, &["start_app"]);
         cluster.await_startup(1);
@@ -178,7 +186,7 @@ impl Cluster {
     }
 
     /// Stops one node and waits for its process.
-    fn stop(&mut self, node: usize) {
+    pub(crate) fn stop(&mut self, node: usize) {
         let Some(mut process) = self.nodes[node].process.take() else {
             return;
         };
@@ -218,7 +226,7 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 /// An MQTT 3.1.1 client (RabbitMQ 3.10's MQTT plugin speaks 3.1.1 only).
-async fn connect(
+pub(crate) async fn connect(
     port: u16,
     client_id: &str,
     user: &str,
@@ -253,7 +261,11 @@ async fn connect(
 }
 
 /// Subscribes and returns whether the broker granted the filter.
-async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str) -> bool {
+pub(crate) async fn subscribe(
+    client: &AsyncClient,
+    eventloop: &mut EventLoop,
+    filter: &str,
+) -> bool {
     client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -275,7 +287,7 @@ async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str
 
 /// Publishes at QoS 1; `true` when the broker acknowledged it, `false` when it closed the
 /// connection instead (what RabbitMQ does with a publish it refuses).
-async fn publish(
+pub(crate) async fn publish(
     client: &AsyncClient,
     eventloop: &mut EventLoop,
     topic: &str,
@@ -299,7 +311,7 @@ async fn publish(
 }
 
 /// The messages that arrive within `wait`.
-async fn received(eventloop: &mut EventLoop, wait: Duration) -> Vec<(String, String)> {
+pub(crate) async fn received(eventloop: &mut EventLoop, wait: Duration) -> Vec<(String, String)> {
     let mut got = Vec::new();
     let _ = tokio::time::timeout(wait, async {
         loop {
@@ -333,9 +345,10 @@ async fn a_two_node_rabbitmq_cluster_asks_vesper_serve() {
             .is_success()
     );
     let auth = app.auth.clone();
-    let mut cluster = tokio::task::spawn_blocking(move || Cluster::start(&auth))
-        .await
-        .unwrap();
+    let mut cluster =
+        tokio::task::spawn_blocking(move || Cluster::start(&auth, [free_port(), free_port()]))
+            .await
+            .unwrap();
     let (port_a, port_b) = (cluster.nodes[0].mqtt_port, cluster.nodes[1].mqtt_port);
     let password = device_password(&device);
     let owner_token = user_token("uid-owner", "test-key", json!({}));

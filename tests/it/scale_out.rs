@@ -17,17 +17,14 @@ use crate::support::{stderr, stdout, vesper_env};
 
 #[path = "../../crates/store/tests/support/pg.rs"]
 #[allow(dead_code)] // the store's conformance suite uses the rest
-mod pg;
+pub(crate) mod pg;
 
-/// An instance's folder: config.toml naming the broker and, with `in_config`, the database
-/// (`serve.database`); otherwise the database comes from `$VESPER_DATABASE_URL`.
-fn instance_dir(url: &str, broker_port: u16, in_config: bool) -> tempfile::TempDir {
+/// An instance's folder: config.toml with `broker` (a `[serve.broker]` table) and, with
+/// `in_config`, the database (`serve.database`); otherwise the database comes from
+/// `$VESPER_DATABASE_URL`.
+pub(crate) fn instance_dir_with(url: &str, broker: &str, in_config: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config_with(
-        dir.path(),
-        "http://127.0.0.1:9/unused-jwks",
-        &format!("[serve.broker]\nhost = \"127.0.0.1\"\nport = {broker_port}\n"),
-    );
+    let path = write_config_with(dir.path(), "http://127.0.0.1:9/unused-jwks", broker);
     if in_config {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(
@@ -37,6 +34,12 @@ fn instance_dir(url: &str, broker_port: u16, in_config: bool) -> tempfile::TempD
         .unwrap();
     }
     dir
+}
+
+/// The same, with the broker on `broker_port`.
+fn instance_dir(url: &str, broker_port: u16, in_config: bool) -> tempfile::TempDir {
+    let broker = format!("[serve.broker]\nhost = \"127.0.0.1\"\nport = {broker_port}\n");
+    instance_dir_with(url, &broker, in_config)
 }
 
 struct Cluster {
@@ -82,14 +85,14 @@ impl Cluster {
     }
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
 }
 
-async fn post(api: &str, token: &str, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post(api: &str, token: &str, path: &str, body: Value) -> reqwest::Response {
     http()
         .post(format!("{api}{path}"))
         .bearer_auth(token)
@@ -99,7 +102,7 @@ async fn post(api: &str, token: &str, path: &str, body: Value) -> reqwest::Respo
         .unwrap()
 }
 
-async fn get_json(api: &str, token: &str, path: &str) -> Value {
+pub(crate) async fn get_json(api: &str, token: &str, path: &str) -> Value {
     let r = http()
         .get(format!("{api}{path}"))
         .bearer_auth(token)
@@ -110,7 +113,7 @@ async fn get_json(api: &str, token: &str, path: &str) -> Value {
     r.json().await.unwrap()
 }
 
-async fn create_batch(api: &str, token: &str, quantity: u32) -> (String, Vec<String>) {
+pub(crate) async fn create_batch(api: &str, token: &str, quantity: u32) -> (String, Vec<String>) {
     let r = post(
         api,
         token,
@@ -130,18 +133,18 @@ async fn create_batch(api: &str, token: &str, quantity: u32) -> (String, Vec<Str
 }
 
 /// `vesper_device_messages_total` from an instance's auth listener.
-async fn device_messages(serve: &Serve) -> u64 {
+pub(crate) async fn device_messages(serve: &Serve) -> u64 {
     metric(&http(), &serve.auth, "vesper_device_messages_total").await
 }
 
 /// Whether an instance's log says it provisioned `sn` (the line holds the message and the
 /// serial number, with or without colours).
-fn provisioned_in(log: &str, sn: &str) -> bool {
+pub(crate) fn provisioned_in(log: &str, sn: &str) -> bool {
     log.lines()
         .any(|l| l.contains("device provisioned by its first heartbeat") && l.contains(sn))
 }
 
-async fn wait_listener(serve: &Serve) {
+pub(crate) async fn wait_listener(serve: &Serve) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let health: Value = http()

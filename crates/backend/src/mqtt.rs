@@ -110,7 +110,7 @@ async fn metrics(State(state): State<SharedState>) -> Response {
          vesper_device_messages_total {}\n\
          # HELP vesper_broker_commands_waiting Kick and forget commands queued for the broker, not yet handed to its connection.\n# TYPE vesper_broker_commands_waiting gauge\n\
          vesper_broker_commands_waiting {}\n\
-         # HELP vesper_broker_commands_unsent_total Commands with no broker connection to go to (no [serve.broker]).\n# TYPE vesper_broker_commands_unsent_total counter\n\
+         # HELP vesper_broker_commands_unsent_total Commands with no broker connection to go to (no [serve.broker], or one over AMQP).\n# TYPE vesper_broker_commands_unsent_total counter\n\
          vesper_broker_commands_unsent_total {}\n",
         m.user.load(Relaxed),
         m.acl.load(Relaxed),

@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod broker;
 mod deploy;
 mod mail;
 mod network;
+pub use broker::Broker;
+use broker::RawBroker;
 pub use deploy::Deploy;
 pub use mail::{
     Alerts, Mail, MailProvider, RESEND_BASE_URL, RESEND_KEY_ENV, Resend, SMTP_PASSWORD_ENV, Smtp,
@@ -204,14 +207,6 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// Where the backend's heartbeat listener connects, as the service account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broker {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
 /// How the station flashes and verifies boards (`[station]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StationSettings {
@@ -312,15 +307,6 @@ struct RawServe {
     users: Option<RawUsers>,
     broker: Option<RawBroker>,
     database: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBroker {
-    host: String,
-    port: Option<u16>,
-    #[serde(default)]
-    tls: bool,
 }
 
 #[derive(Deserialize)]
@@ -725,20 +711,7 @@ fn validate_serve(raw: RawServe, base: &Path) -> Result<Serve, Invalid> {
             })
         }
     };
-    let broker = match raw.broker {
-        None => None,
-        Some(b) => {
-            if b.host.trim().is_empty() {
-                return Err(("serve.broker.host".into(), "must not be empty".into()));
-            }
-            let port = b.port.unwrap_or(if b.tls { 8883 } else { 1883 });
-            Some(Broker {
-                host: b.host,
-                port,
-                tls: b.tls,
-            })
-        }
-    };
+    let broker = raw.broker.map(RawBroker::check).transpose()?;
     let database = raw
         .database
         .map(|text| text.parse::<Database>())

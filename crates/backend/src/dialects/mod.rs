@@ -7,7 +7,7 @@
 //! denial, never one it would read as "no opinion" (EMQX's default for no match is allow).
 
 mod emqx;
-mod rabbitmq;
+pub(crate) mod rabbitmq;
 mod vernemq;
 
 use axum::Router;

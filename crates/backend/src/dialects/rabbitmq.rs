@@ -33,7 +33,7 @@ use crate::decision::{self, LoginQuestion, TopicQuestion, deny};
 /// The only virtual host the MQTT plugin is expected on (its default, `mqtt.vhost`).
 const VHOST: &str = "/";
 /// The exchange the MQTT plugin publishes to and binds subscriptions on.
-const MQTT_EXCHANGE: &str = "amq.topic";
+pub const MQTT_EXCHANGE: &str = "amq.topic";
 /// The MQTT plugin's subscription queues: `mqtt-subscription-` + client id + `qos0`/`qos1`.
 const SUBSCRIPTION_QUEUE: &str = "mqtt-subscription-";
 

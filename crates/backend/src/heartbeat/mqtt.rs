@@ -1,29 +1,21 @@
-//! The heartbeat listener: the backend logs in to the broker as its service account, subscribes
-//! to every device's data and status topics, and turns what devices send into registry updates.
-//! A device's first heartbeat moves it `flashed -> provisioned`; every message stamps `last_seen`.
-//!
-//! It reconnects with backoff and never blocks the API: messages go through a bounded queue to
-//! one writer that applies them in batches (one transaction per batch), then tells listeners.
+//! The listener over MQTT (mosquitto with the plugin): the service account subscribes to every
+//! device's data and status topics, alone with a persistent session on SQLite, or as one member
+//! of the shared subscription `$share/vesper-backend/...` when instances share PostgreSQL. The
+//! same connection publishes the broker control commands (`$CONTROL/vesper/v1`).
 
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use tokio::sync::{mpsc, watch};
 
-use super::SharedState;
-use super::control::BrokerCommands;
+use super::Received;
+use crate::SharedState;
+use crate::control::BrokerCommands;
 use vesper_core::acl::{CONTROL_TOPIC, TopicTemplate};
 use vesper_core::config::Broker;
-use vesper_store::Sighting;
 
-/// Audit actor of provisioning by heartbeat.
-pub const ACTOR: &str = "mqtt-heartbeat";
-
-/// Most messages queued for the writer; beyond that the oldest are dropped (they only refresh
-/// `last_seen`, and devices repeat heartbeats).
-const QUEUE: usize = 20_000;
-
-fn subscription(template: &TopicTemplate) -> String {
+/// The MQTT filter that matches a topic template for every device (`vesper/+/data`).
+pub(super) fn subscription(template: &TopicTemplate) -> String {
     template
         .to_string()
         .replace(vesper_core::acl::SN_PLACEHOLDER, "+")
@@ -74,24 +66,10 @@ impl Membership {
 /// shipped broker configs set `max_packet_size`); a larger message is skipped with a log line.
 pub const MAX_PACKET: usize = 64 * 1024;
 
-/// Runs until `stop`: the MQTT connection (which also publishes the broker control commands)
-/// and the writer.
-pub async fn run(
-    state: SharedState,
-    broker: Broker,
-    commands: BrokerCommands,
-    stop: watch::Receiver<bool>,
-) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let writer = tokio::spawn(write_sightings(state.clone(), rx));
-    listen(&state, &broker, tx, commands, stop).await;
-    let _ = writer.await;
-}
-
-async fn listen(
+pub(super) async fn listen(
     state: &SharedState,
     broker: &Broker,
-    tx: mpsc::Sender<Sighting>,
+    tx: mpsc::Sender<Received>,
     mut commands: BrokerCommands,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -116,7 +94,7 @@ async fn listen(
     let mut backoff = Duration::from_millis(250);
     // Commands taken from the queue and not yet accepted by the client's own (bounded) request
     // queue: kept, never dropped, and offered again after each event the loop handles.
-    let mut pending: std::collections::VecDeque<super::control::BrokerCommand> =
+    let mut pending: std::collections::VecDeque<crate::control::BrokerCommand> =
         std::collections::VecDeque::new();
     let mut connected = false;
     loop {
@@ -137,7 +115,7 @@ async fn listen(
                 pending.push_back(command);
                 continue;
             }
-            _ = super::stopped(&mut stop) => {
+            _ = crate::stopped(&mut stop) => {
                 let _ = client.disconnect().await;
                 return;
             }
@@ -181,7 +159,7 @@ async fn listen(
                             .metrics
                             .device_messages
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if tx.try_send(sighting).is_err() {
+                        if tx.try_send(Received::unacknowledged(sighting)).is_err() {
                             tracing::warn!("heartbeat queue full; a sighting was dropped");
                         }
                     }
@@ -198,27 +176,10 @@ async fn listen(
                 tracing::warn!(error = %e, retry_in = ?backoff, "heartbeat listener disconnected");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = super::stopped(&mut stop) => return,
+                    _ = crate::stopped(&mut stop) => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-        }
-    }
-}
-
-/// Applies queued sightings in batches (one transaction each) and announces the changes.
-async fn write_sightings(state: SharedState, mut rx: mpsc::Receiver<Sighting>) {
-    let mut batch = Vec::with_capacity(512);
-    while rx.recv_many(&mut batch, 512).await > 0 {
-        let sightings = std::mem::take(&mut batch);
-        match state.store.record_sightings(&sightings, ACTOR).await {
-            Ok(events) => {
-                for event in events.iter().filter(|e| e.kind == "provisioned") {
-                    tracing::info!(sn = %event.serial_number, "device provisioned by its first heartbeat");
-                }
-                super::announce(&state, events).await;
-            }
-            Err(e) => tracing::error!(error = %e, "cannot record heartbeats"),
         }
     }
 }
