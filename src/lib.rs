@@ -18,7 +18,7 @@ pub use vesper_backend as server;
 pub use vesper_backend::users;
 pub use vesper_client as client;
 pub use vesper_core::{
-    acl, clientid, credentials, device, goauth, model, nvs, partitions, serial, wire,
+    acl, clientid, credentials, device, eol, goauth, model, nvs, partitions, serial, wire,
 };
 pub use vesper_flash as flashing;
 pub use vesper_labels as labels;

@@ -24,6 +24,7 @@ mod device_host;
 mod docs;
 mod doctor;
 mod embedded_broker;
+mod eol_records;
 mod file_modes;
 mod firmware_build;
 mod firmware_device;

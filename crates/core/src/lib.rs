@@ -24,6 +24,7 @@ pub mod clientid;
 pub mod config;
 pub mod credentials;
 pub mod device;
+pub mod eol;
 pub mod firmware;
 pub mod goauth;
 pub mod model;

@@ -1,0 +1,165 @@
+//! End-of-line records against the repository's JSON Schema (`schemas/test-record.schema.json`),
+//! judged by Python's reference `jsonschema` (pinned in tests/requirements.txt), not by the
+//! product: records the product builds for passing, failing, marginal, skipped and timed-out
+//! units are valid; records with a wrong outcome, a missing field or an unknown one are not.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use vesper::eol::plan::TestPlan;
+use vesper::eol::record::{PhaseEnd, PhaseRecord, RecordMetadata, TestRecord, test_outcome};
+use vesper::eol::validators::MeasuredValue;
+
+use crate::support::{python, root};
+
+/// Which of `records` the schema accepts, as Python's jsonschema says.
+fn valid(records: &[Value]) -> Vec<bool> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.json");
+    std::fs::write(&path, serde_json::to_vec(records).unwrap()).unwrap();
+    let script = r#"
+import json, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+validator = jsonschema.Draft202012Validator(schema)
+for record in json.load(open(sys.argv[2])):
+    print("valid" if validator.is_valid(record) else "invalid")
+"#;
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(root().join("schemas/test-record.schema.json"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jsonschema: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l == "valid")
+        .collect()
+}
+
+const PLAN: &str = r#"
+name = "bellcore-v2 end-of-line"
+[[phases]]
+name = "identity"
+builtin = "identity"
+[[phases]]
+name = "heartbeat"
+builtin = "heartbeat"
+measurements = [{ name = "rssi", units = "dBm", in_range = { min = -80, max = -20, marginal_min = -75 } }]
+[[phases]]
+name = "power"
+command = true
+measurements = [
+  { name = "vbus", units = "V", in_range = { min = 4.75, max = 5.25 } },
+  { name = "build", matches_regex = "^v1" },
+]
+[[phases]]
+name = "leds"
+prompt = "Are all three LEDs lit green?"
+"#;
+
+fn record(values: &[(&str, &str)], last: PhaseEnd, skip_last: bool) -> TestRecord {
+    let plan = TestPlan::parse(PLAN).unwrap();
+    let values: BTreeMap<String, MeasuredValue> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), MeasuredValue::parse(v)))
+        .collect();
+    let done = PhaseEnd::Completed {
+        operator_passed: true,
+    };
+    let mut phases: Vec<PhaseRecord> = plan.phases[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let end = if i == 2 { last } else { done };
+            PhaseRecord::ran(p, &values, end, 1_000 + i as i64, 1_001 + i as i64)
+        })
+        .collect();
+    phases.push(if skip_last {
+        PhaseRecord::skipped(&plan.phases[3], 1_010)
+    } else {
+        PhaseRecord::ran(&plan.phases[3], &values, done, 1_010, 1_012)
+    });
+    let outcome = test_outcome(&phases, last == PhaseEnd::TimedOut);
+    let marginal =
+        outcome == vesper::eol::record::TestOutcome::Pass && phases.iter().any(|p| p.marginal);
+    TestRecord {
+        dut_id: "BC2-2612-000001".into(),
+        station_id: "bench-1/2".into(),
+        start_time_millis: 1_000,
+        end_time_millis: 1_012,
+        outcome,
+        outcome_details: vec![],
+        metadata: RecordMetadata {
+            test_name: plan.name.clone(),
+            batch: "B-0001".into(),
+            board: "bellcore-v2".into(),
+            attempt: 1,
+            mac: Some("24:0A:C4:00:00:01".into()),
+            firmware_version: Some("1.0.0".into()),
+        },
+        phases,
+        marginal,
+    }
+}
+
+#[test]
+fn every_record_the_product_writes_is_valid_and_broken_ones_are_not() {
+    let done = PhaseEnd::Completed {
+        operator_passed: true,
+    };
+    let good = [("rssi", "-50"), ("vbus", "5.0"), ("build", "v1.4")];
+    let records = [
+        record(&good, done, false),
+        record(
+            &[("rssi", "-78"), ("vbus", "5.0"), ("build", "v1.4")],
+            done,
+            false,
+        ),
+        record(
+            &[("rssi", "-50"), ("vbus", "5.4"), ("build", "v1.4")],
+            done,
+            true,
+        ),
+        record(&[("rssi", "-50"), ("vbus", "nan")], done, true),
+        record(&[("rssi", "-50")], PhaseEnd::TimedOut, true),
+    ];
+    let outcomes: Vec<String> = records
+        .iter()
+        .map(|r| format!("{:?}/{}", r.outcome, r.marginal))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "Pass/false",
+            "Pass/true",
+            "Fail/false",
+            "Fail/false",
+            "Timeout/false"
+        ]
+    );
+    let mut json: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    // And three a schema must refuse.
+    let mut bad_outcome = json[0].clone();
+    bad_outcome["outcome"] = json!("MAYBE");
+    let mut missing = json[0].clone();
+    missing.as_object_mut().unwrap().remove("dut_id");
+    let mut unknown = json[0].clone();
+    unknown["phases"][0]["colour"] = json!("red");
+    json.extend([bad_outcome, missing, unknown]);
+    assert_eq!(
+        valid(&json),
+        [true, true, true, true, true, false, false, false]
+    );
+}
