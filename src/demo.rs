@@ -270,6 +270,7 @@ impl Demo {
             status_topic: config.mqtt.topics.status.to_string(),
             control_topic: config.mqtt.topics.control.to_string(),
             heartbeat_every: Duration::from_secs(5),
+            factory: Default::default(),
         };
         let feeder = Feeder::start(&config.station_settings.slots, template, options.swap_after)?;
         Ok(Demo {

@@ -59,7 +59,12 @@ Prints the pseudo-terminal's path on the first line, then what the board does. F
 board (vesper flash --no-reset, espflash, or esptool --before no-reset --after no-reset); it boots
 what was written when the flasher ends with a reboot or closes the port. Stop with Ctrl-C.
 Faults (--fail, repeatable): no-sync, write-error@N, md5-mismatch, bad-app, wrong-password,
-no-heartbeat, unplug@N (N: the Nth flash data block).")]
+no-heartbeat, unplug@N (N: the Nth flash data block).
+Factory mode, for the end-of-line test (when the station wrote NVS factory_test = 1): the board
+answers `vesper test PHASE` on its console with `vesper: phase PHASE begin`, a `vesper: meas
+NAME=VALUE` line for every --measure, and `vesper: phase PHASE end`. --fail PHASE (any name that
+is not a fault above) ends that phase with an error and no measurements; --hang PHASE never ends it.
+  vesper sim --broker 127.0.0.1:1883 --measure vbus=5.02 --measure rssi=-55~5 --hang radio")]
 pub struct SimArgs {
     #[arg(long, default_value = "4MB")]
     flash_size: String,
@@ -78,9 +83,16 @@ pub struct SimArgs {
     /// Pace the serial line like a real UART at this baud rate.
     #[arg(long)]
     baud: Option<u32>,
-    /// Make the board fail like real boards do.
-    #[arg(long = "fail", value_name = "MODE")]
-    faults: Vec<Fault>,
+    /// Make the board fail like real boards do (a fault below), or fail an end-of-line phase.
+    #[arg(long = "fail", value_name = "MODE|PHASE")]
+    fail: Vec<FailArg>,
+    /// In factory mode, report this measurement in every phase: NAME=VALUE, or NAME=NUMBER~SPREAD
+    /// for a value drawn per board within NUMBER ± SPREAD.
+    #[arg(long = "measure", value_name = "NAME=VALUE[~SPREAD]")]
+    measures: Vec<sim::Measure>,
+    /// In factory mode, begin this phase and never end it.
+    #[arg(long = "hang", value_name = "PHASE", value_parser = phase_name)]
+    hang: Vec<String>,
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5)]
     heartbeat_every: u64,
@@ -193,11 +205,17 @@ pub fn sim(args: SimArgs) -> anyhow::Result<Outcome> {
             ))
         }
     };
+    let (faults, failed_phases) = split_fail(args.fail);
     let config = SimConfig {
         flash_size,
         mac,
         baud: args.baud,
-        faults: args.faults,
+        faults,
+        factory: sim::FactoryScript {
+            measures: args.measures,
+            fail: failed_phases,
+            hang: args.hang,
+        },
         broker,
         flash_timing: (!args.instant_flash).then_some(sim::FlashTiming::W25Q32JV),
         data_topic: args.topic,
@@ -238,6 +256,46 @@ pub fn sim(args: SimArgs) -> anyhow::Result<Outcome> {
         eprintln!("flash written to {}", path.display());
     }
     Ok(Outcome::Success)
+}
+
+/// A `--fail` value: a board fault, or an end-of-line phase to fail.
+#[derive(Debug, Clone)]
+enum FailArg {
+    Fault(Fault),
+    Phase(String),
+}
+
+impl std::str::FromStr for FailArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<Fault>() {
+            Ok(fault) => Ok(FailArg::Fault(fault)),
+            Err(_) if !s.contains('@') && sim::factory::is_name(s) => Ok(FailArg::Phase(s.into())),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn phase_name(s: &str) -> Result<String, String> {
+    if sim::factory::is_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a phase name (1 to 64 of A-Z a-z 0-9 _ - .)"
+        ))
+    }
+}
+
+/// The faults, and the phases to fail.
+fn split_fail(fail: Vec<FailArg>) -> (Vec<Fault>, Vec<String>) {
+    let (mut faults, mut phases) = (Vec::new(), Vec::new());
+    for f in fail {
+        match f {
+            FailArg::Fault(fault) => faults.push(fault),
+            FailArg::Phase(phase) => phases.push(phase),
+        }
+    }
+    (faults, phases)
 }
 
 /// What `vesper sim` prints for an event: the firmware's console lines as the firmware prints

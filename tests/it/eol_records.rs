@@ -12,10 +12,11 @@ use vesper::eol::plan::TestPlan;
 use vesper::eol::record::{PhaseEnd, PhaseRecord, RecordMetadata, TestRecord, test_outcome};
 use vesper::eol::validators::MeasuredValue;
 
+use crate::eol_station::PLAN;
 use crate::support::{python, root};
 
 /// Which of `records` the schema accepts, as Python's jsonschema says.
-fn valid(records: &[Value]) -> Vec<bool> {
+pub(crate) fn valid(records: &[Value]) -> Vec<bool> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("records.json");
     std::fs::write(&path, serde_json::to_vec(records).unwrap()).unwrap();
@@ -44,27 +45,6 @@ for record in json.load(open(sys.argv[2])):
         .map(|l| l == "valid")
         .collect()
 }
-
-const PLAN: &str = r#"
-name = "bellcore-v2 end-of-line"
-[[phases]]
-name = "identity"
-builtin = "identity"
-[[phases]]
-name = "heartbeat"
-builtin = "heartbeat"
-measurements = [{ name = "rssi", units = "dBm", in_range = { min = -80, max = -20, marginal_min = -75 } }]
-[[phases]]
-name = "power"
-command = true
-measurements = [
-  { name = "vbus", units = "V", in_range = { min = 4.75, max = 5.25 } },
-  { name = "build", matches_regex = "^v1" },
-]
-[[phases]]
-name = "leds"
-prompt = "Are all three LEDs lit green?"
-"#;
 
 fn record(values: &[(&str, &str)], last: PhaseEnd, skip_last: bool) -> TestRecord {
     let plan = TestPlan::parse(PLAN).unwrap();
@@ -116,21 +96,19 @@ fn every_record_the_product_writes_is_valid_and_broken_ones_are_not() {
     let done = PhaseEnd::Completed {
         operator_passed: true,
     };
-    let good = [("rssi", "-50"), ("vbus", "5.0"), ("build", "v1.4")];
+    let good = [("tx_power", "19.5"), ("vbus", "5.0"), ("build", "v1.4")];
+    let marginal = [("tx_power", "19.5"), ("vbus", "5.22"), ("build", "v1.4")];
+    let high = [("tx_power", "19.5"), ("vbus", "5.4"), ("build", "v1.4")];
     let records = [
         record(&good, done, false),
+        record(&marginal, done, false),
+        record(&high, done, true),
+        record(&[("tx_power", "19.5"), ("vbus", "nan")], done, true),
         record(
-            &[("rssi", "-78"), ("vbus", "5.0"), ("build", "v1.4")],
-            done,
-            false,
-        ),
-        record(
-            &[("rssi", "-50"), ("vbus", "5.4"), ("build", "v1.4")],
-            done,
+            &[("vbus", "5.0"), ("build", "v1.4")],
+            PhaseEnd::TimedOut,
             true,
         ),
-        record(&[("rssi", "-50"), ("vbus", "nan")], done, true),
-        record(&[("rssi", "-50")], PhaseEnd::TimedOut, true),
     ];
     let outcomes: Vec<String> = records
         .iter()

@@ -25,6 +25,7 @@ mod docs;
 mod doctor;
 mod embedded_broker;
 mod eol_records;
+mod eol_station;
 mod file_modes;
 mod firmware_build;
 mod firmware_device;

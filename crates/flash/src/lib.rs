@@ -10,7 +10,7 @@ pub mod pio;
 mod plan;
 mod ports;
 
-pub use console::read_console;
+pub use console::{ConsoleSession, read_console};
 pub use engine::{
     ANY_BOARD, BoardCheck, FlashError, FlashEvent, FlashOptions, FlashOutcome, espflash_chip, flash,
 };

@@ -180,10 +180,12 @@ const SIM_VITALS: device::Vitals = device::Vitals {
     reset_reason: device::ResetReason::PowerOn,
 };
 
-/// The running "firmware": an MQTT client that sends heartbeats.
+/// The running "firmware": an MQTT client that sends heartbeats, and in factory mode answers
+/// the station's test commands.
 pub struct Firmware {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
+    commands: std::sync::mpsc::Sender<String>,
 }
 
 impl Firmware {
@@ -221,6 +223,12 @@ impl Firmware {
             .clone()
             .unwrap_or_else(|| "unknown".into());
         let silent = faults.contains(&Fault::NoHeartbeat);
+        // Factory mode: only when the station wrote `factory_test` = 1 into the NVS.
+        let factory = (report.nvs.get("factory_test").map(String::as_str) == Some("1"))
+            .then(|| config.factory.clone());
+        let mac = config.mac;
+        let seed = u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
+        let (commands, phases) = std::sync::mpsc::channel::<String>();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -245,14 +253,20 @@ impl Firmware {
                     .push((Instant::now(), e))
             };
             let mut connected = false;
-            let mut say = |line: ConsoleLine| {
+            let mut print = |text: String| {
                 if let Some(port) = console.as_mut() {
-                    let _ = port.write_all(format!("{line}\r\n").as_bytes());
+                    let _ = port.write_all(format!("{text}\r\n").as_bytes());
                 }
-                record(SimEvent::Console(line.to_string()));
+                record(SimEvent::Console(text));
             };
-            say(ConsoleLine::WifiConnected { ip: "127.0.0.1" });
+            print(ConsoleLine::WifiConnected { ip: "127.0.0.1" }.to_string());
             while !flag.load(Ordering::Relaxed) {
+                while let Ok(phase) = phases.try_recv() {
+                    for line in factory.iter().flat_map(|f| f.answer(&phase, seed)) {
+                        print(line);
+                    }
+                }
+                let mut say = |line: ConsoleLine| print(line.to_string());
                 match connection.recv_timeout(Duration::from_millis(50)) {
                     Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
                         connected = true;
@@ -314,7 +328,16 @@ impl Firmware {
             }
             let _ = client.disconnect();
         });
-        Some(Firmware { stop, thread })
+        Some(Firmware {
+            stop,
+            thread,
+            commands,
+        })
+    }
+
+    /// The station sent `vesper test PHASE` on the console.
+    pub fn command(&self, phase: String) {
+        let _ = self.commands.send(phase);
     }
 
     pub fn stop(self) {

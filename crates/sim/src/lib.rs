@@ -12,6 +12,7 @@
 
 pub mod app;
 mod boot;
+pub mod factory;
 pub mod readers;
 pub mod rom;
 pub mod slip;
@@ -28,6 +29,7 @@ use serialport::TTYPort;
 
 pub use app::realistic_app;
 pub use boot::{BootReport, boot};
+pub use factory::{FactoryScript, Measure};
 use rom::{Action, Rom};
 pub use timing::FlashTiming;
 
@@ -100,6 +102,8 @@ pub struct SimConfig {
     /// The control topic template the firmware subscribes to.
     pub control_topic: String,
     pub heartbeat_every: Duration,
+    /// What the firmware does in factory mode (NVS `factory_test` = 1): see [`factory`].
+    pub factory: FactoryScript,
 }
 
 impl Default for SimConfig {
@@ -115,6 +119,7 @@ impl Default for SimConfig {
             status_topic: "vesper/{sn}/status".into(),
             control_topic: "vesper/{sn}/control".into(),
             heartbeat_every: Duration::from_secs(5),
+            factory: FactoryScript::default(),
         }
     }
 }
@@ -358,6 +363,8 @@ impl Worker {
         };
         let mut connected = false;
         let mut firmware: Option<boot::Firmware> = None;
+        // The station's console commands to the running firmware (`vesper test PHASE`).
+        let mut commands = factory::CommandLines::default();
         let mut buf = [0u8; 4096];
         while !self.stop.load(Ordering::Relaxed) {
             let Some(master) = self.master.as_mut() else {
@@ -366,16 +373,27 @@ impl Worker {
             match master.read(&mut buf) {
                 Ok(0) => continue,
                 Ok(n) => {
+                    // Text without a SLIP frame to a running firmware is console input (the
+                    // station's `vesper test PHASE`), not a flasher: the board keeps running.
+                    let console_input = firmware.is_some() && !buf[..n].contains(&slip::END);
                     if !connected {
                         connected = true;
-                        // Plugging in (opening the port) resets the board into the bootloader.
-                        if let Some(f) = firmware.take() {
-                            f.stop();
+                        if !console_input {
+                            // A flasher plugging in (opening the port) resets the board into
+                            // the bootloader.
+                            if let Some(f) = firmware.take() {
+                                f.stop();
+                            }
+                            self.rom.lock().unwrap_or_else(|e| e.into_inner()).reset();
+                            self.event(SimEvent::HostConnected);
                         }
-                        self.rom.lock().unwrap_or_else(|e| e.into_inner()).reset();
-                        self.event(SimEvent::HostConnected);
                     }
                     pacer.pay(n, true);
+                    if let Some(f) = firmware.as_ref() {
+                        for phase in commands.feed(&buf[..n]) {
+                            f.command(phase);
+                        }
+                    }
                     for frame in decoder.feed(&buf[..n]) {
                         let (actions, hold) = {
                             let mut rom = self.rom.lock().unwrap_or_else(|e| e.into_inner());

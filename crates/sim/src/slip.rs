@@ -1,7 +1,8 @@
 //! SLIP framing (RFC 1055) as the ESP serial bootloader uses it: frames between 0xC0 bytes,
 //! 0xC0 and 0xDB escaped. The decoder takes bytes in any pieces.
 
-const END: u8 = 0xC0;
+/// The byte that opens and closes every frame.
+pub const END: u8 = 0xC0;
 const ESC: u8 = 0xDB;
 const ESC_END: u8 = 0xDC;
 const ESC_ESC: u8 = 0xDD;

@@ -6,6 +6,7 @@
 //! renders those events. This crate depends on `vesper-core`, `vesper-client`, `vesper-flash`
 //! and `vesper-labels`; never on the backend, the registry's storage or the simulator.
 
+pub mod eol;
 pub mod headless;
 pub mod provision;
 pub mod slots;
