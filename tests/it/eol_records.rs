@@ -141,3 +141,72 @@ fn every_record_the_product_writes_is_valid_and_broken_ones_are_not() {
         [true, true, true, true, true, false, false, false]
     );
 }
+
+/// A record as a station posts it, written by hand in OpenHTF's names.
+fn posted(sn: &str, start: i64, outcome: &str) -> Value {
+    json!({
+        "dut_id": sn, "station_id": "bench-1/2",
+        "start_time_millis": start, "end_time_millis": start + 4100,
+        "outcome": outcome, "outcome_details": [], "marginal": false,
+        "metadata": { "test_name": "eol", "batch": "B-1", "board": "bellcore-v2", "attempt": 1 },
+        "phases": [{ "name": "power", "start_time_millis": start, "end_time_millis": start + 900,
+            "outcome": outcome, "marginal": false,
+            "measurements": { "vbus": { "name": "vbus", "outcome": outcome, "measured_value": 5.4,
+                "units": "V", "validators": ["4.75 <= x <= 5.25"], "marginal": false } } }]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backend_stores_a_record_once_and_answers_it_back() {
+    let app = crate::backend_support::App::start().await;
+    let (_, sns) = app.batch(2).await;
+    let path = format!("/manufacturing/devices/{}/tests", sns[0]);
+    let record = posted(&sns[0], 1_765_152_000_000, "FAIL");
+    let first = app.post(&path, &app.technician, record.clone()).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["record"], record);
+    // Posted again (a station retrying after a lost answer): the same row, 200.
+    let again = app.post(&path, &app.technician, record.clone()).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let retest = posted(&sns[0], 1_765_152_060_000, "PASS");
+    assert_eq!(
+        app.post(&path, &app.technician, retest.clone())
+            .await
+            .status(),
+        201
+    );
+    let listed: Value = app.get(&path, &app.viewer).await.json().await.unwrap();
+    let records: Vec<Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["record"].clone())
+        .collect();
+    assert_eq!(records, [record.clone(), retest.clone()]);
+    assert_eq!(valid(&records), [true, true]);
+    // The station's typed client reads and writes the same.
+    let client = vesper::client::ApiClient::new(&app.api, &app.technician);
+    let typed: TestRecord = serde_json::from_value(retest).unwrap();
+    let stored = client.record_test(&sns[0], &typed).await.unwrap();
+    assert_eq!(stored.id, listed[1]["id"].as_i64().unwrap());
+    let back = client.test_records(&sns[0]).await.unwrap();
+    assert_eq!(back.len(), 2);
+    assert_eq!(back[1].record, typed);
+    // Refusals: a viewer may not post, a record of another unit, a malformed one, no token.
+    assert_eq!(
+        app.post(&path, &app.viewer, record.clone()).await.status(),
+        403
+    );
+    let other = posted(&sns[1], 1, "PASS");
+    assert_eq!(app.post(&path, &app.technician, other).await.status(), 400);
+    let mut bad = record.clone();
+    bad["outcome"] = json!("MAYBE");
+    assert_eq!(app.post(&path, &app.technician, bad).await.status(), 400);
+    assert_eq!(app.get(&path, "").await.status(), 401);
+    let unknown = "/manufacturing/devices/PV-26A18-BC02R-ZZZZZ/tests";
+    assert_eq!(app.get(unknown, &app.viewer).await.status(), 404);
+    app.stop().await;
+}

@@ -87,6 +87,7 @@ pub fn routes(timeout: std::time::Duration) -> (Router<SharedState>, utoipa::ope
         .routes(routes!(release_device))
         .routes(routes!(flashed))
         .routes(routes!(failed))
+        .routes(routes!(crate::eol::record_test, crate::eol::test_records))
         .routes(routes!(set_users))
         .routes(routes!(nvs_image))
         .routes(routes!(device_firmware))
@@ -214,7 +215,7 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
-fn serial(sn: &str) -> Result<SerialNumber, ApiError> {
+pub(crate) fn serial(sn: &str) -> Result<SerialNumber, ApiError> {
     sn.parse()
         .map_err(|e: vesper_core::serial::ParseError| ApiError::BadRequest(e.to_string()))
 }

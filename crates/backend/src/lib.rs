@@ -13,6 +13,7 @@ mod api;
 pub mod control;
 mod decision;
 mod dialects;
+mod eol;
 mod error;
 pub mod heartbeat;
 pub mod hooks;

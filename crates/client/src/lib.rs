@@ -266,6 +266,28 @@ impl ApiClient {
         self.device_post(sn, "failed", report).await
     }
 
+    /// Stores a unit's end-of-line test record (the same record twice is stored once).
+    pub async fn record_test(
+        &self,
+        sn: &str,
+        record: &vesper_core::eol::record::TestRecord,
+    ) -> Result<vesper_core::eol::record::StoredTest, ClientError> {
+        self.post(
+            &format!("/manufacturing/devices/{}/tests", segment(sn)),
+            record,
+        )
+        .await
+    }
+
+    /// A unit's end-of-line test records, oldest first.
+    pub async fn test_records(
+        &self,
+        sn: &str,
+    ) -> Result<Vec<vesper_core::eol::record::StoredTest>, ClientError> {
+        self.get(&format!("/manufacturing/devices/{}/tests", segment(sn)))
+            .await
+    }
+
     /// Records a flash: chip, MAC, firmware, station.
     pub async fn flashed(&self, sn: &str, report: &FlashReport) -> Result<Device, ClientError> {
         self.device_post(sn, "flashed", report).await

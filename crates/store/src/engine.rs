@@ -15,6 +15,8 @@ use vesper_core::model::{
     Push, Role, Sighting, Stats, Status, TokenInfo, TokenPrincipal, UserAccess,
 };
 
+use vesper_core::eol::record::{StoredTest, TestRecord};
+
 use super::{Registry, RegistryError, Result};
 
 /// Which engine holds the registry.
@@ -80,6 +82,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         since: Option<&str>,
     ) -> Result<Vec<(String, String, i64, String)>>;
     async fn flashed(&self, sn: &str, report: &FlashReport, actor: &str) -> Result<Device>;
+    /// Stores a unit's end-of-line test record; `true` when new, `false` when the same record
+    /// (unit, station, start time) was stored before, which is returned.
+    async fn record_test(
+        &self,
+        sn: &str,
+        record: &TestRecord,
+        actor: &str,
+    ) -> Result<(StoredTest, bool)>;
+    /// A unit's test records, oldest first.
+    async fn test_records(&self, sn: &str) -> Result<Vec<StoredTest>>;
     async fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device>;
     async fn stats(&self) -> Result<Stats>;
     async fn record_sightings(
@@ -303,6 +315,20 @@ impl Store for SqliteStore {
         let (sn, report, actor) = (owned(sn), report.clone(), owned(actor));
         self.blocking(move |r| r.flashed(&sn, &report, &actor))
             .await
+    }
+    async fn record_test(
+        &self,
+        sn: &str,
+        record: &TestRecord,
+        actor: &str,
+    ) -> Result<(StoredTest, bool)> {
+        let (sn, record, actor) = (owned(sn), record.clone(), owned(actor));
+        self.blocking(move |r| r.record_test(&sn, &record, &actor))
+            .await
+    }
+    async fn test_records(&self, sn: &str) -> Result<Vec<StoredTest>> {
+        let sn = owned(sn);
+        self.blocking(move |r| r.test_records(&sn)).await
     }
     async fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device> {
         let (sn, users, actor) = (owned(sn), users.clone(), owned(actor));

@@ -13,6 +13,7 @@ mod claims;
 mod deploys;
 mod devices;
 mod engine;
+mod eol;
 mod listing;
 mod lock;
 pub mod migrate;

@@ -74,6 +74,13 @@ const TABLES: &[Table] = &[
         order: "id",
         sequence: Some(("deploy_runs", "id")),
     },
+    Table {
+        name: "test_records",
+        source: "id, serial_number, station, start_time_millis, outcome, marginal, received_at, record",
+        target: "id, serial_number, station, start_time_millis, outcome, marginal, received_at, record",
+        order: "id",
+        sequence: Some(("test_records", "id")),
+    },
 ];
 
 /// What one table's copy proved.

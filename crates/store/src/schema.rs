@@ -188,6 +188,22 @@ END;
 ALTER TABLE deploy_runs ADD COLUMN body_sha256 TEXT;
 CREATE UNIQUE INDEX deploy_runs_body ON deploy_runs (body_sha256);
 "#,
+    r#"
+-- End-of-line test records: one per unit and attempt, the station's record (OpenHTF's JSON)
+-- kept whole. The same record sent twice (unit, station, start time) is stored once.
+CREATE TABLE test_records (
+    id                INTEGER PRIMARY KEY,
+    serial_number     TEXT NOT NULL REFERENCES devices (serial_number),
+    station           TEXT NOT NULL,
+    start_time_millis INTEGER NOT NULL,
+    outcome           TEXT NOT NULL
+        CHECK (outcome IN ('PASS', 'FAIL', 'ERROR', 'TIMEOUT', 'ABORTED')),
+    marginal          INTEGER NOT NULL CHECK (marginal IN (0, 1)),
+    received_at       TEXT NOT NULL,
+    record            TEXT NOT NULL,
+    UNIQUE (serial_number, station, start_time_millis)
+);
+"#,
 ];
 
 /// The schema version this build writes.

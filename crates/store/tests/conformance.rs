@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use vesper_core::config::{Config, Machine};
+use vesper_core::eol::record::TestRecord;
 use vesper_core::model::{
     AlertKind, AuditQuery, Board, DeployReceipt, DeployState, DeviceFilter, DeviceSort,
     DeviceUsers, FailureReport, FlashReport, MailContent, MailStatus, NewBatch, Push, Role,
@@ -51,6 +52,7 @@ checks!(
     stats_and_failing_devices_count_what_happened,
     a_list_past_the_count_cap_says_so_and_pages_in_order,
     access_changes_are_read_in_order_after_a_cursor,
+    a_test_record_sent_twice_is_stored_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1161,4 +1163,59 @@ async fn access_changes_are_read_in_order_after_a_cursor(s: &dyn Store) {
         .await
         .unwrap();
     assert!(none.entries.is_empty());
+}
+
+/// An end-of-line record as a station sends it (OpenHTF's field names, written by hand).
+fn test_record(sn: &str, station: &str, start: i64, outcome: &str) -> TestRecord {
+    serde_json::from_value(serde_json::json!({
+        "dut_id": sn, "station_id": station,
+        "start_time_millis": start, "end_time_millis": start + 4100,
+        "outcome": outcome, "outcome_details": [], "marginal": false,
+        "metadata": { "test_name": "eol", "batch": "B-1", "board": "bellcore-v2", "attempt": 1 },
+        "phases": [{ "name": "power", "start_time_millis": start, "end_time_millis": start + 900,
+            "outcome": if outcome == "PASS" { "PASS" } else { "FAIL" }, "marginal": false,
+            "measurements": { "vbus": { "name": "vbus", "outcome": "PASS", "measured_value": 5.02,
+                "units": "V", "validators": ["4.75 <= x <= 5.25"], "marginal": false } } }]
+    }))
+    .unwrap()
+}
+
+async fn a_test_record_sent_twice_is_stored_once(s: &dyn Store) {
+    let (_, sns) = batch_of(s, 2).await;
+    let sn = &sns[0];
+    let first = test_record(sn, "bench-1/2", 1_765_152_000_000, "FAIL");
+    let (stored, new) = s.record_test(sn, &first, "tech").await.unwrap();
+    assert!(new);
+    assert_eq!(stored.record, first);
+    // The station retries after a lost answer: the same record, stored once, one audit row.
+    let (again, new) = s.record_test(sn, &first, "tech").await.unwrap();
+    assert_eq!((again.id, new), (stored.id, false));
+    let retest = test_record(sn, "bench-1/2", 1_765_152_060_000, "PASS");
+    let (second, new) = s.record_test(sn, &retest, "tech").await.unwrap();
+    assert!(new && second.id > stored.id);
+    let records: Vec<TestRecord> = s
+        .test_records(sn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.record)
+        .collect();
+    assert_eq!(records, [first, retest]);
+    let tested = actions(s, sn)
+        .await
+        .iter()
+        .filter(|a| *a == "device.tested")
+        .count();
+    assert_eq!(tested, 2);
+    assert!(s.test_records(&sns[1]).await.unwrap().is_empty());
+    // A record for another unit, or for no unit at all, is refused.
+    let other = test_record(&sns[1], "bench-1/2", 1, "PASS");
+    assert!(matches!(
+        s.record_test(sn, &other, "tech").await,
+        Err(RegistryError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.test_records("PV-26A18-BC02R-ZZZZZ").await,
+        Err(RegistryError::NoDevice(_))
+    ));
 }

@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::plan::{MeasurementSpec, Phase};
 use super::validators::MeasuredValue;
 
 /// How a unit's test ended (OpenHTF's `Outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TestOutcome {
     Pass,
@@ -23,7 +24,7 @@ pub enum TestOutcome {
 }
 
 /// How a phase ended (OpenHTF's `PhaseOutcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PhaseOutcome {
     Pass,
@@ -33,7 +34,7 @@ pub enum PhaseOutcome {
 }
 
 /// How a measurement ended (OpenHTF's measurement `Outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MeasurementOutcome {
     Pass,
@@ -43,14 +44,14 @@ pub enum MeasurementOutcome {
 }
 
 /// Why a test did not pass, as OpenHTF's `OutcomeDetails`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OutcomeDetails {
     pub code: String,
     pub description: String,
 }
 
 /// What Vesper adds in OpenHTF's free-form `metadata`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RecordMetadata {
     /// The plan's name (OpenHTF's `test_name`).
     pub test_name: String,
@@ -65,7 +66,7 @@ pub struct RecordMetadata {
 }
 
 /// One unit's test.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TestRecord {
     /// The device under test: its serial number.
     pub dut_id: String,
@@ -82,7 +83,7 @@ pub struct TestRecord {
 }
 
 /// One phase of a unit's test.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PhaseRecord {
     pub name: String,
     pub start_time_millis: i64,
@@ -93,11 +94,13 @@ pub struct PhaseRecord {
 }
 
 /// One measurement of a phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MeasurementRecord {
     pub name: String,
     pub outcome: MeasurementOutcome,
+    /// A number, or text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub measured_value: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub units: Option<String>,
@@ -146,6 +149,15 @@ fn json_value(value: &MeasuredValue) -> serde_json::Value {
             .unwrap_or_else(|| serde_json::Value::String(n.to_string())),
         MeasuredValue::Text(t) => serde_json::Value::String(t.clone()),
     }
+}
+
+/// A record as the backend keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StoredTest {
+    pub id: i64,
+    /// When the backend received it (RFC 3339).
+    pub received_at: String,
+    pub record: TestRecord,
 }
 
 /// How a phase's run ended, before its measurements are judged.

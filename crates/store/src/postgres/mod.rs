@@ -3,6 +3,7 @@
 //! SQLite, claims that skip rows another instance has locked, and device events carried to
 //! every instance by `LISTEN`/`NOTIFY`.
 
+mod eol;
 mod events;
 mod registry;
 pub(crate) mod schema;

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use vesper_core::eol::record::{StoredTest, TestRecord};
 use vesper_core::model::{
     ACCESS_ACTIONS, AccessChanges, AlertKind, AuditEntry, AuditQuery, Batch, BatchSummary,
     DeployReceipt, DeployRun, DeployState, Device, DeviceEvent, DeviceFilter, DevicePage,
@@ -43,7 +44,7 @@ fn device_from_row(r: &Row) -> Result<Device> {
     super::super::rows::device(r)
 }
 
-async fn load(c: &impl GenericClient, sn: &str) -> Result<Device> {
+pub(super) async fn load(c: &impl GenericClient, sn: &str) -> Result<Device> {
     let row = c
         .query_opt(
             &format!("SELECT {DEVICE_COLUMNS} FROM devices d JOIN batches b ON b.id = d.batch_id WHERE d.serial_number = $1"),
@@ -68,7 +69,7 @@ fn snapshot(device: &Device) -> Value {
     serde_json::to_value(device).unwrap_or(Value::Null)
 }
 
-async fn append(
+pub(super) async fn append(
     c: &impl GenericClient,
     actor: &str,
     action: &str,
@@ -745,6 +746,19 @@ impl Store for PgStore {
             },
         )
         .await
+    }
+
+    async fn record_test(
+        &self,
+        sn: &str,
+        record: &TestRecord,
+        actor: &str,
+    ) -> Result<(StoredTest, bool)> {
+        self.store_test_record(sn, record, actor).await
+    }
+
+    async fn test_records(&self, sn: &str) -> Result<Vec<StoredTest>> {
+        self.stored_test_records(sn).await
     }
 
     async fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device> {

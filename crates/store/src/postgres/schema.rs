@@ -138,6 +138,22 @@ CREATE INDEX device_users_search ON device_users USING gin (user_id gin_trgm_ops
 ALTER TABLE deploy_runs ADD COLUMN body_sha256 TEXT COLLATE "C";
 CREATE UNIQUE INDEX deploy_runs_body ON deploy_runs (body_sha256);
 "#,
+    r#"
+-- End-of-line test records: one per unit and attempt, the station's record (OpenHTF's JSON)
+-- kept whole. The same record sent twice (unit, station, start time) is stored once.
+CREATE TABLE test_records (
+    id                BIGSERIAL PRIMARY KEY,
+    serial_number     TEXT COLLATE "C" NOT NULL REFERENCES devices (serial_number),
+    station           TEXT COLLATE "C" NOT NULL,
+    start_time_millis BIGINT NOT NULL,
+    outcome           TEXT COLLATE "C" NOT NULL
+        CHECK (outcome IN ('PASS', 'FAIL', 'ERROR', 'TIMEOUT', 'ABORTED')),
+    marginal          INTEGER NOT NULL CHECK (marginal IN (0, 1)),
+    received_at       TEXT COLLATE "C" NOT NULL,
+    record            TEXT COLLATE "C" NOT NULL,
+    UNIQUE (serial_number, station, start_time_millis)
+);
+"#,
 ];
 
 /// The schema version this build writes.

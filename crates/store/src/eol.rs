@@ -1,0 +1,127 @@
+//! End-of-line test records: one row per unit and attempt, the station's record kept whole
+//! (OpenHTF's JSON) beside the columns the registry asks about. A record sent twice (the same
+//! unit, station and start time: a station that retried after a lost answer) is stored once;
+//! each new one writes an audit row `device.tested`.
+
+use rusqlite::{OptionalExtension as _, params};
+use serde_json::json;
+
+use vesper_core::eol::record::{StoredTest, TestOutcome, TestRecord};
+
+use super::devices::{check_text, load};
+use super::{Registry, RegistryError, Result, audit, now};
+
+/// The outcome as the `outcome` column holds it (OpenHTF's name).
+pub(crate) fn outcome_text(outcome: TestOutcome) -> &'static str {
+    match outcome {
+        TestOutcome::Pass => "PASS",
+        TestOutcome::Fail => "FAIL",
+        TestOutcome::Error => "ERROR",
+        TestOutcome::Timeout => "TIMEOUT",
+        TestOutcome::Aborted => "ABORTED",
+    }
+}
+
+/// A record checked for storing: its text, and the audit row's summary of it.
+pub(crate) struct Checked {
+    pub text: String,
+    pub summary: serde_json::Value,
+}
+
+/// Checks what the registry indexes a record by; its text and summary.
+pub(crate) fn check_record(sn: &str, record: &TestRecord) -> Result<Checked> {
+    if record.dut_id != sn {
+        return Err(RegistryError::Invalid(format!(
+            "the record's dut_id {:?} is not {sn}",
+            record.dut_id
+        )));
+    }
+    check_text("station_id", &record.station_id, 128)?;
+    if record.start_time_millis < 0 || record.end_time_millis < record.start_time_millis {
+        return Err(RegistryError::Invalid(
+            "the record's times must not be negative or end before they start".into(),
+        ));
+    }
+    let text = serde_json::to_string(record)
+        .map_err(|e| RegistryError::Invalid(format!("test record: {e}")))?;
+    let summary = json!({
+        "outcome": outcome_text(record.outcome),
+        "station": record.station_id,
+        "attempt": record.metadata.attempt,
+        "start_time_millis": record.start_time_millis,
+    });
+    Ok(Checked { text, summary })
+}
+
+/// A stored row back into its record.
+pub(crate) fn stored(id: i64, received_at: String, record: &str) -> Result<StoredTest> {
+    let record = serde_json::from_str(record)
+        .map_err(|e| RegistryError::Invalid(format!("stored test record {id}: {e}")))?;
+    Ok(StoredTest {
+        id,
+        received_at,
+        record,
+    })
+}
+
+impl Registry {
+    /// Stores a unit's record; `true` when it is new, `false` when the same record (unit,
+    /// station, start time) was stored before (the stored one is returned).
+    pub fn record_test(
+        &self,
+        sn: &str,
+        record: &TestRecord,
+        actor: &str,
+    ) -> Result<(StoredTest, bool)> {
+        let Checked { text, summary } = check_record(sn, record)?;
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            load(&tx, sn)?;
+            let received_at = now();
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO test_records
+                     (serial_number, station, start_time_millis, outcome, marginal, received_at, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    sn,
+                    record.station_id,
+                    record.start_time_millis,
+                    outcome_text(record.outcome),
+                    record.marginal,
+                    received_at,
+                    text
+                ],
+            )? == 1;
+            if inserted {
+                audit::append(&tx, actor, "device.tested", Some(sn), None, Some(&summary))?;
+            }
+            let (id, at, kept): (i64, String, String) = tx
+                .query_row(
+                    "SELECT id, received_at, record FROM test_records
+                     WHERE serial_number = ?1 AND station = ?2 AND start_time_millis = ?3",
+                    params![sn, record.station_id, record.start_time_millis],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?
+                .ok_or_else(|| RegistryError::Invalid("test record vanished".into()))?;
+            tx.commit()?;
+            Ok((stored(id, at, &kept)?, inserted))
+        })
+    }
+
+    /// A unit's records, oldest first.
+    pub fn test_records(&self, sn: &str) -> Result<Vec<StoredTest>> {
+        self.read(|conn| {
+            load(conn, sn)?;
+            let mut statement = conn.prepare_cached(
+                "SELECT id, received_at, record FROM test_records WHERE serial_number = ?1 ORDER BY id",
+            )?;
+            let rows = statement
+                .query_map([sn], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)))?
+                .collect::<rusqlite::Result<Vec<(i64, String, String)>>>()?;
+            rows.into_iter()
+                .map(|(id, at, record)| stored(id, at, &record))
+                .collect()
+        })
+    }
+}
