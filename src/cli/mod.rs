@@ -13,6 +13,7 @@ mod migrate;
 mod mqtt;
 mod nvs;
 mod partitions;
+mod report;
 mod serve;
 mod sn;
 mod station;
@@ -93,6 +94,9 @@ enum Command {
     Ports(flash::PortsArgs),
     /// Labels with QR codes: PDF sheets and rolls, ZPL for thermal printers.
     Labels(labels::LabelsArgs),
+    /// End-of-line test reports: a batch's yield and records, as JSON or JUnit XML.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
 }
 
 /// How a command ended, when it did not fail outright.
@@ -138,6 +142,7 @@ pub fn run() -> ExitCode {
         Command::Sim(args) => flash::sim(args),
         Command::Ports(args) => flash::ports(args),
         Command::Labels(args) => labels::run(args, config),
+        Command::Report(cmd) => report::run(cmd, config),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

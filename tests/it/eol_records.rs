@@ -29,20 +29,28 @@ validator = jsonschema.Draft202012Validator(schema)
 for record in json.load(open(sys.argv[2])):
     print("valid" if validator.is_valid(record) else "invalid")
 "#;
+    let schema = root().join("schemas/test-record.schema.json");
+    python_lines(script, &[&schema, &path])
+        .iter()
+        .map(|l| l == "valid")
+        .collect()
+}
+
+/// The lines a Python script of the test venv prints, given `args`; it must succeed.
+fn python_lines(script: &str, args: &[&std::path::Path]) -> Vec<String> {
     let out = Command::new(python())
         .args(["-c", script])
-        .arg(root().join("schemas/test-record.schema.json"))
-        .arg(&path)
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "jsonschema: {}",
+        "python: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| l == "valid")
+        .map(str::to_owned)
         .collect()
 }
 
@@ -208,5 +216,115 @@ async fn the_backend_stores_a_record_once_and_answers_it_back() {
     assert_eq!(app.get(&path, "").await.status(), 401);
     let unknown = "/manufacturing/devices/PV-26A18-BC02R-ZZZZZ/tests";
     assert_eq!(app.get(unknown, &app.viewer).await.status(), 404);
+    app.stop().await;
+}
+
+/// What Python's `junitparser` (a JUnit consumer, pinned in tests/requirements.txt) reads in a
+/// JUnit file: one line per suite and per case.
+fn junit_as_read(path: &std::path::Path) -> Vec<String> {
+    let script = r#"
+import sys
+from junitparser import JUnitXml, Failure, Error, Skipped
+xml = JUnitXml.fromfile(sys.argv[1])
+for suite in xml:
+    print(f"suite {suite.name} tests={suite.tests} failures={suite.failures} errors={suite.errors} skipped={suite.skipped}")
+    for case in suite:
+        results = [type(r).__name__ + ":" + (r.message or "") for r in case.result]
+        print(f"case {case.classname} {case.name} {' '.join(results)}".rstrip())
+"#;
+    python_lines(script, &[path])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vesper_report_gives_a_batch_as_junit_and_json() {
+    let app = crate::backend_support::App::start().await;
+    let (batch, sns) = app.batch(3).await;
+    // The first unit fails and passes its retest, the second passes, the third times out.
+    for (sn, start, outcome) in [
+        (&sns[0], 1_765_152_000_000, "FAIL"),
+        (&sns[1], 1_765_152_010_000, "PASS"),
+        (&sns[2], 1_765_152_020_000, "TIMEOUT"),
+        (&sns[0], 1_765_152_090_000, "PASS"),
+    ] {
+        let mut record = posted(sn, start, outcome);
+        if outcome == "TIMEOUT" {
+            record["phases"][0]["outcome"] = json!("ERROR");
+            record["phases"][0]["measurements"]["vbus"] =
+                json!({ "name": "vbus", "outcome": "UNSET", "validators": [], "marginal": false });
+        }
+        let path = format!("/manufacturing/devices/{sn}/tests");
+        assert_eq!(app.post(&path, &app.technician, record).await.status(), 201);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    crate::backend_support::write_config(dir.path(), "http://127.0.0.1:9/unused-jwks");
+    let config = dir.path().join("config.toml");
+    let text =
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replacen("http://127.0.0.1:8080", &app.api, 1);
+    std::fs::write(&config, text).unwrap();
+    let out = crate::support::vesper_env(
+        dir.path(),
+        &[
+            "report",
+            "batch",
+            &batch,
+            "--format",
+            "junit",
+            "--output",
+            "report.xml",
+        ],
+        &[("VESPER_TOKEN", &app.viewer)],
+    );
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let read = junit_as_read(&dir.path().join("report.xml"));
+    assert_eq!(
+        read[0],
+        format!("suite {batch} tests=4 failures=1 errors=1 skipped=0")
+    );
+    assert_eq!(
+        read[1],
+        format!(
+            "case {} power Failure:vbus = 5.4 V, limits 4.75 <= x <= 5.25",
+            sns[0]
+        )
+    );
+    assert_eq!(read[2], format!("case {} power", sns[1]));
+    assert_eq!(
+        read[3],
+        format!("case {} power Error:power ended with TIMEOUT", sns[2])
+    );
+    assert_eq!(read[4], format!("case {}#2 power", sns[0]));
+    let out = crate::support::vesper_env(
+        dir.path(),
+        &["report", "batch", &batch],
+        &[("VESPER_TOKEN", &app.viewer)],
+    );
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = &report["summary"];
+    assert_eq!(
+        (
+            &summary["units"],
+            &summary["first_pass"],
+            &summary["passed"],
+            &summary["retests"]
+        ),
+        (&json!(3), &json!(1), &json!(2), &json!(1))
+    );
+    assert_eq!(report["records"].as_array().unwrap().len(), 4);
+    assert_eq!(valid(report["records"].as_array().unwrap()), [true; 4]);
+    // An unknown batch is named.
+    let out = crate::support::vesper_env(
+        dir.path(),
+        &["report", "batch", "B-9999"],
+        &[("VESPER_TOKEN", &app.viewer)],
+    );
+    assert!(!out.status.success());
+    assert!(
+        crate::support::stderr(&out).contains("B-9999"),
+        "{}",
+        crate::support::stderr(&out)
+    );
     app.stop().await;
 }

@@ -47,6 +47,7 @@ use vesper_store::{
         DeviceEvent,
         DeviceSort,
         WaitResult,
+        vesper_core::eol::report::ReportFormat,
         vesper_core::goauth::JsonAnswer
     ))
 )]
@@ -88,6 +89,7 @@ pub fn routes(timeout: std::time::Duration) -> (Router<SharedState>, utoipa::ope
         .routes(routes!(flashed))
         .routes(routes!(failed))
         .routes(routes!(crate::eol::record_test, crate::eol::test_records))
+        .routes(routes!(crate::eol::batch_report))
         .routes(routes!(set_users))
         .routes(routes!(nvs_image))
         .routes(routes!(device_firmware))

@@ -47,6 +47,7 @@ fn every_route_is_described_with_its_answers() {
         ("/manufacturing/devices/{sn}/users", "post"),
         ("/manufacturing/devices/{sn}/tests", "post"),
         ("/manufacturing/devices/{sn}/tests", "get"),
+        ("/manufacturing/batch/{id}/report", "get"),
         ("/manufacturing/devices/{sn}/nvs.bin", "get"),
         ("/manufacturing/devices/{sn}/firmware.bin", "get"),
         ("/manufacturing/firmware/{hw_type}/{hw_version}", "get"),

@@ -288,6 +288,28 @@ impl ApiClient {
             .await
     }
 
+    /// A batch's end-of-line report as the backend writes it (JSON or JUnit XML text).
+    pub async fn batch_report(
+        &self,
+        batch: &str,
+        format: vesper_core::eol::report::ReportFormat,
+    ) -> Result<String, ClientError> {
+        let format = match format {
+            vesper_core::eol::report::ReportFormat::Json => "json",
+            vesper_core::eol::report::ReportFormat::Junit => "junit",
+        };
+        let url = format!(
+            "{}/manufacturing/batch/{}/report?format={format}",
+            self.base,
+            segment(batch)
+        );
+        self.send(self.http.get(&url), &url)
+            .await?
+            .text()
+            .await
+            .map_err(|e| ClientError::Body(e.to_string()))
+    }
+
     /// Records a flash: chip, MAC, firmware, station.
     pub async fn flashed(&self, sn: &str, report: &FlashReport) -> Result<Device, ClientError> {
         self.device_post(sn, "flashed", report).await

@@ -92,6 +92,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(StoredTest, bool)>;
     /// A unit's test records, oldest first.
     async fn test_records(&self, sn: &str) -> Result<Vec<StoredTest>>;
+    /// Every test record of a batch's units, oldest first.
+    async fn batch_test_records(&self, batch: &str) -> Result<Vec<StoredTest>>;
     async fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device>;
     async fn stats(&self) -> Result<Stats>;
     async fn record_sightings(
@@ -329,6 +331,10 @@ impl Store for SqliteStore {
     async fn test_records(&self, sn: &str) -> Result<Vec<StoredTest>> {
         let sn = owned(sn);
         self.blocking(move |r| r.test_records(&sn)).await
+    }
+    async fn batch_test_records(&self, batch: &str) -> Result<Vec<StoredTest>> {
+        let batch = owned(batch);
+        self.blocking(move |r| r.batch_test_records(&batch)).await
     }
     async fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device> {
         let (sn, users, actor) = (owned(sn), users.clone(), owned(actor));

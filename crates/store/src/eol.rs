@@ -11,6 +11,11 @@ use vesper_core::eol::record::{StoredTest, TestOutcome, TestRecord};
 use super::devices::{check_text, load};
 use super::{Registry, RegistryError, Result, audit, now};
 
+/// A batch's records, oldest first (`?1`/`$1`: the batch's name; both engines).
+pub(crate) const BATCH_RECORDS: &str = "SELECT t.id, t.received_at, t.record FROM test_records t
+    JOIN devices d ON d.serial_number = t.serial_number JOIN batches b ON b.id = d.batch_id
+    WHERE b.name = $1 ORDER BY t.id";
+
 /// The outcome as the `outcome` column holds it (OpenHTF's name).
 pub(crate) fn outcome_text(outcome: TestOutcome) -> &'static str {
     match outcome {
@@ -106,6 +111,29 @@ impl Registry {
                 .ok_or_else(|| RegistryError::Invalid("test record vanished".into()))?;
             tx.commit()?;
             Ok((stored(id, at, &kept)?, inserted))
+        })
+    }
+
+    /// Every record of a batch's units, oldest first.
+    pub fn batch_test_records(&self, batch: &str) -> Result<Vec<StoredTest>> {
+        self.read(|conn| {
+            let known: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM batches WHERE name = ?1)",
+                [batch],
+                |r| r.get(0),
+            )?;
+            if !known {
+                return Err(RegistryError::NoBatch(batch.to_owned()));
+            }
+            let mut statement = conn.prepare_cached(BATCH_RECORDS)?;
+            let rows = statement
+                .query_map([batch], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(i64, String, String)>>>()?;
+            rows.into_iter()
+                .map(|(id, at, record)| stored(id, at, &record))
+                .collect()
         })
     }
 

@@ -1208,6 +1208,22 @@ async fn a_test_record_sent_twice_is_stored_once(s: &dyn Store) {
         .count();
     assert_eq!(tested, 2);
     assert!(s.test_records(&sns[1]).await.unwrap().is_empty());
+    // The batch's records: both of the first unit's, in order; another batch has none.
+    let batch = s.device(sn).await.unwrap().batch_id;
+    let ids: Vec<i64> = s
+        .batch_test_records(&batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, [stored.id, second.id]);
+    let (other_batch, _) = batch_of(s, 1).await;
+    assert!(s.batch_test_records(&other_batch).await.unwrap().is_empty());
+    assert!(matches!(
+        s.batch_test_records("B-9999").await,
+        Err(RegistryError::NoBatch(_))
+    ));
     // A record for another unit, or for no unit at all, is refused.
     let other = test_record(&sns[1], "bench-1/2", 1, "PASS");
     assert!(matches!(

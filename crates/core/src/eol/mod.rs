@@ -8,4 +8,5 @@
 pub mod console;
 pub mod plan;
 pub mod record;
+pub mod report;
 pub mod validators;

@@ -3,8 +3,8 @@
 
 use vesper_core::eol::record::{StoredTest, TestRecord};
 
-use super::super::eol::{Checked, check_record, outcome_text, stored};
-use super::super::{Result, now};
+use super::super::eol::{BATCH_RECORDS, Checked, check_record, outcome_text, stored};
+use super::super::{RegistryError, Result, now};
 use super::PgStore;
 use super::registry::{append, load};
 
@@ -49,6 +49,21 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         Ok((stored(row.get(0), row.get(1), row.get(2))?, inserted))
+    }
+
+    pub(super) async fn stored_batch_records(&self, batch: &str) -> Result<Vec<StoredTest>> {
+        let client = self.client().await?;
+        let known = client
+            .query_opt("SELECT 1 FROM batches WHERE name = $1", &[&batch])
+            .await?
+            .is_some();
+        if !known {
+            return Err(RegistryError::NoBatch(batch.to_owned()));
+        }
+        let rows = client.query(BATCH_RECORDS, &[&batch]).await?;
+        rows.iter()
+            .map(|r| stored(r.get(0), r.get(1), r.get::<_, &str>(2)))
+            .collect()
     }
 
     pub(super) async fn stored_test_records(&self, sn: &str) -> Result<Vec<StoredTest>> {

@@ -761,6 +761,10 @@ impl Store for PgStore {
         self.stored_test_records(sn).await
     }
 
+    async fn batch_test_records(&self, batch: &str) -> Result<Vec<StoredTest>> {
+        self.stored_batch_records(batch).await
+    }
+
     async fn set_users(&self, sn: &str, users: &DeviceUsers, actor: &str) -> Result<Device> {
         for id in users.owner.iter().chain(&users.users_list) {
             check_user_id(id)?;
