@@ -160,6 +160,35 @@ impl CommandLines {
 mod tests {
     use super::*;
 
+    /// tests/vectors/device/factory.tsv, shared with the firmware core and the station.
+    #[test]
+    fn the_board_prints_and_reads_the_shared_vectors() {
+        let vectors = include_str!("../../../tests/vectors/device/factory.tsv");
+        for row in vectors.lines().filter(|l| !l.starts_with('#')) {
+            let r: Vec<&str> = row.split('\t').collect();
+            let text = *r.last().unwrap();
+            match r[0] {
+                "phase_begin" | "phase_end" => {
+                    let script = FactoryScript::default();
+                    let lines = script.answer(r[1], 0);
+                    let at = if r[0] == "phase_begin" { 0 } else { 1 };
+                    assert_eq!(lines[at], text, "{row}");
+                }
+                // The board prints no unit: the rows without one.
+                "meas" if r[3].is_empty() => {
+                    let script = FactoryScript {
+                        measures: vec![format!("{}={}", r[1], r[2]).parse().unwrap()],
+                        ..FactoryScript::default()
+                    };
+                    assert_eq!(script.answer("p", 0)[1], text, "{row}");
+                }
+                "meas" => {}
+                "command" => assert_eq!(command(r[1]).unwrap_or_default(), r[2], "{row}"),
+                other => panic!("unknown kind {other}"),
+            }
+        }
+    }
+
     #[test]
     fn measures_are_read_from_the_command_line_form() {
         assert_eq!(

@@ -71,6 +71,38 @@ pub fn command(phase: &str) -> String {
 mod tests {
     use super::*;
 
+    /// tests/vectors/device/factory.tsv, shared with the firmware core and `vesper sim`.
+    #[test]
+    fn the_shared_vectors_read_as_the_firmware_prints_them() {
+        let vectors = include_str!("../../../../tests/vectors/device/factory.tsv");
+        let mut count = 0;
+        for row in vectors.lines().filter(|l| !l.starts_with('#')) {
+            let r: Vec<&str> = row.split('\t').collect();
+            let text = *r.last().unwrap();
+            let expected = match r[0] {
+                "phase_begin" => Some(FactoryLine::PhaseBegin(r[1].into())),
+                "phase_end" => Some(FactoryLine::PhaseEnd(r[1].into())),
+                "meas" => Some(FactoryLine::Measurement {
+                    name: r[1].into(),
+                    value: MeasuredValue::parse(r[2]),
+                    unit: (!r[3].is_empty()).then(|| r[3].to_owned()),
+                }),
+                "command" => {
+                    // The station's side: the command it writes for a phase.
+                    if !text.is_empty() {
+                        assert_eq!(command(text), format!("{}\n", r[1]), "{row}");
+                    }
+                    count += 1;
+                    continue;
+                }
+                other => panic!("unknown kind {other}"),
+            };
+            assert_eq!(read(text), expected, "{row}");
+            count += 1;
+        }
+        assert!(count >= 10);
+    }
+
     #[test]
     fn factory_lines_are_read_and_others_ignored() {
         assert_eq!(
