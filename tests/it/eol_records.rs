@@ -235,6 +235,32 @@ for suite in xml:
     python_lines(script, &[path])
 }
 
+/// For each file, `valid` or `invalid` against `schemas/junit.xsd`, as Python's `xmlschema`
+/// (pinned in tests/requirements.txt) judges.
+fn junit_schema_problems(files: &[&std::path::Path]) -> Vec<String> {
+    let script = r#"
+import sys, xmlschema
+schema = xmlschema.XMLSchema(sys.argv[1])
+for path in sys.argv[2:]:
+    print("valid" if schema.is_valid(path) else "invalid")
+"#;
+    let xsd = root().join("schemas/junit.xsd");
+    let mut args: Vec<&std::path::Path> = vec![&xsd];
+    args.extend_from_slice(files);
+    python_lines(script, &args)
+}
+
+/// A copy of a JUnit file without its suite's `tests` count: the schema must refuse it.
+fn broken_junit(good: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(good).unwrap();
+    let start = text.find("<testsuite ").unwrap();
+    let tests_at = start + text[start..].find(" tests=\"").unwrap();
+    let end = tests_at + 1 + text[tests_at + 1..].find(' ').unwrap();
+    let broken = good.with_extension("broken.xml");
+    std::fs::write(&broken, format!("{}{}", &text[..tests_at], &text[end..])).unwrap();
+    broken
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn vesper_report_gives_a_batch_as_junit_and_json() {
     let app = crate::backend_support::App::start().await;
@@ -277,7 +303,12 @@ async fn vesper_report_gives_a_batch_as_junit_and_json() {
         &[("VESPER_TOKEN", &app.viewer)],
     );
     assert!(out.status.success(), "{}", crate::support::stderr(&out));
-    let read = junit_as_read(&dir.path().join("report.xml"));
+    let report_xml = dir.path().join("report.xml");
+    assert_eq!(
+        junit_schema_problems(&[&report_xml, &broken_junit(&report_xml)]),
+        ["valid", "invalid"]
+    );
+    let read = junit_as_read(&report_xml);
     assert_eq!(
         read[0],
         format!("suite {batch} tests=4 failures=1 errors=1 skipped=0")
