@@ -61,8 +61,8 @@ pub async fn test_records(
 #[utoipa::path(get, path = "/manufacturing/batch/{id}/report", tag = "batches", security(("bearer" = [])),
     params(("id" = String, Path, description = "Batch id (B-0001)"), ReportParams),
     responses(
-        (status = 200, description = "format=json: the summary and every record", body = JsonReport),
-        (status = 200, description = "format=junit: JUnit XML", content_type = "application/xml", body = String),
+        (status = 200, description = "format=json: the summary and every record; format=junit: JUnit XML",
+            content((JsonReport = "application/json"), (String = "application/xml"))),
         ApiErrors))]
 pub async fn batch_report(
     State(state): State<SharedState>,
