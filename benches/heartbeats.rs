@@ -199,14 +199,11 @@ fn listen_overflows() -> u64 {
 /// with `maxconn` lowered to what it may open and `rate-limit sessions` divided among them.
 fn haproxy(
     dir: &std::path::Path,
+    shipped: &str,
     port: u16,
     broker_ports: &[u16],
     devices: usize,
 ) -> Vec<std::process::Child> {
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"),
-    )
-    .unwrap();
     assert!(shipped.contains("0.0.0.0:8883") && shipped.contains("127.0.0.1:8884"));
     let hard_limit: usize = String::from_utf8_lossy(
         &Command::new("sh")
@@ -224,12 +221,13 @@ fn haproxy(
         // Half again as many connections as devices: the kernel's spread is not exact.
         processes = (devices * 3 / 2).div_ceil(maxconn);
     }
-    let rate = shipped_rate(&shipped) / processes;
+    let shipped_rate = shipped_rate(shipped);
+    let rate = shipped_rate / processes;
     let mut text = shipped
         .replace("0.0.0.0:8883", &format!("127.0.0.1:{port}"))
         .replace("maxconn 100000", &format!("maxconn {maxconn}"))
         .replace(
-            &format!("rate-limit sessions {}", shipped_rate(&shipped)),
+            &format!("rate-limit sessions {shipped_rate}"),
             &format!("rate-limit sessions {rate}"),
         );
     for (shipped_port, port) in (8884..).zip(broker_ports) {
@@ -406,8 +404,12 @@ async fn same_instant_storms(
     auth_port: u16,
 ) {
     let count = storm_devices.len();
-    //    once into a fresh mosquitto + plugin, straight (the backlog of 100 overflows, the
-    //    kernel drops SYNs, devices retry after 1, 3, 7 s) and through HAProxy in front of it.
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"),
+    )
+    .unwrap();
+    // Every device at once into a fresh mosquitto + plugin, straight (the backlog of 100
+    // overflows, the kernel drops SYNs, devices retry after 1, 3, 7 s) and through HAProxy.
     for through_haproxy in [false, true] {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let broker_port = free_port();
@@ -419,7 +421,9 @@ async fn same_instant_storms(
         // Behind HAProxy, mosquitto listens as many times on loopback as the shipped
         // configuration has servers, as deploy/README.md says.
         let extra: Vec<u16> = if through_haproxy {
-            (1..haproxy_servers()).map(|_| free_port()).collect()
+            (1..haproxy_servers(&shipped))
+                .map(|_| free_port())
+                .collect()
         } else {
             Vec::new()
         };
@@ -438,7 +442,7 @@ async fn same_instant_storms(
         let (port, proxy) = if through_haproxy {
             let port = free_port();
             watched.insert(0, (port, "HAProxy"));
-            (port, Some(haproxy(dir, port, &backends, count)))
+            (port, Some(haproxy(dir, &shipped, port, &backends, count)))
         } else {
             (broker_port, None)
         };
@@ -488,11 +492,7 @@ fn shipped_rate(shipped: &str) -> usize {
 }
 
 /// How many mosquitto listeners the shipped `deploy/haproxy.cfg` hands sessions to.
-fn haproxy_servers() -> usize {
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"),
-    )
-    .unwrap();
+fn haproxy_servers(shipped: &str) -> usize {
     shipped
         .lines()
         .filter(|l| l.trim_start().starts_with("server listener"))
