@@ -141,35 +141,34 @@ pub fn run_plan(
             phases.push(PhaseRecord::skipped(phase, now_millis()));
             continue;
         }
-        let mut record = None;
+        let mut last = None;
         for attempt in 1..=phase.repeat_limit {
             emit(TestEvent::PhaseStarted {
                 phase: phase.name.clone(),
                 attempt,
             });
             let ran = run_phase(phase, unit, seen, console, operator);
-            aborted = ran.aborted;
-            timed_out = ran.record.outcome == PhaseOutcome::Error && ran.timed_out;
+            (aborted, timed_out) = (ran.aborted, ran.timed_out);
             let done = ran.record.outcome == PhaseOutcome::Pass || aborted || timed_out;
-            record = Some(ran.record);
+            last = Some(ran);
             if done {
                 break;
             }
         }
-        let record = record.expect("repeat_limit is at least 1");
+        let Ran { record, specs, .. } = last.expect("repeat_limit is at least 1");
         for m in record.measurements.values() {
-            let spec_limits = limits_of(phase, unit, &m.name);
+            let limits = specs
+                .iter()
+                .find(|s| s.name == m.name)
+                .map_or((None, None), |s| s.validator.limits());
             emit(TestEvent::Measured {
                 phase: phase.name.clone(),
                 name: m.name.clone(),
-                value: m.measured_value.as_ref().map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }),
+                value: m.value_text(),
                 units: m.units.clone(),
                 outcome: m.outcome,
                 marginal: m.marginal,
-                limits: spec_limits,
+                limits,
             });
         }
         emit(TestEvent::PhaseEnded {
@@ -208,6 +207,9 @@ pub fn run_plan(
 
 struct Ran {
     record: PhaseRecord,
+    /// The measurements the phase was judged by (an identity phase's come from the unit).
+    specs: Vec<MeasurementSpec>,
+    /// It did not end within its timeout (its record is an ERROR).
     timed_out: bool,
     aborted: bool,
 }
@@ -229,20 +231,6 @@ fn identity_specs(unit: &Unit) -> Vec<MeasurementSpec> {
             })
         })
         .collect()
-}
-
-fn limits_of(phase: &Phase, unit: &Unit, name: &str) -> (Option<f64>, Option<f64>) {
-    let identity;
-    let specs = if phase.kind == PhaseKind::Identity {
-        identity = identity_specs(unit);
-        &identity
-    } else {
-        &phase.measurements
-    };
-    specs
-        .iter()
-        .find(|s| s.name == name)
-        .map_or((None, None), |s| s.validator.limits())
 }
 
 fn run_phase(
@@ -300,6 +288,7 @@ fn run_phase(
     };
     Ran {
         record: PhaseRecord::ran(&judged, &values, end, start, now_millis()),
+        specs: judged.measurements,
         timed_out: end == PhaseEnd::TimedOut,
         aborted,
     }

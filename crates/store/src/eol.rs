@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension as _, params};
 use serde_json::json;
 
-use vesper_core::eol::record::{StoredTest, TestOutcome, TestRecord};
+use vesper_core::eol::record::{StoredTest, TestRecord};
 
 use super::devices::{check_text, load};
 use super::{Registry, RegistryError, Result, audit, now};
@@ -15,17 +15,6 @@ use super::{Registry, RegistryError, Result, audit, now};
 pub(crate) const BATCH_RECORDS: &str = "SELECT t.id, t.received_at, t.record FROM test_records t
     JOIN devices d ON d.serial_number = t.serial_number JOIN batches b ON b.id = d.batch_id
     WHERE b.name = $1 ORDER BY t.id";
-
-/// The outcome as the `outcome` column holds it (OpenHTF's name).
-pub(crate) fn outcome_text(outcome: TestOutcome) -> &'static str {
-    match outcome {
-        TestOutcome::Pass => "PASS",
-        TestOutcome::Fail => "FAIL",
-        TestOutcome::Error => "ERROR",
-        TestOutcome::Timeout => "TIMEOUT",
-        TestOutcome::Aborted => "ABORTED",
-    }
-}
 
 /// A record checked for storing: its text, and the audit row's summary of it.
 pub(crate) struct Checked {
@@ -50,7 +39,7 @@ pub(crate) fn check_record(sn: &str, record: &TestRecord) -> Result<Checked> {
     let text = serde_json::to_string(record)
         .map_err(|e| RegistryError::Invalid(format!("test record: {e}")))?;
     let summary = json!({
-        "outcome": outcome_text(record.outcome),
+        "outcome": record.outcome.as_str(),
         "station": record.station_id,
         "attempt": record.metadata.attempt,
         "start_time_millis": record.start_time_millis,
@@ -91,7 +80,7 @@ impl Registry {
                     sn,
                     record.station_id,
                     record.start_time_millis,
-                    outcome_text(record.outcome),
+                    record.outcome.as_str(),
                     record.marginal,
                     received_at,
                     text

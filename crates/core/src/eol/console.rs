@@ -4,7 +4,7 @@
 //! it. The same lines as the firmware core's factory-test module (firmware/lib/vesper_core),
 //! read here from lines [`crate::device::ConsoleLines`] has already split and bounded.
 
-use super::plan::MAX_NAME;
+use super::plan::is_name;
 use super::validators::MeasuredValue;
 
 /// A factory-mode console line.
@@ -20,14 +20,6 @@ pub enum FactoryLine {
 }
 
 const PREFIX: &str = "vesper: ";
-
-fn is_name(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= MAX_NAME
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
 
 /// A factory-mode line, or `None` for any other line (the boot line, a log message, noise).
 pub fn read(line: &str) -> Option<FactoryLine> {

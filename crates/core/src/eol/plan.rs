@@ -167,13 +167,18 @@ impl TestPlan {
     }
 }
 
-fn check_name(name: &str, at: &str) -> Result<(), PlanError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
+/// A phase or measurement name: 1 to [`MAX_NAME`] of A-Z a-z 0-9 _ - . (plans and the board's
+/// console lines alike).
+pub fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_NAME
+        && text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn check_name(name: &str, at: &str) -> Result<(), PlanError> {
+    if is_name(name) {
         Ok(())
     } else {
         Err(error(

@@ -23,6 +23,19 @@ pub enum TestOutcome {
     Aborted,
 }
 
+impl TestOutcome {
+    /// OpenHTF's name of the outcome, as records and reports write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestOutcome::Pass => "PASS",
+            TestOutcome::Fail => "FAIL",
+            TestOutcome::Error => "ERROR",
+            TestOutcome::Timeout => "TIMEOUT",
+            TestOutcome::Aborted => "ABORTED",
+        }
+    }
+}
+
 /// How a phase ended (OpenHTF's `PhaseOutcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -109,6 +122,14 @@ pub struct MeasurementRecord {
 }
 
 impl MeasurementRecord {
+    /// The measured value as text (a string as it is, a number as JSON writes it).
+    pub fn value_text(&self) -> Option<String> {
+        self.measured_value.as_ref().map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
     /// A measurement judged against its validator (`UNSET` when the board never reported it).
     pub fn judged(spec: &MeasurementSpec, value: Option<&MeasuredValue>) -> MeasurementRecord {
         let (outcome, marginal) = match value {
@@ -336,6 +357,14 @@ measurements = [{ name = "rssi", units = "dBm", in_range = { min = -80, max = -2
             MeasurementOutcome::Skipped
         );
         assert_eq!(test_outcome(&[pass, skipped], false), TestOutcome::Pass);
+    }
+
+    #[test]
+    fn outcome_names_are_the_serialized_ones() {
+        use TestOutcome::*;
+        for outcome in [Pass, Fail, Error, Timeout, Aborted] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+        }
     }
 
     #[test]

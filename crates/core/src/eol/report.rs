@@ -81,13 +81,6 @@ pub struct NumericMeasurement {
     pub values: Vec<f64>,
 }
 
-fn outcome_name(outcome: TestOutcome) -> String {
-    serde_json::to_value(outcome)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Summarizes a batch's records (oldest first: a unit's first record is its first test).
 pub fn summarize(batch: &str, records: &[TestRecord]) -> BatchReport {
     let mut by_unit: HashMap<&str, Vec<&TestRecord>> = HashMap::new();
@@ -96,7 +89,9 @@ pub fn summarize(batch: &str, records: &[TestRecord]) -> BatchReport {
     let mut numeric: Vec<NumericMeasurement> = Vec::new();
     for record in records {
         by_unit.entry(&record.dut_id).or_default().push(record);
-        *outcomes.entry(outcome_name(record.outcome)).or_default() += 1;
+        *outcomes
+            .entry(record.outcome.as_str().to_owned())
+            .or_default() += 1;
         for phase in &record.phases {
             for m in phase.measurements.values() {
                 if m.outcome == MeasurementOutcome::Fail {
@@ -195,13 +190,7 @@ fn failure_message(phase: &super::record::PhaseRecord) -> String {
             )
         })
         .map(|m| {
-            let value = m
-                .measured_value
-                .as_ref()
-                .map_or("not reported".to_owned(), |v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                });
+            let value = m.value_text().unwrap_or_else(|| "not reported".to_owned());
             let units = m
                 .units
                 .as_deref()
@@ -262,13 +251,13 @@ pub fn junit(batch: &str, records: &[TestRecord]) -> String {
                 }
                 PhaseOutcome::Error => {
                     errors += 1;
-                    let kind = outcome_name(record.outcome);
+                    let kind = record.outcome.as_str();
                     let message = format!("{} ended with {kind}", phase.name);
                     let _ = write!(
                         cases,
                         ">\n      <error message=\"{}\" type=\"{}\"/>\n    </testcase>\n",
                         xml(&message),
-                        xml(&kind)
+                        xml(kind)
                     );
                 }
             }

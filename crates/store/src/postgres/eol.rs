@@ -3,7 +3,7 @@
 
 use vesper_core::eol::record::{StoredTest, TestRecord};
 
-use super::super::eol::{BATCH_RECORDS, Checked, check_record, outcome_text, stored};
+use super::super::eol::{BATCH_RECORDS, Checked, check_record, stored};
 use super::super::{RegistryError, Result, now};
 use super::PgStore;
 use super::registry::{append, load};
@@ -29,7 +29,7 @@ impl PgStore {
                     &sn,
                     &record.station_id,
                     &record.start_time_millis,
-                    &outcome_text(record.outcome),
+                    &record.outcome.as_str(),
                     &i32::from(record.marginal),
                     &now(),
                     &text,
